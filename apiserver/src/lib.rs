@@ -1,1 +1,15 @@
+//! The serving side of metrics-registry: the [`rules::RuleTable`] it serves, the HTTP
+//! API of custom.metrics.k8s.io and external.metrics.k8s.io, and the Prometheus client.
+//! Nothing here knows about custom resources; the operator compiles those into a table.
 
+pub mod api;
+pub mod error;
+pub mod external;
+pub mod objects;
+pub mod prometheus;
+pub mod quantity;
+pub mod render;
+pub mod rules;
+pub mod selector;
+pub mod server;
+pub mod wire;

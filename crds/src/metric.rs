@@ -39,7 +39,7 @@ pub struct MetricSpec {
 macro_rules! metric_kind {
     (
         $(#[$doc:meta])*
-        $spec:ident => $kind:tt, $short:tt, $($scope:ident)?
+        $spec:ident => $kind:tt, $short:tt, $summary:tt, $($scope:ident)?
     ) => {
         $(#[$doc])*
         #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -47,6 +47,7 @@ macro_rules! metric_kind {
             group = "metrics-registry.io",
             version = "v1beta1",
             kind = $kind,
+            doc = $summary,
             $($scope,)?
             status = "MetricStatus",
             shortname = $short,
@@ -98,53 +99,53 @@ macro_rules! metric_kind {
 
 metric_kind!(
     /// A metric of Pods in the definition's namespace.
-    PodMetricSpec => "PodMetric", "pm", namespaced
+    PodMetricSpec => "PodMetric", "pm", "A metric of Pods in the definition's namespace.", namespaced
 );
 metric_kind!(
     /// A metric of Pods in every namespace (overridable per namespace by a PodMetric).
-    ClusterPodMetricSpec => "ClusterPodMetric", "cpm",
+    ClusterPodMetricSpec => "ClusterPodMetric", "cpm", "A metric of Pods in every namespace (overridable per namespace by a PodMetric).",
 );
 metric_kind!(
     /// A metric of Services in the definition's namespace.
-    ServiceMetricSpec => "ServiceMetric", "svcm", namespaced
+    ServiceMetricSpec => "ServiceMetric", "svcm", "A metric of Services in the definition's namespace.", namespaced
 );
 metric_kind!(
     /// A metric of Services in every namespace (overridable per namespace by a ServiceMetric).
-    ClusterServiceMetricSpec => "ClusterServiceMetric", "csvcm",
+    ClusterServiceMetricSpec => "ClusterServiceMetric", "csvcm", "A metric of Services in every namespace (overridable per namespace by a ServiceMetric).",
 );
 metric_kind!(
     /// A metric of Ingresses in the definition's namespace.
-    IngressMetricSpec => "IngressMetric", "ingm", namespaced
+    IngressMetricSpec => "IngressMetric", "ingm", "A metric of Ingresses in the definition's namespace.", namespaced
 );
 metric_kind!(
     /// A metric of Ingresses in every namespace (overridable per namespace by an IngressMetric).
-    ClusterIngressMetricSpec => "ClusterIngressMetric", "cingm",
+    ClusterIngressMetricSpec => "ClusterIngressMetric", "cingm", "A metric of Ingresses in every namespace (overridable per namespace by an IngressMetric).",
 );
 metric_kind!(
     /// A metric of Deployments in the definition's namespace.
-    DeploymentMetricSpec => "DeploymentMetric", "deploym", namespaced
+    DeploymentMetricSpec => "DeploymentMetric", "deploym", "A metric of Deployments in the definition's namespace.", namespaced
 );
 metric_kind!(
     /// A metric of Deployments in every namespace (overridable per namespace by a DeploymentMetric).
-    ClusterDeploymentMetricSpec => "ClusterDeploymentMetric", "cdeploym",
+    ClusterDeploymentMetricSpec => "ClusterDeploymentMetric", "cdeploym", "A metric of Deployments in every namespace (overridable per namespace by a DeploymentMetric).",
 );
 metric_kind!(
     /// A metric of StatefulSets in the definition's namespace.
-    StatefulSetMetricSpec => "StatefulSetMetric", "stsm", namespaced
+    StatefulSetMetricSpec => "StatefulSetMetric", "stsm", "A metric of StatefulSets in the definition's namespace.", namespaced
 );
 metric_kind!(
     /// A metric of StatefulSets in every namespace (overridable per namespace by a StatefulSetMetric).
-    ClusterStatefulSetMetricSpec => "ClusterStatefulSetMetric", "cstsm",
+    ClusterStatefulSetMetricSpec => "ClusterStatefulSetMetric", "cstsm", "A metric of StatefulSets in every namespace (overridable per namespace by a StatefulSetMetric).",
 );
 metric_kind!(
     /// A metric of DaemonSets in the definition's namespace.
-    DaemonSetMetricSpec => "DaemonSetMetric", "dsm", namespaced
+    DaemonSetMetricSpec => "DaemonSetMetric", "dsm", "A metric of DaemonSets in the definition's namespace.", namespaced
 );
 metric_kind!(
     /// A metric of DaemonSets in every namespace (overridable per namespace by a DaemonSetMetric).
-    ClusterDaemonSetMetricSpec => "ClusterDaemonSetMetric", "cdsm",
+    ClusterDaemonSetMetricSpec => "ClusterDaemonSetMetric", "cdsm", "A metric of DaemonSets in every namespace (overridable per namespace by a DaemonSetMetric).",
 );
 metric_kind!(
     /// A metric of the Namespace the definition lives in (`namespaces/{ns}/metrics/{metric}`).
-    NamespaceMetricSpec => "NamespaceMetric", "nsm", namespaced
+    NamespaceMetricSpec => "NamespaceMetric", "nsm", "A metric of the Namespace the definition lives in (`namespaces/{ns}/metrics/{metric}`).", namespaced
 );

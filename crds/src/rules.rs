@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
     group = "metrics-registry.io",
     version = "v1beta1",
     kind = "CustomPrometheusRules",
+    doc = "Prometheus recording and alerting rules; `kube_adapter_metric_<name>` records become external metrics.",
     plural = "customprometheusrules",
     status = "RulesStatus",
     shortname = "cpr",

@@ -1,1 +1,16 @@
+//! metrics-registry: turns metric definitions (custom resources or manifest files)
+//! into the rule table the API server serves, and wires the binary together.
 
+pub mod args;
+pub mod check;
+pub mod compiler;
+pub mod crdgen;
+pub mod definitions;
+pub mod manifests;
+pub mod reload;
+pub mod run;
+
+/// The one rustls crypto provider of the whole binary (ring); tests call it too.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,1 +1,65 @@
-fn main() {}
+use anyhow::Context;
+use clap::Parser;
+use metrics_registry::args::{Cli, Command, LogFormat};
+use metrics_registry::compiler::CompileOptions;
+use metrics_registry::{check, crdgen, install_crypto_provider, run};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log.log_level, cli.log.log_format);
+    install_crypto_provider();
+    match execute(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(run::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crds(args) => {
+            match args.output_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    for (name, yaml) in crdgen::crd_files() {
+                        let path = dir.join(name);
+                        std::fs::write(&path, yaml).with_context(|| format!("cannot write {}", path.display()))?;
+                    }
+                }
+                None => print!("{}", crdgen::crds_yaml()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => {
+            let options = CompileOptions { namespace_isolation: !args.disable_namespace_isolation };
+            let report = check::check(&args.files, options);
+            for problem in &report.problems {
+                println!("{problem}");
+            }
+            if report.problems.is_empty() {
+                println!("{} definitions OK", report.definitions);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}

@@ -1,1 +1,20 @@
+//! Test harness: a real Prometheus scraping exporters the tests control, and helpers to
+//! run metrics-registry against it.
 
+pub mod exporter;
+pub mod fixtures;
+pub mod ports;
+pub mod prometheus;
+pub mod registry;
+
+/// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
+pub fn init_test_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+pub mod stack;

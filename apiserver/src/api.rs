@@ -1,0 +1,468 @@
+//! HTTP handlers of custom.metrics.k8s.io and external.metrics.k8s.io.
+
+use crate::error::ApiError;
+use crate::external::{EXTERNAL_PREFIX, ExternalCatalog, is_valid_external_name};
+use crate::objects::{ObjectIndex, ObjectIndexError};
+use crate::prometheus::{PrometheusClient, Sample};
+use crate::quantity::milli_quantity;
+use crate::render::{ObjectSelection, RenderRequest, render_query};
+use crate::rules::{MetricRule, ObjectKind, RuleTable, SharedRuleTable};
+use crate::selector::LabelSelector;
+use crate::wire::{
+    self, ApiResource, CustomVersion, DescribedObject, ExternalMetricValue, MetricValue,
+};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Above this many objects a wildcard request matches the namespace and filters locally
+/// instead of sending one long regex.
+pub const MAX_REGEX_OBJECTS: usize = 100;
+
+/// Becomes true once the first full set of definitions is served.
+#[derive(Clone, Debug, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub rules: SharedRuleTable,
+    pub prometheus: PrometheusClient,
+    pub objects: Arc<dyn ObjectIndex>,
+    pub external: Arc<ExternalCatalog>,
+    pub readiness: Readiness,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricParams {
+    #[serde(default)]
+    label_selector: Option<String>,
+    #[serde(default)]
+    metric_label_selector: Option<String>,
+}
+
+type ApiResult = Result<Json<serde_json::Value>, ApiError>;
+
+fn not_found_path(path: &str) -> ApiError {
+    ApiError::not_found(format!("the server could not find the requested resource ({path})"))
+}
+
+pub async fn custom_discovery(State(state): State<ApiState>, Path(version): Path<String>) -> ApiResult {
+    let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
+    let table = state.rules.load();
+    let resources: Vec<ApiResource> = table
+        .discovery()
+        .map(|(kind, metric)| ApiResource {
+            name: format!("{}/{}", kind.resource(), metric),
+            singular_name: "",
+            namespaced: kind.is_namespaced(),
+            kind: "MetricValueList",
+            verbs: ["get"],
+        })
+        .collect();
+    Ok(Json(wire::api_resource_list(version.group_version(), &resources)))
+}
+
+pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult {
+    let table = state.rules.load();
+    let mut names: Vec<String> = state.external.names().iter().cloned().collect();
+    names.extend(table.external_metrics().iter().cloned());
+    names.sort();
+    names.dedup();
+    let resources: Vec<ApiResource> = names
+        .into_iter()
+        .map(|name| ApiResource {
+            name,
+            singular_name: "",
+            namespaced: true,
+            kind: "ExternalMetricValueList",
+            verbs: ["get"],
+        })
+        .collect();
+    Ok(Json(wire::api_resource_list("external.metrics.k8s.io/v1beta1", &resources)))
+}
+
+/// What a custom metrics URL asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    /// `namespaces/{ns}/{resource}/{name|*}/{metric}`
+    Namespaced { kind: ObjectKind, namespace: &'a str, name: &'a str, metric: &'a str },
+    /// `namespaces/{ns}/metrics/{metric}` and `namespaces/{ns|*}/{metric}`
+    NamespaceObject { namespace: &'a str, metric: &'a str },
+}
+
+fn parse_custom_path(path: &str) -> Result<Target<'_>, ApiError> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(not_found_path(path));
+    }
+    let resource = |segment: &str| {
+        ObjectKind::from_resource(segment).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "the server has no metrics for resource {segment:?}; known resources are {}",
+                ObjectKind::ALL.map(|k| k.resource()).join(", ")
+            ))
+        })
+    };
+    match segments.as_slice() {
+        ["namespaces", namespace, "metrics", metric] => {
+            Ok(Target::NamespaceObject { namespace, metric })
+        }
+        ["namespaces", namespace, resource_segment, name, metric] => match resource(resource_segment)? {
+            ObjectKind::Namespace => Err(not_found_path(path)),
+            kind => Ok(Target::Namespaced { kind, namespace, name, metric }),
+        },
+        [resource_segment, name, metric] => match resource(resource_segment)? {
+            ObjectKind::Namespace => Ok(Target::NamespaceObject { namespace: name, metric }),
+            kind => Err(ApiError::not_found(format!(
+                "{} are namespaced: ask for /namespaces/{{namespace}}/{}/{name}/{metric}",
+                kind.resource(),
+                kind.resource()
+            ))),
+        },
+        _ => Err(not_found_path(path)),
+    }
+}
+
+pub async fn custom_metric(
+    State(state): State<ApiState>,
+    Path((version, path)): Path<(String, String)>,
+    Query(params): Query<MetricParams>,
+) -> ApiResult {
+    let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
+    let target = parse_custom_path(&path)?;
+    let metric_selector = parse_selector("metricLabelSelector", params.metric_label_selector.as_deref())?;
+    let object_selector = parse_selector("labelSelector", params.label_selector.as_deref())?;
+    let table = state.rules.load_full();
+    let items = match target {
+        Target::Namespaced { kind, namespace, name, metric } => {
+            let rule = lookup(&table, kind, metric, namespace)?;
+            let names = if name == "*" {
+                select_objects(&state, kind, Some(namespace), &object_selector)?
+            } else {
+                Some(vec![name.to_string()])
+            };
+            values_for(&state, rule, namespace, names, &metric_selector).await?
+        }
+        Target::NamespaceObject { namespace: "*", metric } => {
+            let mut namespaces = table.namespaces_defining(ObjectKind::Namespace, metric);
+            if namespaces.is_empty() {
+                return Err(unknown_metric(&table, ObjectKind::Namespace, metric, None));
+            }
+            if !object_selector.is_empty() {
+                let selected: HashSet<String> =
+                    select_objects(&state, ObjectKind::Namespace, None, &object_selector)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect();
+                namespaces.retain(|ns| selected.contains(ns));
+            }
+            let mut items = Vec::new();
+            for namespace in &namespaces {
+                let rule = lookup(&table, ObjectKind::Namespace, metric, namespace)?;
+                let names = Some(vec![namespace.clone()]);
+                match values_for(&state, rule, namespace, names, &metric_selector).await {
+                    Ok(values) => items.extend(values),
+                    Err(error) if error.code == 404 => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            items
+        }
+        Target::NamespaceObject { namespace, metric } => {
+            let rule = lookup(&table, ObjectKind::Namespace, metric, namespace)?;
+            values_for(&state, rule, namespace, Some(vec![namespace.to_string()]), &metric_selector)
+                .await?
+        }
+    };
+    Ok(Json(wire::metric_value_list(version, &items)))
+}
+
+fn parse_selector(parameter: &str, value: Option<&str>) -> Result<LabelSelector, ApiError> {
+    LabelSelector::parse(value.unwrap_or(""))
+        .map_err(|error| ApiError::bad_request(format!("invalid {parameter} {:?}: {error}", value.unwrap_or(""))))
+}
+
+fn lookup<'t>(
+    table: &'t RuleTable,
+    kind: ObjectKind,
+    metric: &str,
+    namespace: &str,
+) -> Result<&'t Arc<MetricRule>, ApiError> {
+    table
+        .lookup(kind, metric, namespace)
+        .ok_or_else(|| unknown_metric(table, kind, metric, Some(namespace)))
+}
+
+fn unknown_metric(table: &RuleTable, kind: ObjectKind, metric: &str, namespace: Option<&str>) -> ApiError {
+    let elsewhere = table.namespaces_defining(kind, metric);
+    let hint = match (elsewhere.is_empty(), namespace) {
+        (false, Some(namespace)) => format!(
+            "; it is defined only in namespace(s) {} and not in {namespace}",
+            elsewhere.join(", ")
+        ),
+        _ => String::new(),
+    };
+    ApiError::not_found(format!(
+        "the server could not find the metric {metric} for {}{hint}",
+        kind.resource()
+    ))
+}
+
+/// `None` means every object that has the label.
+fn select_objects(
+    state: &ApiState,
+    kind: ObjectKind,
+    namespace: Option<&str>,
+    selector: &LabelSelector,
+) -> Result<Option<Vec<String>>, ApiError> {
+    if selector.is_empty() {
+        return Ok(None);
+    }
+    match state.objects.select(kind, namespace, selector) {
+        Ok(names) if names.is_empty() => Err(ApiError::not_found(format!(
+            "no {} {}match labelSelector {:?}",
+            kind.resource(),
+            namespace.map(|ns| format!("in namespace {ns} ")).unwrap_or_default(),
+            selector.to_string()
+        ))),
+        Ok(names) => Ok(Some(names)),
+        Err(ObjectIndexError::NoCluster(message)) => Err(ApiError::not_implemented(message)),
+        Err(ObjectIndexError::NotReady(message)) => Err(ApiError::unavailable(message)),
+    }
+}
+
+/// Matchers from `metricLabelSelector`, refusing labels that would widen the request
+/// beyond its namespace or object.
+fn metric_matchers(rule: &MetricRule, selector: &LabelSelector) -> Result<Vec<String>, ApiError> {
+    for key in selector.keys() {
+        if key == rule.namespace_label || key == rule.object_label || key == "namespace" {
+            return Err(ApiError::bad_request(format!(
+                "metricLabelSelector may not select on {key:?}: the namespace and the object are given by the request path"
+            )));
+        }
+    }
+    selector
+        .to_promql_matchers()
+        .map_err(|error| ApiError::bad_request(format!("invalid metricLabelSelector: {error}")))
+}
+
+async fn values_for(
+    state: &ApiState,
+    rule: &MetricRule,
+    namespace: &str,
+    names: Option<Vec<String>>,
+    metric_selector: &LabelSelector,
+) -> Result<Vec<MetricValue>, ApiError> {
+    let matchers = metric_matchers(rule, metric_selector)?;
+    let objects = match &names {
+        Some(names) if names.len() == 1 => ObjectSelection::One(&names[0]),
+        Some(names) if names.len() <= MAX_REGEX_OBJECTS => ObjectSelection::Many(names),
+        _ => ObjectSelection::All,
+    };
+    let single = matches!(objects, ObjectSelection::One(_)) && names.is_some();
+    let query = render_query(rule, &RenderRequest { namespace, objects, metric_matchers: &matchers });
+    let started = Instant::now();
+    let samples = state.prometheus.query(&query).await.map_err(|error| {
+        tracing::warn!(%error, source = %rule.source, query = %query, "Prometheus query failed");
+        ApiError::from(error)
+    })?;
+    tracing::debug!(source = %rule.source, query = %query, series = samples.len(), elapsed_ms = started.elapsed().as_millis() as u64, "queried");
+
+    let selector_json = (!metric_selector.is_empty()).then(|| metric_selector.to_label_selector_json());
+    let make = |name: &str, sample: &Sample| -> Result<MetricValue, String> {
+        let value = milli_quantity(&sample.value).map_err(|error| error.to_string())?;
+        Ok(MetricValue {
+            described_object: DescribedObject {
+                kind: rule.object.kind(),
+                namespace: rule.object.is_namespaced().then(|| namespace.to_string()),
+                name: name.to_string(),
+                api_version: rule.object.api_version(),
+            },
+            metric: rule.metric.clone(),
+            selector: selector_json.clone(),
+            timestamp: wire::timestamp(sample.timestamp),
+            window_seconds: rule.window_seconds,
+            value,
+        })
+    };
+
+    if single {
+        let name = names.as_ref().map(|n| n[0].as_str()).unwrap_or_default();
+        let sample = pick_sample(&samples, &rule.object_label, name, &query)?;
+        let value = make(name, sample).map_err(|problem| {
+            ApiError::not_found(format!(
+                "the metric {} for {} {namespace}/{name} has no usable value: {problem} (query: {query})",
+                rule.metric,
+                rule.object.resource()
+            ))
+        })?;
+        return Ok(vec![value]);
+    }
+
+    let wanted: Option<HashSet<&str>> = names.as_ref().map(|n| n.iter().map(String::as_str).collect());
+    let mut items = Vec::new();
+    let mut seen = HashSet::new();
+    for sample in &samples {
+        let Some(name) = sample.labels.get(&rule.object_label) else { continue };
+        if wanted.as_ref().is_some_and(|w| !w.contains(name.as_str())) || !seen.insert(name.clone()) {
+            continue;
+        }
+        match make(name, sample) {
+            Ok(item) => items.push(item),
+            Err(problem) => tracing::warn!(object = %name, metric = %rule.metric, %problem, "skipping value"),
+        }
+    }
+    if items.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "the metric {} for {} in namespace {namespace} has no values: Prometheus returned {} series with a {} label for query {query}",
+            rule.metric,
+            rule.object.resource(),
+            samples.len(),
+            rule.object_label
+        )));
+    }
+    Ok(items)
+}
+
+fn pick_sample<'s>(samples: &'s [Sample], label: &str, name: &str, query: &str) -> Result<&'s Sample, ApiError> {
+    if let Some(sample) = samples.iter().find(|s| s.labels.get(label).map(String::as_str) == Some(name)) {
+        return Ok(sample);
+    }
+    // A query without `by (<<.GroupBy>>)` returns one unlabelled series; it can only be this object's.
+    if let [sample] = samples
+        && !sample.labels.contains_key(label)
+    {
+        return Ok(sample);
+    }
+    Err(ApiError::not_found(if samples.is_empty() {
+        format!("Prometheus returned no data for {label}={name:?} (query: {query})")
+    } else {
+        format!(
+            "Prometheus returned {} series but none with {label}={name:?}; group the query by (<<.GroupBy>>) (query: {query})",
+            samples.len()
+        )
+    }))
+}
+
+pub async fn external_metric(
+    State(state): State<ApiState>,
+    Path(path): Path<String>,
+    Query(params): Query<MetricParams>,
+) -> ApiResult {
+    let segments: Vec<&str> = path.split('/').collect();
+    let ["namespaces", namespace, metric] = segments.as_slice() else {
+        return Err(not_found_path(&path));
+    };
+    if namespace.is_empty() || !is_valid_external_name(metric) {
+        return Err(ApiError::not_found(format!(
+            "the server could not find the external metric {metric:?}: names must be valid Prometheus metric names after the {EXTERNAL_PREFIX} prefix"
+        )));
+    }
+    let selector = parse_selector("labelSelector", params.label_selector.as_deref())?;
+    let matchers = selector
+        .to_promql_matchers()
+        .map_err(|error| ApiError::bad_request(format!("invalid labelSelector: {error}")))?;
+    let query = if matchers.is_empty() {
+        format!("{EXTERNAL_PREFIX}{metric}")
+    } else {
+        format!("{EXTERNAL_PREFIX}{metric}{{{}}}", matchers.join(","))
+    };
+    let samples = state.prometheus.query(&query).await.map_err(|error| {
+        tracing::warn!(%error, query = %query, "Prometheus query failed");
+        ApiError::from(error)
+    })?;
+    let mut items = Vec::with_capacity(samples.len());
+    for sample in &samples {
+        match milli_quantity(&sample.value) {
+            Ok(value) => {
+                let mut labels = sample.labels.clone();
+                labels.remove("__name__");
+                items.push(ExternalMetricValue {
+                    metric_name: metric.to_string(),
+                    metric_labels: labels,
+                    timestamp: wire::timestamp(sample.timestamp),
+                    value,
+                });
+            }
+            Err(problem) => {
+                tracing::warn!(metric = %metric, labels = ?sample.labels, %problem, "skipping external value")
+            }
+        }
+    }
+    if samples.is_empty() {
+        let known = state.external.contains(metric) || state.rules.load().external_metrics().contains(*metric);
+        if !known {
+            return Err(ApiError::not_found(format!(
+                "the server could not find the external metric {metric}: Prometheus has no series {EXTERNAL_PREFIX}{metric}"
+            )));
+        }
+    } else {
+        state.external.note(metric);
+    }
+    Ok(Json(wire::external_metric_value_list(&items)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_targets() {
+        assert_eq!(
+            parse_custom_path("namespaces/default/services/echo/latency").unwrap(),
+            Target::Namespaced { kind: ObjectKind::Service, namespace: "default", name: "echo", metric: "latency" }
+        );
+        assert_eq!(
+            parse_custom_path("namespaces/a/deployments.apps/*/m").unwrap(),
+            Target::Namespaced { kind: ObjectKind::Deployment, namespace: "a", name: "*", metric: "m" }
+        );
+        assert_eq!(
+            parse_custom_path("namespaces/a/metrics/m").unwrap(),
+            Target::NamespaceObject { namespace: "a", metric: "m" }
+        );
+        assert_eq!(
+            parse_custom_path("namespaces/a/m").unwrap(),
+            Target::NamespaceObject { namespace: "a", metric: "m" }
+        );
+        assert_eq!(parse_custom_path("pods/x/m").unwrap_err().code, 404);
+        assert_eq!(parse_custom_path("namespaces/a/pods/b").unwrap_err().code, 404);
+        assert_eq!(parse_custom_path("namespaces/a/jobs.batch/b/m").unwrap_err().code, 404);
+        assert_eq!(parse_custom_path("namespaces//pods/b/m").unwrap_err().code, 404);
+        assert_eq!(parse_custom_path("blah").unwrap_err().code, 404);
+    }
+
+    fn sample(labels: &[(&str, &str)], value: &str) -> Sample {
+        Sample {
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            timestamp: 1.0,
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn single_object_sample_is_found_by_label_or_alone() {
+        let samples = vec![sample(&[("service", "a")], "1"), sample(&[("service", "b")], "2")];
+        assert_eq!(pick_sample(&samples, "service", "b", "q").unwrap().value, "2");
+        let err = pick_sample(&samples, "service", "c", "q").unwrap_err();
+        assert_eq!(err.code, 404);
+        assert!(err.message.contains("2 series"), "{}", err.message);
+        let unlabelled = vec![sample(&[], "5")];
+        assert_eq!(pick_sample(&unlabelled, "service", "c", "q").unwrap().value, "5");
+        assert!(pick_sample(&[], "service", "c", "q").unwrap_err().message.contains("no data"));
+    }
+}

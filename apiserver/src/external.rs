@@ -1,0 +1,106 @@
+//! Which external metrics exist: the `kube_adapter_metric_<name>` series Prometheus has,
+//! found through its label-values API and refreshed in the background, so discovery
+//! never waits on Prometheus.
+
+use crate::prometheus::{PrometheusClient, PrometheusError};
+use arc_swap::ArcSwap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Series prefix that makes a Prometheus series an external metric.
+pub const EXTERNAL_PREFIX: &str = "kube_adapter_metric_";
+
+/// Whether `name` can follow the prefix and still be a valid Prometheus metric name.
+pub fn is_valid_external_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+#[derive(Debug, Default)]
+pub struct ExternalCatalog {
+    names: ArcSwap<BTreeSet<String>>,
+}
+
+impl ExternalCatalog {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Names seen in Prometheus at the last refresh (plus ones answered since).
+    pub fn names(&self) -> Arc<BTreeSet<String>> {
+        self.names.load_full()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.load().contains(name)
+    }
+
+    /// Records a name that answered with data before the next refresh found it.
+    pub fn note(&self, name: &str) {
+        if !self.contains(name) {
+            self.names.rcu(|names| {
+                let mut names = BTreeSet::clone(names);
+                names.insert(name.to_string());
+                names
+            });
+        }
+    }
+
+    /// Asks Prometheus for every `kube_adapter_metric_*` series name.
+    pub async fn refresh(&self, prometheus: &PrometheusClient) -> Result<usize, PrometheusError> {
+        let matcher = format!("{{__name__=~\"{EXTERNAL_PREFIX}.+\"}}");
+        let values = prometheus.label_values("__name__", &[matcher.as_str()]).await?;
+        let names: BTreeSet<String> = values
+            .iter()
+            .filter_map(|series| series.strip_prefix(EXTERNAL_PREFIX))
+            .filter(|name| is_valid_external_name(name))
+            .map(str::to_string)
+            .collect();
+        let count = names.len();
+        self.names.store(Arc::new(names));
+        Ok(count)
+    }
+
+    /// Refreshes every `interval` until the task is dropped; failures keep the last list.
+    pub fn spawn_refresher(
+        self: Arc<Self>,
+        prometheus: PrometheusClient,
+        interval: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                match self.refresh(&prometheus).await {
+                    Ok(count) => tracing::debug!(count, "external metrics refreshed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not refresh external metrics; keeping the last list")
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_stay_valid_metric_names() {
+        assert!(is_valid_external_name("sqs_messages_visible"));
+        assert!(is_valid_external_name("a:b_1"));
+        assert!(!is_valid_external_name(""));
+        assert!(!is_valid_external_name("queue-depth"));
+        assert!(!is_valid_external_name("x{a=\"b\"}"));
+    }
+
+    #[test]
+    fn noted_names_are_kept() {
+        let catalog = ExternalCatalog::new();
+        catalog.note("queue");
+        catalog.note("queue");
+        assert_eq!(catalog.names().len(), 1);
+        assert!(catalog.contains("queue"));
+    }
+}

@@ -1,0 +1,46 @@
+//! How wildcard requests learn which objects a `labelSelector` names. The apiserver
+//! only sees this trait; the operator implements it from its watch caches.
+
+use crate::rules::ObjectKind;
+use crate::selector::LabelSelector;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectIndexError {
+    /// No cluster to ask (standalone mode).
+    #[error("{0}")]
+    NoCluster(String),
+    /// The cache for this kind is not synced yet.
+    #[error("{0}")]
+    NotReady(String),
+}
+
+/// Resolves object label selectors from memory; never a live LIST per request.
+pub trait ObjectIndex: Send + Sync + 'static {
+    /// Names of the `kind` objects in `namespace` (all namespaces for cluster-scoped kinds)
+    /// whose labels match `selector`.
+    fn select(
+        &self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<String>, ObjectIndexError>;
+}
+
+/// Standalone mode: there are no objects to select from.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCluster;
+
+impl ObjectIndex for NoCluster {
+    fn select(
+        &self,
+        kind: ObjectKind,
+        _namespace: Option<&str>,
+        _selector: &LabelSelector,
+    ) -> Result<Vec<String>, ObjectIndexError> {
+        Err(ObjectIndexError::NoCluster(format!(
+            "a labelSelector on {} needs a Kubernetes cluster to resolve objects, and this server \
+             runs without one (--manifests); ask for a named object, or for * without labelSelector",
+            kind.resource()
+        )))
+    }
+}

@@ -1,0 +1,354 @@
+//! The rule table: what the API serves, compiled from definitions elsewhere.
+//!
+//! The table is immutable once built and published whole through [`SharedRuleTable`]
+//! (an `ArcSwap`), so request handlers read it without locks and never see a
+//! half-applied change.
+
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The kinds of Kubernetes objects metrics can describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    Pod,
+    Service,
+    Ingress,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Namespace,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 7] = [
+        ObjectKind::Pod,
+        ObjectKind::Service,
+        ObjectKind::Ingress,
+        ObjectKind::Deployment,
+        ObjectKind::StatefulSet,
+        ObjectKind::DaemonSet,
+        ObjectKind::Namespace,
+    ];
+
+    /// `GroupResource.String()` as clients put it in URLs.
+    pub fn resource(self) -> &'static str {
+        match self {
+            ObjectKind::Pod => "pods",
+            ObjectKind::Service => "services",
+            ObjectKind::Ingress => "ingresses.networking.k8s.io",
+            ObjectKind::Deployment => "deployments.apps",
+            ObjectKind::StatefulSet => "statefulsets.apps",
+            ObjectKind::DaemonSet => "daemonsets.apps",
+            ObjectKind::Namespace => "namespaces",
+        }
+    }
+
+    /// Resolves a URL resource segment. Besides the canonical `plural.group` form,
+    /// the bare plural, the singular and the Kind are accepted, as kubectl users type them.
+    pub fn from_resource(segment: &str) -> Option<ObjectKind> {
+        let lower = segment.to_ascii_lowercase();
+        ObjectKind::ALL.into_iter().find(|kind| {
+            let canonical = kind.resource();
+            let plural = canonical.split('.').next().unwrap_or(canonical);
+            lower == canonical || lower == plural || lower == kind.default_label()
+        })
+    }
+
+    /// Series label that holds the object's name unless a definition says otherwise.
+    pub fn default_label(self) -> &'static str {
+        match self {
+            ObjectKind::Pod => "pod",
+            ObjectKind::Service => "service",
+            ObjectKind::Ingress => "ingress",
+            ObjectKind::Deployment => "deployment",
+            ObjectKind::StatefulSet => "statefulset",
+            ObjectKind::DaemonSet => "daemonset",
+            ObjectKind::Namespace => "namespace",
+        }
+    }
+
+    /// The object's `kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ObjectKind::Pod => "Pod",
+            ObjectKind::Service => "Service",
+            ObjectKind::Ingress => "Ingress",
+            ObjectKind::Deployment => "Deployment",
+            ObjectKind::StatefulSet => "StatefulSet",
+            ObjectKind::DaemonSet => "DaemonSet",
+            ObjectKind::Namespace => "Namespace",
+        }
+    }
+
+    /// The object's `apiVersion`.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            ObjectKind::Pod | ObjectKind::Service | ObjectKind::Namespace => "v1",
+            ObjectKind::Ingress => "networking.k8s.io/v1",
+            ObjectKind::Deployment | ObjectKind::StatefulSet | ObjectKind::DaemonSet => "apps/v1",
+        }
+    }
+
+    /// Namespaces are the only cluster-scoped objects here.
+    pub fn is_namespaced(self) -> bool {
+        self != ObjectKind::Namespace
+    }
+}
+
+/// One piece of a query template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    LabelMatchers,
+    GroupBy,
+}
+
+/// A PromQL template split at its placeholders, so rendering is concatenation and
+/// nothing from a request is ever parsed as template syntax.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct QueryTemplate {
+    segments: Vec<Segment>,
+}
+
+impl QueryTemplate {
+    pub fn new(segments: Vec<Segment>) -> Self {
+        QueryTemplate { segments }
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Substitutes already-escaped matchers and group-by labels.
+    pub fn render(&self, label_matchers: &str, group_by: &str) -> String {
+        let mut out = String::new();
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::LabelMatchers => out.push_str(label_matchers),
+                Segment::GroupBy => out.push_str(group_by),
+            }
+        }
+        out
+    }
+}
+
+/// A servable metric definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricRule {
+    pub object: ObjectKind,
+    /// The name clients ask for.
+    pub metric: String,
+    pub template: QueryTemplate,
+    pub object_label: String,
+    pub namespace_label: String,
+    pub window_seconds: Option<i64>,
+    /// Where the rule comes from, e.g. `ServiceMetric team-a/rmq-depth`, for messages and logs.
+    pub source: String,
+}
+
+/// Whether a rule applies everywhere or in one namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Cluster,
+    Namespace(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct MetricEntry {
+    cluster: Option<Arc<MetricRule>>,
+    namespaced: BTreeMap<String, Arc<MetricRule>>,
+}
+
+/// Returned when a slot is already taken; the compiler turns it into a `Conflict` verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metric {metric:?} for {resource} is already defined by {existing}")]
+pub struct SlotTaken {
+    pub metric: String,
+    pub resource: &'static str,
+    pub existing: String,
+}
+
+/// Everything the API serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleTable {
+    metrics: BTreeMap<(ObjectKind, String), MetricEntry>,
+    external: BTreeSet<String>,
+}
+
+impl RuleTable {
+    /// Adds a rule; fails if the same (kind, metric, scope) is taken.
+    pub fn insert(&mut self, scope: Scope, rule: MetricRule) -> Result<(), SlotTaken> {
+        let entry = self
+            .metrics
+            .entry((rule.object, rule.metric.clone()))
+            .or_default();
+        let slot = match scope {
+            Scope::Cluster => &mut entry.cluster,
+            Scope::Namespace(namespace) => {
+                if let Some(existing) = entry.namespaced.get(&namespace) {
+                    return Err(SlotTaken {
+                        metric: rule.metric,
+                        resource: rule.object.resource(),
+                        existing: existing.source.clone(),
+                    });
+                }
+                entry.namespaced.insert(namespace, Arc::new(rule));
+                return Ok(());
+            }
+        };
+        if let Some(existing) = slot {
+            return Err(SlotTaken {
+                metric: rule.metric,
+                resource: rule.object.resource(),
+                existing: existing.source.clone(),
+            });
+        }
+        *slot = Some(Arc::new(rule));
+        Ok(())
+    }
+
+    /// Declares an external metric known from a recording rule.
+    pub fn insert_external(&mut self, name: String) {
+        self.external.insert(name);
+    }
+
+    /// Precedence: the namespaced definition in `namespace`, else the cluster one.
+    pub fn lookup(&self, object: ObjectKind, metric: &str, namespace: &str) -> Option<&Arc<MetricRule>> {
+        let entry = self.metrics.get(&(object, metric.to_string()))?;
+        entry.namespaced.get(namespace).or(entry.cluster.as_ref())
+    }
+
+    /// Whether `metric` is defined for `object` in any scope.
+    pub fn defines(&self, object: ObjectKind, metric: &str) -> bool {
+        self.metrics.contains_key(&(object, metric.to_string()))
+    }
+
+    /// Namespaces that have their own definition of a metric.
+    pub fn namespaces_defining(&self, object: ObjectKind, metric: &str) -> Vec<String> {
+        self.metrics
+            .get(&(object, metric.to_string()))
+            .map(|entry| entry.namespaced.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Each (kind, metric) once, whichever scopes define it, sorted.
+    pub fn discovery(&self) -> impl Iterator<Item = (ObjectKind, &str)> {
+        self.metrics.keys().map(|(kind, metric)| (*kind, metric.as_str()))
+    }
+
+    /// External metric names declared by recording rules.
+    pub fn external_metrics(&self) -> &BTreeSet<String> {
+        &self.external
+    }
+
+    /// Number of rules in all scopes.
+    pub fn len(&self) -> usize {
+        self.metrics
+            .values()
+            .map(|entry| usize::from(entry.cluster.is_some()) + entry.namespaced.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The published table. Writers swap a whole new table in; readers `load()` without locking.
+pub type SharedRuleTable = Arc<ArcSwap<RuleTable>>;
+
+/// A shared handle holding an empty table.
+pub fn shared_rule_table() -> SharedRuleTable {
+    Arc::new(ArcSwap::from_pointee(RuleTable::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(object: ObjectKind, metric: &str, source: &str) -> MetricRule {
+        MetricRule {
+            object,
+            metric: metric.into(),
+            template: QueryTemplate::new(vec![Segment::Literal("up".into())]),
+            object_label: object.default_label().into(),
+            namespace_label: "namespace".into(),
+            window_seconds: None,
+            source: source.into(),
+        }
+    }
+
+    #[test]
+    fn namespaced_definition_wins_only_in_its_namespace() {
+        let mut table = RuleTable::default();
+        table
+            .insert(Scope::Cluster, rule(ObjectKind::Service, "latency", "cluster"))
+            .unwrap();
+        table
+            .insert(
+                Scope::Namespace("team-a".into()),
+                rule(ObjectKind::Service, "latency", "team-a"),
+            )
+            .unwrap();
+        assert_eq!(table.lookup(ObjectKind::Service, "latency", "team-a").unwrap().source, "team-a");
+        assert_eq!(table.lookup(ObjectKind::Service, "latency", "team-b").unwrap().source, "cluster");
+        assert!(table.lookup(ObjectKind::Pod, "latency", "team-a").is_none());
+        assert!(table.lookup(ObjectKind::Service, "other", "team-a").is_none());
+        assert_eq!(table.discovery().count(), 1);
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn namespaced_only_metric_is_absent_elsewhere() {
+        let mut table = RuleTable::default();
+        table
+            .insert(Scope::Namespace("a".into()), rule(ObjectKind::Pod, "workers", "a"))
+            .unwrap();
+        assert!(table.lookup(ObjectKind::Pod, "workers", "a").is_some());
+        assert!(table.lookup(ObjectKind::Pod, "workers", "b").is_none());
+        assert_eq!(table.namespaces_defining(ObjectKind::Pod, "workers"), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn same_slot_twice_is_refused_with_the_holder() {
+        let mut table = RuleTable::default();
+        table.insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "first")).unwrap();
+        let err = table.insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "second")).unwrap_err();
+        assert_eq!(err.existing, "first");
+        // A different kind with the same metric name is a different slot.
+        table.insert(Scope::Cluster, rule(ObjectKind::Service, "m", "svc")).unwrap();
+        table.insert(Scope::Namespace("x".into()), rule(ObjectKind::Pod, "m", "x")).unwrap();
+        let err = table
+            .insert(Scope::Namespace("x".into()), rule(ObjectKind::Pod, "m", "x2"))
+            .unwrap_err();
+        assert_eq!(err.existing, "x");
+    }
+
+    #[test]
+    fn resources_resolve_in_every_spelling() {
+        for kind in ObjectKind::ALL {
+            assert_eq!(ObjectKind::from_resource(kind.resource()), Some(kind));
+            assert_eq!(ObjectKind::from_resource(kind.default_label()), Some(kind));
+            assert_eq!(ObjectKind::from_resource(kind.kind()), Some(kind));
+        }
+        assert_eq!(ObjectKind::from_resource("deployments"), Some(ObjectKind::Deployment));
+        assert_eq!(ObjectKind::from_resource("jobs.batch"), None);
+    }
+
+    #[test]
+    fn template_renders_by_concatenation() {
+        let template = QueryTemplate::new(vec![
+            Segment::Literal("sum(x{".into()),
+            Segment::LabelMatchers,
+            Segment::Literal("}) by (".into()),
+            Segment::GroupBy,
+            Segment::Literal(")".into()),
+        ]);
+        assert_eq!(
+            template.render(r#"namespace="a",pod="b""#, "pod"),
+            r#"sum(x{namespace="a",pod="b"}) by (pod)"#
+        );
+    }
+}

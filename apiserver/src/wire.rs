@@ -1,0 +1,217 @@
+//! JSON shapes of custom.metrics.k8s.io (v1beta1, v1beta2), external.metrics.k8s.io
+//! (v1beta1) and discovery, written by hand: the published Rust crates for these
+//! types serialise wrong field names.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The custom metrics API versions served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomVersion {
+    V1Beta1,
+    V1Beta2,
+}
+
+impl CustomVersion {
+    pub fn parse(segment: &str) -> Option<Self> {
+        match segment {
+            "v1beta1" => Some(CustomVersion::V1Beta1),
+            "v1beta2" => Some(CustomVersion::V1Beta2),
+            _ => None,
+        }
+    }
+    pub fn group_version(self) -> &'static str {
+        match self {
+            CustomVersion::V1Beta1 => "custom.metrics.k8s.io/v1beta1",
+            CustomVersion::V1Beta2 => "custom.metrics.k8s.io/v1beta2",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribedObject {
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub api_version: &'static str,
+}
+
+/// One value of a custom metric, independent of the API version it is written in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricValue {
+    pub described_object: DescribedObject,
+    pub metric: String,
+    /// The request's `metricLabelSelector` as a `metav1.LabelSelector`, `null` when none.
+    pub selector: Option<serde_json::Value>,
+    pub timestamp: String,
+    pub window_seconds: Option<i64>,
+    pub value: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricValueV1Beta1<'a> {
+    described_object: &'a DescribedObject,
+    metric_name: &'a str,
+    timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<i64>,
+    value: &'a str,
+    selector: &'a Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct MetricIdentifier<'a> {
+    name: &'a str,
+    selector: &'a Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricValueV1Beta2<'a> {
+    described_object: &'a DescribedObject,
+    metric: MetricIdentifier<'a>,
+    timestamp: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_seconds: Option<i64>,
+    value: &'a str,
+}
+
+/// A `MetricValueList` in the requested version.
+pub fn metric_value_list(version: CustomVersion, items: &[MetricValue]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| match version {
+            CustomVersion::V1Beta1 => serde_json::to_value(MetricValueV1Beta1 {
+                described_object: &item.described_object,
+                metric_name: &item.metric,
+                timestamp: &item.timestamp,
+                window: item.window_seconds,
+                value: &item.value,
+                selector: &item.selector,
+            }),
+            CustomVersion::V1Beta2 => serde_json::to_value(MetricValueV1Beta2 {
+                described_object: &item.described_object,
+                metric: MetricIdentifier { name: &item.metric, selector: &item.selector },
+                timestamp: &item.timestamp,
+                window_seconds: item.window_seconds,
+                value: &item.value,
+            }),
+        })
+        .collect::<Result<_, _>>()
+        .expect("plain structs serialise");
+    serde_json::json!({
+        "kind": "MetricValueList",
+        "apiVersion": version.group_version(),
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// One value of an external metric.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalMetricValue {
+    pub metric_name: String,
+    pub metric_labels: BTreeMap<String, String>,
+    pub timestamp: String,
+    pub value: String,
+}
+
+pub fn external_metric_value_list(items: &[ExternalMetricValue]) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "ExternalMetricValueList",
+        "apiVersion": "external.metrics.k8s.io/v1beta1",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+/// One entry of an `APIResourceList`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiResource {
+    pub name: String,
+    pub singular_name: &'static str,
+    pub namespaced: bool,
+    pub kind: &'static str,
+    pub verbs: [&'static str; 1],
+}
+
+pub fn api_resource_list(group_version: &str, resources: &[ApiResource]) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": resources,
+    })
+}
+
+/// RFC 3339 (seconds) for a Prometheus sample timestamp.
+pub fn timestamp(unix_seconds: f64) -> String {
+    let seconds = unix_seconds.floor() as i64;
+    jiff::Timestamp::from_second(seconds)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item() -> MetricValue {
+        MetricValue {
+            described_object: DescribedObject {
+                kind: "Service",
+                namespace: Some("default".into()),
+                name: "echo".into(),
+                api_version: "v1",
+            },
+            metric: "kong_upstream_latency_ms_60s_average".into(),
+            selector: None,
+            timestamp: "2024-03-06T13:11:12Z".into(),
+            window_seconds: None,
+            value: "102312m".into(),
+        }
+    }
+
+    #[test]
+    fn v1beta1_shape_matches_the_seed() {
+        let list = metric_value_list(CustomVersion::V1Beta1, &[item()]);
+        assert_eq!(
+            list,
+            serde_json::json!({
+              "kind": "MetricValueList",
+              "apiVersion": "custom.metrics.k8s.io/v1beta1",
+              "metadata": {},
+              "items": [{
+                "describedObject": {"kind": "Service", "namespace": "default", "name": "echo", "apiVersion": "v1"},
+                "metricName": "kong_upstream_latency_ms_60s_average",
+                "timestamp": "2024-03-06T13:11:12Z",
+                "value": "102312m",
+                "selector": null
+              }]
+            })
+        );
+    }
+
+    #[test]
+    fn v1beta2_nests_the_metric_and_names_the_window() {
+        let mut value = item();
+        value.window_seconds = Some(60);
+        let list = metric_value_list(CustomVersion::V1Beta2, &[value]);
+        let item = &list["items"][0];
+        assert_eq!(list["apiVersion"], "custom.metrics.k8s.io/v1beta2");
+        assert_eq!(item["metric"], serde_json::json!({"name": "kong_upstream_latency_ms_60s_average", "selector": null}));
+        assert_eq!(item["windowSeconds"], 60);
+        assert!(item.get("metricName").is_none());
+        assert!(item.get("window").is_none());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(timestamp(1_709_730_672.123), "2024-03-06T13:11:12Z");
+    }
+}

@@ -1,0 +1,213 @@
+//! Command-line arguments, one `Args` struct per concern.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use metrics_registry_apiserver::prometheus::{PrometheusConfig, QueryMethod};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "metrics-registry", version, about = "Prometheus metrics for the HorizontalPodAutoscaler, declared as custom resources")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve custom.metrics.k8s.io and external.metrics.k8s.io from definitions.
+    Run(RunArgs),
+    /// Print every CustomResourceDefinition as YAML.
+    Crds(CrdsArgs),
+    /// Validate definition files offline; exit 1 with one line per problem.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG works too.
+    #[arg(long, global = true, env = "METRICS_REGISTRY_LOG", default_value = "info")]
+    pub log_level: String,
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
+    #[command(flatten)]
+    pub serving: ServingArgs,
+    #[command(flatten)]
+    pub definitions: DefinitionArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServingArgs {
+    /// HTTPS address of the aggregated API server.
+    #[arg(long, default_value = "0.0.0.0:6443")]
+    pub listen: SocketAddr,
+    /// Plain HTTP without authentication, for local use; loopback addresses only.
+    #[arg(long, value_name = "ADDR")]
+    pub insecure_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct DefinitionArgs {
+    /// Read definitions from the YAML files of this folder instead of the cluster; changes are picked up live.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// Let namespaced definitions read series of other namespaces (off: queries are pinned to their namespace).
+    #[arg(long)]
+    pub disable_namespace_isolation: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrometheusArgs {
+    /// Base URL of the Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
+    #[arg(long, env = "PROMETHEUS_URL", default_value = "http://127.0.0.1:9090")]
+    pub prometheus_url: String,
+    /// Timeout of one Prometheus request, e.g. 10s or 500ms.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub prometheus_timeout: Duration,
+    /// File with a bearer token, re-read on every request.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    #[arg(long, value_name = "USER", requires = "prometheus_basic_auth_password_file")]
+    pub prometheus_basic_auth_user: Option<String>,
+    #[arg(long, value_name = "FILE", requires = "prometheus_basic_auth_user")]
+    pub prometheus_basic_auth_password_file: Option<PathBuf>,
+    /// CA bundle that signs Prometheus' certificate.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "prometheus_client_key_file")]
+    pub prometheus_client_cert_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "prometheus_client_cert_file")]
+    pub prometheus_client_key_file: Option<PathBuf>,
+    /// Extra header NAME=VALUE sent with every request (e.g. X-Scope-OrgID=tenant); repeatable.
+    #[arg(long = "prometheus-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub prometheus_headers: Vec<(String, String)>,
+    /// HTTP method of queries: auto uses POST only when the URL would be too long.
+    #[arg(long, value_enum, default_value_t = Method::Auto)]
+    pub prometheus_method: Method,
+    /// How often the list of kube_adapter_metric_* series is refreshed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub external_refresh_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Method {
+    Auto,
+    Get,
+    Post,
+}
+
+impl PrometheusArgs {
+    pub fn config(&self) -> PrometheusConfig {
+        let mut config = PrometheusConfig::new(self.prometheus_url.clone());
+        config.timeout = self.prometheus_timeout;
+        config.bearer_token_file = self.prometheus_bearer_token_file.clone();
+        config.basic_auth_user = self.prometheus_basic_auth_user.clone();
+        config.basic_auth_password_file = self.prometheus_basic_auth_password_file.clone();
+        config.ca_file = self.prometheus_ca_file.clone();
+        config.client_cert_file = self.prometheus_client_cert_file.clone();
+        config.client_key_file = self.prometheus_client_key_file.clone();
+        config.headers = self.prometheus_headers.clone();
+        config.method = match self.prometheus_method {
+            Method::Auto => QueryMethod::Auto,
+            Method::Get => QueryMethod::Get,
+            Method::Post => QueryMethod::Post,
+        };
+        config
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CrdsArgs {
+    /// Write one file per CRD into this folder instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Definition files (YAML, multi-document).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(long)]
+    pub disable_namespace_isolation: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    promql_parser::util::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 10s or 500ms: {e}"))
+}
+
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("expected NAME=VALUE")?;
+    if name.is_empty() {
+        return Err("header name is empty".into());
+    }
+    Ok((name.trim().to_string(), value.to_string()))
+}
+
+/// `--insecure-listen` serves without authentication, so it must stay on this machine.
+pub fn require_loopback(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if !addr.ip().is_loopback() {
+        bail!("--insecure-listen {addr} is not a loopback address: plain HTTP without authentication is only allowed on 127.0.0.1 or [::1]");
+    }
+    Ok(addr)
+}
+
+/// The manifests folder must exist before anything is served.
+pub fn manifests_dir(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let canonical = path
+        .canonicalize()
+        .with_context(|| format!("--manifests {}: folder not found", path.display()))?;
+    if !canonical.is_dir() {
+        bail!("--manifests {}: not a folder", path.display());
+    }
+    Ok(canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_into_a_prometheus_config() {
+        let cli = Cli::try_parse_from([
+            "metrics-registry", "run", "--manifests", "defs", "--insecure-listen", "127.0.0.1:8080",
+            "--prometheus-url", "http://prom:9090/prefix", "--prometheus-timeout", "1500ms",
+            "--prometheus-header", "X-Scope-OrgID=tenant-a", "--prometheus-method", "post",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else { panic!() };
+        let config = args.prometheus.config();
+        assert_eq!(config.timeout, Duration::from_millis(1500));
+        assert_eq!(config.headers, vec![("X-Scope-OrgID".to_string(), "tenant-a".to_string())]);
+        assert!(matches!(config.method, QueryMethod::Post));
+    }
+
+    #[test]
+    fn insecure_listen_stays_on_loopback() {
+        assert!(require_loopback("127.0.0.1:1".parse().unwrap()).is_ok());
+        assert!(require_loopback("[::1]:1".parse().unwrap()).is_ok());
+        let err = require_loopback("0.0.0.0:1".parse().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("not a loopback"), "{err}");
+    }
+
+    #[test]
+    fn half_configured_basic_auth_is_refused() {
+        let result = Cli::try_parse_from(["metrics-registry", "run", "--prometheus-basic-auth-user", "u"]);
+        assert!(result.is_err());
+    }
+}

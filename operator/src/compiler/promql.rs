@@ -1,0 +1,190 @@
+//! PromQL checks with promql-parser: the template must parse once its placeholders are
+//! filled, and a namespaced definition must only read its own namespace's series.
+
+use metrics_registry_apiserver::rules::Segment;
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{self, Expr};
+use promql_parser::util::visitor::{ExprVisitorMut, walk_expr_mut};
+
+/// The label every isolated selector is pinned to.
+pub const ISOLATION_LABEL: &str = "namespace";
+
+// Stand-ins that parse as PromQL wherever the placeholders may appear, and that no
+// real query contains, so they can be found again after printing.
+const MATCHERS_SENTINEL: &str = "__metrics_registry_label_matchers__=\"\"";
+const GROUP_BY_SENTINEL: &str = "__metrics_registry_group_by__";
+
+fn fill(segments: &[Segment], matchers: &str, group_by: &str) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Literal(text) => out.push_str(text),
+            Segment::LabelMatchers => out.push_str(matchers),
+            Segment::GroupBy => out.push_str(group_by),
+        }
+    }
+    out
+}
+
+/// Parses the template filled with matchers like a real request would get.
+pub fn validate(segments: &[Segment], namespace_label: &str, object_label: &str) -> Result<(), String> {
+    let sample = format!("{namespace_label}=\"example-namespace\",{object_label}=\"example-object\"");
+    let query = fill(segments, &sample, object_label);
+    parser::parse(&query).map(|_| ()).map_err(|message| format!("{message} (in {query})"))
+}
+
+/// Pins every selector of the template to `namespace`: rejects selectors that name any
+/// other namespace and adds `namespace="<namespace>"` to the rest. Returns new segments.
+pub fn isolate(segments: &[Segment], namespace: &str) -> Result<Vec<Segment>, String> {
+    // The sentinel matcher is a plain `=""` so that the printer emits it verbatim.
+    let query = fill(segments, MATCHERS_SENTINEL, GROUP_BY_SENTINEL);
+    let mut expr = parser::parse(&query).map_err(|message| message.to_string())?;
+    let mut pin = Pin { namespace, violation: None };
+    let _ = walk_expr_mut(&mut pin, &mut expr);
+    if let Some(violation) = pin.violation {
+        return Err(violation);
+    }
+    Ok(resplit(&expr.to_string()))
+}
+
+fn resplit(printed: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    let mut rest = printed;
+    loop {
+        let next_matchers = rest.find(MATCHERS_SENTINEL).map(|i| (i, MATCHERS_SENTINEL.len(), Segment::LabelMatchers));
+        let next_group = rest.find(GROUP_BY_SENTINEL).map(|i| (i, GROUP_BY_SENTINEL.len(), Segment::GroupBy));
+        let next = match (next_matchers, next_group) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        let Some((at, len, segment)) = next else { break };
+        if at > 0 {
+            segments.push(Segment::Literal(rest[..at].to_string()));
+        }
+        segments.push(segment);
+        rest = &rest[at + len..];
+    }
+    if !rest.is_empty() {
+        segments.push(Segment::Literal(rest.to_string()));
+    }
+    segments
+}
+
+struct Pin<'a> {
+    namespace: &'a str,
+    violation: Option<String>,
+}
+
+impl Pin<'_> {
+    fn pin(&mut self, selector: &mut promql_parser::parser::VectorSelector) {
+        let namespace = self.namespace;
+        let mut groups: Vec<&mut Vec<Matcher>> = Vec::new();
+        if selector.matchers.or_matchers.is_empty() {
+            groups.push(&mut selector.matchers.matchers);
+        } else {
+            groups.extend(selector.matchers.or_matchers.iter_mut());
+        }
+        for group in groups {
+            let mut pinned = false;
+            for matcher in group.iter() {
+                if matcher.name != ISOLATION_LABEL {
+                    continue;
+                }
+                match matcher.op {
+                    MatchOp::Equal if matcher.value == namespace => pinned = true,
+                    _ => {
+                        self.violation.get_or_insert_with(|| {
+                            format!(
+                                "the selector matcher {}{}{:?} reads beyond namespace {namespace:?}; a namespaced definition may only read series of its own namespace",
+                                matcher.name, matcher.op, matcher.value
+                            )
+                        });
+                        return;
+                    }
+                }
+            }
+            // Selectors carrying the request's matchers get the namespace from the
+            // request too; pinning them as well keeps the printed query safe on its own.
+            if !pinned {
+                group.push(Matcher::new(MatchOp::Equal, ISOLATION_LABEL, namespace));
+            }
+        }
+    }
+}
+
+impl ExprVisitorMut for Pin<'_> {
+    type Error = ();
+    fn pre_visit(&mut self, expr: &mut Expr) -> Result<bool, ()> {
+        match expr {
+            Expr::VectorSelector(selector) => self.pin(selector),
+            Expr::MatrixSelector(matrix) => self.pin(&mut matrix.vs),
+            _ => {}
+        }
+        Ok(self.violation.is_none())
+    }
+}
+
+/// Checks a standalone PromQL expression (recording and alerting rules).
+pub fn parse_expression(expr: &str) -> Result<(), String> {
+    parser::parse(expr).map(|_| ()).map_err(|message| message.to_string())
+}
+
+/// A Prometheus duration such as `30s` or `1m30s`.
+pub fn parse_duration(text: &str) -> Result<(), String> {
+    promql_parser::util::parse_duration(text).map(|_| ()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compiler::template::split_placeholders;
+    use metrics_registry_apiserver::rules::QueryTemplate;
+
+    fn isolated(query: &str, namespace: &str) -> Result<String, String> {
+        let segments = split_placeholders(query).unwrap();
+        isolate(&segments, namespace)
+            .map(|s| QueryTemplate::new(s).render(r#"namespace="team-a",service="rmq""#, "service"))
+    }
+
+    #[test]
+    fn every_selector_is_pinned() {
+        let query = "sum(rate(a{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>) / sum(b) by (<<.GroupBy>>)";
+        let rendered = isolated(query, "team-a").unwrap();
+        assert!(rendered.contains(r#"b{namespace="team-a"}"#), "{rendered}");
+        assert!(rendered.contains(r#"namespace="team-a",service="rmq""#), "{rendered}");
+        assert!(rendered.contains("by (service)"), "{rendered}");
+        parser::parse(&rendered).unwrap();
+    }
+
+    #[test]
+    fn subqueries_and_function_arguments_are_pinned() {
+        let rendered = isolated(
+            "max_over_time(rate(c{<<.LabelMatchers>>}[1m])[5m:30s]) + on() group_left() absent(d)",
+            "team-a",
+        )
+        .unwrap();
+        assert!(rendered.contains(r#"d{namespace="team-a"}"#), "{rendered}");
+        assert!(!rendered.contains("__metrics_registry"), "{rendered}");
+    }
+
+    #[test]
+    fn other_namespaces_are_refused() {
+        for query in [
+            r#"x{<<.LabelMatchers>>} + y{namespace="kube-system"}"#,
+            r#"x{<<.LabelMatchers>>} + y{namespace=~".+"}"#,
+            r#"x{<<.LabelMatchers>>} + y{namespace!="team-a"}"#,
+        ] {
+            let err = isolated(query, "team-a").unwrap_err();
+            assert!(err.contains("own namespace"), "{query}: {err}");
+        }
+        assert!(isolated(r#"x{<<.LabelMatchers>>} + y{namespace="team-a"}"#, "team-a").is_ok());
+    }
+
+    #[test]
+    fn validation_reports_the_parser_message() {
+        let segments = split_placeholders("sum(x{<<.LabelMatchers>>}").unwrap();
+        let err = validate(&segments, "namespace", "pod").unwrap_err();
+        assert!(err.contains("unclosed") || err.contains("expected") || err.contains("unexpected"), "{err}");
+        assert!(validate(&split_placeholders("x{<<.LabelMatchers>>}").unwrap(), "namespace", "pod").is_ok());
+    }
+}

@@ -1,0 +1,77 @@
+//! Validation of `CustomPrometheusRules` groups before they reach Prometheus.
+
+use super::{is_label_name, promql};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, is_valid_external_name};
+use metrics_registry_crds::RuleGroup;
+use std::collections::BTreeSet;
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Every problem in one message; on success, the external metrics the groups record.
+pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
+    let mut problems = Vec::new();
+    let mut external = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    if groups.is_empty() {
+        problems.push("spec.groups is empty".to_string());
+    }
+    for group in groups {
+        let at = format!("group {:?}", group.name);
+        if group.name.is_empty() {
+            problems.push("a group has no name".to_string());
+        } else if !names.insert(group.name.as_str()) {
+            problems.push(format!("{at} appears twice"));
+        }
+        if let Some(interval) = &group.interval
+            && let Err(e) = promql::parse_duration(interval)
+        {
+            problems.push(format!("{at}: interval {interval:?}: {e}"));
+        }
+        for (index, rule) in group.rules.iter().enumerate() {
+            let at = format!("{at} rule {}", index + 1);
+            let expr = match &rule.expr {
+                IntOrString::String(s) => s.clone(),
+                IntOrString::Int(i) => i.to_string(),
+            };
+            match (&rule.record, &rule.alert) {
+                (Some(record), None) => {
+                    if !is_metric_name(record) {
+                        problems.push(format!("{at}: record {record:?} is not a valid metric name"));
+                    } else if let Some(name) = record.strip_prefix(EXTERNAL_PREFIX)
+                        && is_valid_external_name(name)
+                    {
+                        external.insert(name.to_string());
+                    }
+                    if rule.for_.is_some() || rule.annotations.is_some() {
+                        problems.push(format!("{at}: recording rule {record:?} cannot have `for` or annotations"));
+                    }
+                }
+                (None, Some(alert)) => {
+                    if alert.is_empty() {
+                        problems.push(format!("{at}: alert name is empty"));
+                    }
+                    if let Some(duration) = &rule.for_
+                        && let Err(e) = promql::parse_duration(duration)
+                    {
+                        problems.push(format!("{at}: for {duration:?}: {e}"));
+                    }
+                }
+                _ => problems.push(format!("{at}: set exactly one of record and alert")),
+            }
+            if let Err(e) = promql::parse_expression(&expr) {
+                problems.push(format!("{at}: invalid expr: {e}"));
+            }
+            for key in rule.labels.iter().flatten().map(|(k, _)| k) {
+                if !is_label_name(key) {
+                    problems.push(format!("{at}: label {key:?} is not a valid label name"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() { Ok(external.into_iter().collect()) } else { Err(problems.join("; ")) }
+}

@@ -1,0 +1,240 @@
+//! Definitions as the compiler sees them: kind, identity and spec, with no trace of
+//! where they came from (the cluster or a manifest folder).
+
+use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_crds::{CustomPrometheusRulesSpec, MetricSpec, PodMetricSpec};
+use std::fmt;
+
+/// The fourteen kinds of `metrics-registry.io/v1beta1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DefinitionKind {
+    PodMetric,
+    ClusterPodMetric,
+    ServiceMetric,
+    ClusterServiceMetric,
+    IngressMetric,
+    ClusterIngressMetric,
+    DeploymentMetric,
+    ClusterDeploymentMetric,
+    StatefulSetMetric,
+    ClusterStatefulSetMetric,
+    DaemonSetMetric,
+    ClusterDaemonSetMetric,
+    NamespaceMetric,
+    CustomPrometheusRules,
+}
+
+impl DefinitionKind {
+    pub const ALL: [DefinitionKind; 14] = [
+        DefinitionKind::PodMetric,
+        DefinitionKind::ClusterPodMetric,
+        DefinitionKind::ServiceMetric,
+        DefinitionKind::ClusterServiceMetric,
+        DefinitionKind::IngressMetric,
+        DefinitionKind::ClusterIngressMetric,
+        DefinitionKind::DeploymentMetric,
+        DefinitionKind::ClusterDeploymentMetric,
+        DefinitionKind::StatefulSetMetric,
+        DefinitionKind::ClusterStatefulSetMetric,
+        DefinitionKind::DaemonSetMetric,
+        DefinitionKind::ClusterDaemonSetMetric,
+        DefinitionKind::NamespaceMetric,
+        DefinitionKind::CustomPrometheusRules,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DefinitionKind::PodMetric => "PodMetric",
+            DefinitionKind::ClusterPodMetric => "ClusterPodMetric",
+            DefinitionKind::ServiceMetric => "ServiceMetric",
+            DefinitionKind::ClusterServiceMetric => "ClusterServiceMetric",
+            DefinitionKind::IngressMetric => "IngressMetric",
+            DefinitionKind::ClusterIngressMetric => "ClusterIngressMetric",
+            DefinitionKind::DeploymentMetric => "DeploymentMetric",
+            DefinitionKind::ClusterDeploymentMetric => "ClusterDeploymentMetric",
+            DefinitionKind::StatefulSetMetric => "StatefulSetMetric",
+            DefinitionKind::ClusterStatefulSetMetric => "ClusterStatefulSetMetric",
+            DefinitionKind::DaemonSetMetric => "DaemonSetMetric",
+            DefinitionKind::ClusterDaemonSetMetric => "ClusterDaemonSetMetric",
+            DefinitionKind::NamespaceMetric => "NamespaceMetric",
+            DefinitionKind::CustomPrometheusRules => "CustomPrometheusRules",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The object kind a `*Metric` describes; `None` for `CustomPrometheusRules`.
+    pub fn object(self) -> Option<ObjectKind> {
+        use DefinitionKind::*;
+        Some(match self {
+            PodMetric | ClusterPodMetric => ObjectKind::Pod,
+            ServiceMetric | ClusterServiceMetric => ObjectKind::Service,
+            IngressMetric | ClusterIngressMetric => ObjectKind::Ingress,
+            DeploymentMetric | ClusterDeploymentMetric => ObjectKind::Deployment,
+            StatefulSetMetric | ClusterStatefulSetMetric => ObjectKind::StatefulSet,
+            DaemonSetMetric | ClusterDaemonSetMetric => ObjectKind::DaemonSet,
+            NamespaceMetric => ObjectKind::Namespace,
+            CustomPrometheusRules => return None,
+        })
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn is_namespaced(self) -> bool {
+        use DefinitionKind::*;
+        matches!(
+            self,
+            PodMetric
+                | ServiceMetric
+                | IngressMetric
+                | DeploymentMetric
+                | StatefulSetMetric
+                | DaemonSetMetric
+                | NamespaceMetric
+        )
+    }
+}
+
+/// Which object a definition is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DefinitionId {
+    pub kind: DefinitionKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for DefinitionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind.name(), self.name),
+            None => write!(f, "{} {}", self.kind.name(), self.name),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DefinitionBody {
+    Metric(MetricSpec),
+    Rules(CustomPrometheusRulesSpec),
+}
+
+/// One definition in the snapshot the compiler reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definition {
+    pub id: DefinitionId,
+    pub generation: Option<i64>,
+    /// `metadata.creationTimestamp` (RFC 3339); older definitions win conflicts.
+    pub created: Option<String>,
+    pub body: DefinitionBody,
+}
+
+/// Why an object could not be read as a definition at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+const METRIC_FIELDS: [&str; 5] = ["query", "metricName", "objectLabel", "namespaceLabel", "windowSeconds"];
+
+impl Definition {
+    /// Reads a Kubernetes object (as JSON). `Ok(None)` for objects of other API groups or
+    /// kinds, which manifest folders may hold next to definitions (HPAs, Deployments, ...).
+    pub fn from_object(object: &serde_json::Value) -> Result<Option<Definition>, DecodeError> {
+        let invalid = |message: String| Err(DecodeError::Invalid(message));
+        let api_version = object.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let kind_name = object.get("kind").and_then(|v| v.as_str()).unwrap_or("");
+        if api_version.split('/').next() != Some(metrics_registry_crds::GROUP) {
+            return Ok(None);
+        }
+        if api_version != metrics_registry_crds::API_VERSION {
+            return invalid(format!(
+                "{kind_name}: apiVersion {api_version} is not served; use {}",
+                metrics_registry_crds::API_VERSION
+            ));
+        }
+        let Some(kind) = DefinitionKind::from_name(kind_name) else {
+            return invalid(format!("unknown kind {kind_name:?} in {api_version}"));
+        };
+        let metadata = object.get("metadata");
+        let name = metadata.and_then(|m| m.get("name")).and_then(|v| v.as_str()).unwrap_or("");
+        if name.is_empty() {
+            return invalid(format!("{kind_name} without metadata.name"));
+        }
+        let namespace = metadata.and_then(|m| m.get("namespace")).and_then(|v| v.as_str());
+        let namespace = match (kind.is_namespaced(), namespace) {
+            // As kubectl does, a namespaced object without a namespace lands in `default`.
+            (true, None) => Some("default".to_string()),
+            (true, Some(ns)) => Some(ns.to_string()),
+            (false, None) => None,
+            (false, Some(ns)) => {
+                return invalid(format!("{kind_name} {name} is cluster-scoped but sets metadata.namespace {ns:?}"));
+            }
+        };
+        let id = DefinitionId { kind, namespace, name: name.to_string() };
+        let Some(spec) = object.get("spec") else {
+            return invalid(format!("{id}: spec is missing"));
+        };
+        let body = if kind == DefinitionKind::CustomPrometheusRules {
+            let spec: CustomPrometheusRulesSpec = serde_json::from_value(spec.clone())
+                .map_err(|e| DecodeError::Invalid(format!("{id}: invalid spec: {e}")))?;
+            DefinitionBody::Rules(spec)
+        } else {
+            if let Some(fields) = spec.as_object()
+                && let Some(unknown) = fields.keys().find(|k| !METRIC_FIELDS.contains(&k.as_str()))
+            {
+                return invalid(format!(
+                    "{id}: unknown field spec.{unknown} (known: {})",
+                    METRIC_FIELDS.join(", ")
+                ));
+            }
+            let spec: PodMetricSpec = serde_json::from_value(spec.clone())
+                .map_err(|e| DecodeError::Invalid(format!("{id}: invalid spec: {e}")))?;
+            DefinitionBody::Metric(MetricSpec::from(&spec))
+        };
+        let generation = metadata.and_then(|m| m.get("generation")).and_then(|v| v.as_i64());
+        let created = metadata
+            .and_then(|m| m.get("creationTimestamp"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Ok(Some(Definition { id, generation, created, body }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_a_metric_and_defaults_the_namespace() {
+        let definition = Definition::from_object(&json!({
+            "apiVersion": "metrics-registry.io/v1beta1",
+            "kind": "ServiceMetric",
+            "metadata": {"name": "rmq"},
+            "spec": {"query": "x", "metricName": "rmq_depth"}
+        }))
+        .unwrap()
+        .unwrap();
+        assert_eq!(definition.id.to_string(), "ServiceMetric default/rmq");
+        let DefinitionBody::Metric(spec) = definition.body else { panic!() };
+        assert_eq!(spec.metric_name.as_deref(), Some("rmq_depth"));
+    }
+
+    #[test]
+    fn other_groups_are_skipped_and_bad_objects_explained() {
+        assert_eq!(
+            Definition::from_object(&json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"}))
+                .unwrap(),
+            None
+        );
+        let err = |object: serde_json::Value| Definition::from_object(&object).unwrap_err().to_string();
+        assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "Nope", "metadata": {"name": "a"}})).contains("unknown kind"));
+        assert!(err(json!({"apiVersion": "metrics-registry.io/v1", "kind": "PodMetric"})).contains("not served"));
+        assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "PodMetric", "metadata": {"name": "a"}, "spec": {"querry": "x"}})).contains("unknown field spec.querry"));
+        assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "PodMetric", "metadata": {"name": "a"}, "spec": {}})).contains("query"));
+        assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "ClusterPodMetric", "metadata": {"name": "a", "namespace": "x"}, "spec": {"query": "x"}})).contains("cluster-scoped"));
+        assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "PodMetric", "metadata": {}, "spec": {"query": "x"}})).contains("metadata.name"));
+    }
+}

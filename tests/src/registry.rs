@@ -1,0 +1,166 @@
+//! metrics-registry in standalone mode, served in-process on a loopback port with a
+//! manifest folder the test writes to — the same `Standalone::serve` the binary runs.
+
+use anyhow::{Context, bail};
+use metrics_registry::compiler::CompileOptions;
+use metrics_registry::run::{PrometheusConfig, Standalone};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Knobs tests turn; everything else is the binary's default.
+#[derive(Clone, Debug)]
+pub struct RegistryOptions {
+    pub prometheus_url: String,
+    pub prometheus_timeout: Duration,
+    pub namespace_isolation: bool,
+    pub external_refresh: Duration,
+}
+
+impl RegistryOptions {
+    pub fn new(prometheus_url: impl Into<String>) -> Self {
+        RegistryOptions {
+            prometheus_url: prometheus_url.into(),
+            prometheus_timeout: Duration::from_secs(5),
+            namespace_isolation: true,
+            external_refresh: Duration::from_millis(500),
+        }
+    }
+}
+
+pub struct Registry {
+    base: String,
+    dir: TempDir,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Status code and JSON body of one answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `value` of item `index`, for short assertions.
+    pub fn value(&self, index: usize) -> &str {
+        self.body["items"][index]["value"].as_str().unwrap_or("<no value>")
+    }
+    pub fn items(&self) -> &[Value] {
+        self.body["items"].as_array().map(Vec::as_slice).unwrap_or(&[])
+    }
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+}
+
+impl Registry {
+    /// Writes `files` into a fresh manifest folder and serves it; returns once `/readyz` is 200.
+    pub async fn start(options: RegistryOptions, files: &[(&str, &str)]) -> anyhow::Result<Registry> {
+        metrics_registry::install_crypto_provider();
+        let dir = tempfile::tempdir()?;
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content)?;
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let mut prometheus = PrometheusConfig::new(options.prometheus_url.clone());
+        prometheus.timeout = options.prometheus_timeout;
+        let standalone = Standalone {
+            manifests: dir.path().to_path_buf(),
+            prometheus,
+            options: CompileOptions { namespace_isolation: options.namespace_isolation },
+            external_refresh: options.external_refresh,
+        };
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(standalone.serve(listener, async move {
+            let _ = signal.await;
+        }));
+        let registry = Registry {
+            base,
+            dir,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            shutdown: Some(shutdown),
+            task,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(response) = registry.client.get(format!("{}/readyz", registry.base)).send().await
+                && response.status().is_success()
+            {
+                return Ok(registry);
+            }
+            if Instant::now() > deadline {
+                bail!("metrics-registry did not become ready within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub fn manifests(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces a manifest file atomically (write + rename), as editors and ConfigMaps do.
+    pub fn write(&self, name: &str, content: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).expect("write manifest");
+        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename manifest");
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).expect("remove manifest");
+    }
+
+    /// GET a path (with query string) and decode the JSON body.
+    pub async fn get(&self, path: &str) -> Answer {
+        let response = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))
+            .expect("metrics-registry answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, body }
+    }
+
+    /// Polls `path` until `done` holds; returns how long it took.
+    pub async fn wait_until(&self, path: &str, timeout: Duration, done: impl Fn(&Answer) -> bool) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let answer = self.get(path).await;
+            if done(&answer) {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > timeout {
+                bail!("{path} did not reach the expected state within {timeout:?}; last answer: {} {}", answer.status, answer.body);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,37 @@
+//! Exporter → real Prometheus → metrics-registry, started together for one test.
+
+use crate::exporter::Exporter;
+use crate::prometheus::{Prometheus, PrometheusOptions};
+use crate::registry::{Registry, RegistryOptions};
+use std::time::Duration;
+
+pub struct Stack {
+    pub exporter: Exporter,
+    pub prometheus: Prometheus,
+    pub registry: Registry,
+}
+
+impl Stack {
+    /// Starts everything and waits until Prometheus has scraped `ready_series` once
+    /// (series must be published on the exporter by `publish` before the first scrape).
+    pub async fn start(
+        files: &[(&str, &str)],
+        publish: impl FnOnce(&Exporter),
+        ready_series: &str,
+        tune: impl FnOnce(&mut RegistryOptions),
+    ) -> anyhow::Result<Stack> {
+        crate::init_test_logging();
+        let exporter = Exporter::start().await?;
+        publish(&exporter);
+        let prometheus = Prometheus::start(PrometheusOptions {
+            targets: vec![exporter.addr()],
+            ..PrometheusOptions::default()
+        })
+        .await?;
+        prometheus.wait_for_series(ready_series, Duration::from_secs(30)).await?;
+        let mut options = RegistryOptions::new(prometheus.url());
+        tune(&mut options);
+        let registry = Registry::start(options, files).await?;
+        Ok(Stack { exporter, prometheus, registry })
+    }
+}
