@@ -58,10 +58,15 @@ pub struct MetricParams {
 type ApiResult = Result<Json<serde_json::Value>, ApiError>;
 
 fn not_found_path(path: &str) -> ApiError {
-    ApiError::not_found(format!("the server could not find the requested resource ({path})"))
+    ApiError::not_found(format!(
+        "the server could not find the requested resource ({path})"
+    ))
 }
 
-pub async fn custom_discovery(State(state): State<ApiState>, Path(version): Path<String>) -> ApiResult {
+pub async fn custom_discovery(
+    State(state): State<ApiState>,
+    Path(version): Path<String>,
+) -> ApiResult {
     let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
     let table = state.rules.load();
     let resources: Vec<ApiResource> = table
@@ -74,7 +79,10 @@ pub async fn custom_discovery(State(state): State<ApiState>, Path(version): Path
             verbs: ["get"],
         })
         .collect();
-    Ok(Json(wire::api_resource_list(version.group_version(), &resources)))
+    Ok(Json(wire::api_resource_list(
+        version.group_version(),
+        &resources,
+    )))
 }
 
 pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult {
@@ -93,14 +101,22 @@ pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult {
             verbs: ["get"],
         })
         .collect();
-    Ok(Json(wire::api_resource_list("external.metrics.k8s.io/v1beta1", &resources)))
+    Ok(Json(wire::api_resource_list(
+        "external.metrics.k8s.io/v1beta1",
+        &resources,
+    )))
 }
 
 /// What a custom metrics URL asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Target<'a> {
     /// `namespaces/{ns}/{resource}/{name|*}/{metric}`
-    Namespaced { kind: ObjectKind, namespace: &'a str, name: &'a str, metric: &'a str },
+    Namespaced {
+        kind: ObjectKind,
+        namespace: &'a str,
+        name: &'a str,
+        metric: &'a str,
+    },
     /// `namespaces/{ns}/metrics/{metric}` and `namespaces/{ns|*}/{metric}`
     NamespaceObject { namespace: &'a str, metric: &'a str },
 }
@@ -122,12 +138,22 @@ fn parse_custom_path(path: &str) -> Result<Target<'_>, ApiError> {
         ["namespaces", namespace, "metrics", metric] => {
             Ok(Target::NamespaceObject { namespace, metric })
         }
-        ["namespaces", namespace, resource_segment, name, metric] => match resource(resource_segment)? {
-            ObjectKind::Namespace => Err(not_found_path(path)),
-            kind => Ok(Target::Namespaced { kind, namespace, name, metric }),
-        },
+        ["namespaces", namespace, resource_segment, name, metric] => {
+            match resource(resource_segment)? {
+                ObjectKind::Namespace => Err(not_found_path(path)),
+                kind => Ok(Target::Namespaced {
+                    kind,
+                    namespace,
+                    name,
+                    metric,
+                }),
+            }
+        }
         [resource_segment, name, metric] => match resource(resource_segment)? {
-            ObjectKind::Namespace => Ok(Target::NamespaceObject { namespace: name, metric }),
+            ObjectKind::Namespace => Ok(Target::NamespaceObject {
+                namespace: name,
+                metric,
+            }),
             kind => Err(ApiError::not_found(format!(
                 "{} are namespaced: ask for /namespaces/{{namespace}}/{}/{name}/{metric}",
                 kind.resource(),
@@ -145,11 +171,19 @@ pub async fn custom_metric(
 ) -> ApiResult {
     let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
     let target = parse_custom_path(&path)?;
-    let metric_selector = parse_selector("metricLabelSelector", params.metric_label_selector.as_deref())?;
+    let metric_selector = parse_selector(
+        "metricLabelSelector",
+        params.metric_label_selector.as_deref(),
+    )?;
     let object_selector = parse_selector("labelSelector", params.label_selector.as_deref())?;
     let table = state.rules.load_full();
     let items = match target {
-        Target::Namespaced { kind, namespace, name, metric } => {
+        Target::Namespaced {
+            kind,
+            namespace,
+            name,
+            metric,
+        } => {
             let rule = lookup(&table, kind, metric, namespace)?;
             let names = if name == "*" {
                 select_objects(&state, kind, Some(namespace), &object_selector)?
@@ -158,7 +192,10 @@ pub async fn custom_metric(
             };
             values_for(&state, rule, namespace, names, &metric_selector).await?
         }
-        Target::NamespaceObject { namespace: "*", metric } => {
+        Target::NamespaceObject {
+            namespace: "*",
+            metric,
+        } => {
             let mut namespaces = table.namespaces_defining(ObjectKind::Namespace, metric);
             if namespaces.is_empty() {
                 return Err(unknown_metric(&table, ObjectKind::Namespace, metric, None));
@@ -185,16 +222,26 @@ pub async fn custom_metric(
         }
         Target::NamespaceObject { namespace, metric } => {
             let rule = lookup(&table, ObjectKind::Namespace, metric, namespace)?;
-            values_for(&state, rule, namespace, Some(vec![namespace.to_string()]), &metric_selector)
-                .await?
+            values_for(
+                &state,
+                rule,
+                namespace,
+                Some(vec![namespace.to_string()]),
+                &metric_selector,
+            )
+            .await?
         }
     };
     Ok(Json(wire::metric_value_list(version, &items)))
 }
 
 fn parse_selector(parameter: &str, value: Option<&str>) -> Result<LabelSelector, ApiError> {
-    LabelSelector::parse(value.unwrap_or(""))
-        .map_err(|error| ApiError::bad_request(format!("invalid {parameter} {:?}: {error}", value.unwrap_or(""))))
+    LabelSelector::parse(value.unwrap_or("")).map_err(|error| {
+        ApiError::bad_request(format!(
+            "invalid {parameter} {:?}: {error}",
+            value.unwrap_or("")
+        ))
+    })
 }
 
 fn lookup<'t>(
@@ -208,7 +255,12 @@ fn lookup<'t>(
         .ok_or_else(|| unknown_metric(table, kind, metric, Some(namespace)))
 }
 
-fn unknown_metric(table: &RuleTable, kind: ObjectKind, metric: &str, namespace: Option<&str>) -> ApiError {
+fn unknown_metric(
+    table: &RuleTable,
+    kind: ObjectKind,
+    metric: &str,
+    namespace: Option<&str>,
+) -> ApiError {
     let elsewhere = table.namespaces_defining(kind, metric);
     let hint = match (elsewhere.is_empty(), namespace) {
         (false, Some(namespace)) => format!(
@@ -237,7 +289,9 @@ fn select_objects(
         Ok(names) if names.is_empty() => Err(ApiError::not_found(format!(
             "no {} {}match labelSelector {:?}",
             kind.resource(),
-            namespace.map(|ns| format!("in namespace {ns} ")).unwrap_or_default(),
+            namespace
+                .map(|ns| format!("in namespace {ns} "))
+                .unwrap_or_default(),
             selector.to_string()
         ))),
         Ok(names) => Ok(Some(names)),
@@ -275,7 +329,14 @@ async fn values_for(
         _ => ObjectSelection::All,
     };
     let single = matches!(objects, ObjectSelection::One(_)) && names.is_some();
-    let query = render_query(rule, &RenderRequest { namespace, objects, metric_matchers: &matchers });
+    let query = render_query(
+        rule,
+        &RenderRequest {
+            namespace,
+            objects,
+            metric_matchers: &matchers,
+        },
+    );
     let started = Instant::now();
     let samples = state.prometheus.query(&query).await.map_err(|error| {
         tracing::warn!(%error, source = %rule.source, query = %query, "Prometheus query failed");
@@ -283,7 +344,8 @@ async fn values_for(
     })?;
     tracing::debug!(source = %rule.source, query = %query, series = samples.len(), elapsed_ms = started.elapsed().as_millis() as u64, "queried");
 
-    let selector_json = (!metric_selector.is_empty()).then(|| metric_selector.to_label_selector_json());
+    let selector_json =
+        (!metric_selector.is_empty()).then(|| metric_selector.to_label_selector_json());
     let make = |name: &str, sample: &Sample| -> Result<MetricValue, String> {
         let value = milli_quantity(&sample.value).map_err(|error| error.to_string())?;
         Ok(MetricValue {
@@ -314,17 +376,24 @@ async fn values_for(
         return Ok(vec![value]);
     }
 
-    let wanted: Option<HashSet<&str>> = names.as_ref().map(|n| n.iter().map(String::as_str).collect());
+    let wanted: Option<HashSet<&str>> = names
+        .as_ref()
+        .map(|n| n.iter().map(String::as_str).collect());
     let mut items = Vec::new();
     let mut seen = HashSet::new();
     for sample in &samples {
-        let Some(name) = sample.labels.get(&rule.object_label) else { continue };
-        if wanted.as_ref().is_some_and(|w| !w.contains(name.as_str())) || !seen.insert(name.clone()) {
+        let Some(name) = sample.labels.get(&rule.object_label) else {
+            continue;
+        };
+        if wanted.as_ref().is_some_and(|w| !w.contains(name.as_str())) || !seen.insert(name.clone())
+        {
             continue;
         }
         match make(name, sample) {
             Ok(item) => items.push(item),
-            Err(problem) => tracing::warn!(object = %name, metric = %rule.metric, %problem, "skipping value"),
+            Err(problem) => {
+                tracing::warn!(object = %name, metric = %rule.metric, %problem, "skipping value")
+            }
         }
     }
     if items.is_empty() {
@@ -339,8 +408,16 @@ async fn values_for(
     Ok(items)
 }
 
-fn pick_sample<'s>(samples: &'s [Sample], label: &str, name: &str, query: &str) -> Result<&'s Sample, ApiError> {
-    if let Some(sample) = samples.iter().find(|s| s.labels.get(label).map(String::as_str) == Some(name)) {
+fn pick_sample<'s>(
+    samples: &'s [Sample],
+    label: &str,
+    name: &str,
+    query: &str,
+) -> Result<&'s Sample, ApiError> {
+    if let Some(sample) = samples
+        .iter()
+        .find(|s| s.labels.get(label).map(String::as_str) == Some(name))
+    {
         return Ok(sample);
     }
     // A query without `by (<<.GroupBy>>)` returns one unlabelled series; it can only be this object's.
@@ -405,7 +482,8 @@ pub async fn external_metric(
         }
     }
     if samples.is_empty() {
-        let known = state.external.contains(metric) || state.rules.load().external_metrics().contains(*metric);
+        let known = state.external.contains(metric)
+            || state.rules.load().external_metrics().contains(*metric);
         if !known {
             return Err(ApiError::not_found(format!(
                 "the server could not find the external metric {metric}: Prometheus has no series {EXTERNAL_PREFIX}{metric}"
@@ -425,30 +503,60 @@ mod tests {
     fn paths_map_to_targets() {
         assert_eq!(
             parse_custom_path("namespaces/default/services/echo/latency").unwrap(),
-            Target::Namespaced { kind: ObjectKind::Service, namespace: "default", name: "echo", metric: "latency" }
+            Target::Namespaced {
+                kind: ObjectKind::Service,
+                namespace: "default",
+                name: "echo",
+                metric: "latency"
+            }
         );
         assert_eq!(
             parse_custom_path("namespaces/a/deployments.apps/*/m").unwrap(),
-            Target::Namespaced { kind: ObjectKind::Deployment, namespace: "a", name: "*", metric: "m" }
+            Target::Namespaced {
+                kind: ObjectKind::Deployment,
+                namespace: "a",
+                name: "*",
+                metric: "m"
+            }
         );
         assert_eq!(
             parse_custom_path("namespaces/a/metrics/m").unwrap(),
-            Target::NamespaceObject { namespace: "a", metric: "m" }
+            Target::NamespaceObject {
+                namespace: "a",
+                metric: "m"
+            }
         );
         assert_eq!(
             parse_custom_path("namespaces/a/m").unwrap(),
-            Target::NamespaceObject { namespace: "a", metric: "m" }
+            Target::NamespaceObject {
+                namespace: "a",
+                metric: "m"
+            }
         );
         assert_eq!(parse_custom_path("pods/x/m").unwrap_err().code, 404);
-        assert_eq!(parse_custom_path("namespaces/a/pods/b").unwrap_err().code, 404);
-        assert_eq!(parse_custom_path("namespaces/a/jobs.batch/b/m").unwrap_err().code, 404);
-        assert_eq!(parse_custom_path("namespaces//pods/b/m").unwrap_err().code, 404);
+        assert_eq!(
+            parse_custom_path("namespaces/a/pods/b").unwrap_err().code,
+            404
+        );
+        assert_eq!(
+            parse_custom_path("namespaces/a/jobs.batch/b/m")
+                .unwrap_err()
+                .code,
+            404
+        );
+        assert_eq!(
+            parse_custom_path("namespaces//pods/b/m").unwrap_err().code,
+            404
+        );
         assert_eq!(parse_custom_path("blah").unwrap_err().code, 404);
     }
 
     fn sample(labels: &[(&str, &str)], value: &str) -> Sample {
         Sample {
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             timestamp: 1.0,
             value: value.into(),
         }
@@ -456,13 +564,27 @@ mod tests {
 
     #[test]
     fn single_object_sample_is_found_by_label_or_alone() {
-        let samples = vec![sample(&[("service", "a")], "1"), sample(&[("service", "b")], "2")];
-        assert_eq!(pick_sample(&samples, "service", "b", "q").unwrap().value, "2");
+        let samples = vec![
+            sample(&[("service", "a")], "1"),
+            sample(&[("service", "b")], "2"),
+        ];
+        assert_eq!(
+            pick_sample(&samples, "service", "b", "q").unwrap().value,
+            "2"
+        );
         let err = pick_sample(&samples, "service", "c", "q").unwrap_err();
         assert_eq!(err.code, 404);
         assert!(err.message.contains("2 series"), "{}", err.message);
         let unlabelled = vec![sample(&[], "5")];
-        assert_eq!(pick_sample(&unlabelled, "service", "c", "q").unwrap().value, "5");
-        assert!(pick_sample(&[], "service", "c", "q").unwrap_err().message.contains("no data"));
+        assert_eq!(
+            pick_sample(&unlabelled, "service", "c", "q").unwrap().value,
+            "5"
+        );
+        assert!(
+            pick_sample(&[], "service", "c", "q")
+                .unwrap_err()
+                .message
+                .contains("no data")
+        );
     }
 }

@@ -13,7 +13,10 @@ pub const EXTERNAL_PREFIX: &str = "kube_adapter_metric_";
 
 /// Whether `name` can follow the prefix and still be a valid Prometheus metric name.
 pub fn is_valid_external_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 #[derive(Debug, Default)]
@@ -49,7 +52,9 @@ impl ExternalCatalog {
     /// Asks Prometheus for every `kube_adapter_metric_*` series name.
     pub async fn refresh(&self, prometheus: &PrometheusClient) -> Result<usize, PrometheusError> {
         let matcher = format!("{{__name__=~\"{EXTERNAL_PREFIX}.+\"}}");
-        let values = prometheus.label_values("__name__", &[matcher.as_str()]).await?;
+        let values = prometheus
+            .label_values("__name__", &[matcher.as_str()])
+            .await?;
         let names: BTreeSet<String> = values
             .iter()
             .filter_map(|series| series.strip_prefix(EXTERNAL_PREFIX))

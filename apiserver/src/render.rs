@@ -28,7 +28,11 @@ pub struct RenderRequest<'a> {
 /// The `<<.LabelMatchers>>` value: metric label matchers, then the namespace, then the object(s).
 pub fn label_matchers(rule: &MetricRule, request: &RenderRequest<'_>) -> String {
     let mut matchers: Vec<String> = request.metric_matchers.to_vec();
-    matchers.push(format!("{}={}", rule.namespace_label, promql_string(request.namespace)));
+    matchers.push(format!(
+        "{}={}",
+        rule.namespace_label,
+        promql_string(request.namespace)
+    ));
     // A namespace's own metric is identified by the namespace matcher already.
     let object_is_namespace =
         rule.object == ObjectKind::Namespace && rule.object_label == rule.namespace_label;
@@ -38,7 +42,10 @@ pub fn label_matchers(rule: &MetricRule, request: &RenderRequest<'_>) -> String 
             ObjectSelection::One(name) => format!("{label}={}", promql_string(name)),
             ObjectSelection::Many(names) => {
                 let alternatives: Vec<String> = names.iter().map(|n| quote_regex(n)).collect();
-                format!("{label}=~{}", promql_string(&format!("^(?:{})$", alternatives.join("|"))))
+                format!(
+                    "{label}=~{}",
+                    promql_string(&format!("^(?:{})$", alternatives.join("|")))
+                )
             }
             ObjectSelection::All => format!("{label}!=\"\""),
         });
@@ -48,7 +55,8 @@ pub fn label_matchers(rule: &MetricRule, request: &RenderRequest<'_>) -> String 
 
 /// The PromQL sent to Prometheus for one request.
 pub fn render_query(rule: &MetricRule, request: &RenderRequest<'_>) -> String {
-    rule.template.render(&label_matchers(rule, request), &rule.object_label)
+    rule.template
+        .render(&label_matchers(rule, request), &rule.object_label)
 }
 
 #[cfg(test)]
@@ -94,10 +102,18 @@ mod tests {
 
     #[test]
     fn custom_labels_are_used() {
-        let rule = rule(ObjectKind::Service, "exported_service", "exported_namespace");
+        let rule = rule(
+            ObjectKind::Service,
+            "exported_service",
+            "exported_namespace",
+        );
         let query = render_query(
             &rule,
-            &RenderRequest { namespace: "kong", objects: ObjectSelection::One("command"), metric_matchers: &[] },
+            &RenderRequest {
+                namespace: "kong",
+                objects: ObjectSelection::One("command"),
+                metric_matchers: &[],
+            },
         );
         assert_eq!(
             query,
@@ -111,9 +127,16 @@ mod tests {
         let names = vec!["web-1".to_string(), "a.b".to_string()];
         let query = render_query(
             &rule,
-            &RenderRequest { namespace: "ns", objects: ObjectSelection::Many(&names), metric_matchers: &[] },
+            &RenderRequest {
+                namespace: "ns",
+                objects: ObjectSelection::Many(&names),
+                metric_matchers: &[],
+            },
         );
-        assert_eq!(query, r#"sum(x{namespace="ns",pod=~"^(?:web-1|a\\.b)$"}) by (pod)"#);
+        assert_eq!(
+            query,
+            r#"sum(x{namespace="ns",pod=~"^(?:web-1|a\\.b)$"}) by (pod)"#
+        );
     }
 
     #[test]
@@ -121,7 +144,11 @@ mod tests {
         let rule = rule(ObjectKind::Pod, "pod", "namespace");
         let query = render_query(
             &rule,
-            &RenderRequest { namespace: "ns", objects: ObjectSelection::All, metric_matchers: &[] },
+            &RenderRequest {
+                namespace: "ns",
+                objects: ObjectSelection::All,
+                metric_matchers: &[],
+            },
         );
         assert_eq!(query, r#"sum(x{namespace="ns",pod!=""}) by (pod)"#);
     }
@@ -131,7 +158,11 @@ mod tests {
         let rule = rule(ObjectKind::Namespace, "namespace", "namespace");
         let query = render_query(
             &rule,
-            &RenderRequest { namespace: "team-a", objects: ObjectSelection::One("team-a"), metric_matchers: &[] },
+            &RenderRequest {
+                namespace: "team-a",
+                objects: ObjectSelection::One("team-a"),
+                metric_matchers: &[],
+            },
         );
         assert_eq!(query, r#"sum(x{namespace="team-a"}) by (namespace)"#);
     }
@@ -142,7 +173,11 @@ mod tests {
         let evil = r#"x"} or vector(1) or x{a=""#;
         let query = render_query(
             &rule,
-            &RenderRequest { namespace: evil, objects: ObjectSelection::One(evil), metric_matchers: &[] },
+            &RenderRequest {
+                namespace: evil,
+                objects: ObjectSelection::One(evil),
+                metric_matchers: &[],
+            },
         );
         // Every quote from the request is escaped, so each value stays one string literal.
         assert_eq!(

@@ -215,7 +215,12 @@ impl RuleTable {
     }
 
     /// Precedence: the namespaced definition in `namespace`, else the cluster one.
-    pub fn lookup(&self, object: ObjectKind, metric: &str, namespace: &str) -> Option<&Arc<MetricRule>> {
+    pub fn lookup(
+        &self,
+        object: ObjectKind,
+        metric: &str,
+        namespace: &str,
+    ) -> Option<&Arc<MetricRule>> {
         let entry = self.metrics.get(&(object, metric.to_string()))?;
         entry.namespaced.get(namespace).or(entry.cluster.as_ref())
     }
@@ -235,7 +240,9 @@ impl RuleTable {
 
     /// Each (kind, metric) once, whichever scopes define it, sorted.
     pub fn discovery(&self) -> impl Iterator<Item = (ObjectKind, &str)> {
-        self.metrics.keys().map(|(kind, metric)| (*kind, metric.as_str()))
+        self.metrics
+            .keys()
+            .map(|(kind, metric)| (*kind, metric.as_str()))
     }
 
     /// External metric names declared by recording rules.
@@ -284,7 +291,10 @@ mod tests {
     fn namespaced_definition_wins_only_in_its_namespace() {
         let mut table = RuleTable::default();
         table
-            .insert(Scope::Cluster, rule(ObjectKind::Service, "latency", "cluster"))
+            .insert(
+                Scope::Cluster,
+                rule(ObjectKind::Service, "latency", "cluster"),
+            )
             .unwrap();
         table
             .insert(
@@ -292,10 +302,26 @@ mod tests {
                 rule(ObjectKind::Service, "latency", "team-a"),
             )
             .unwrap();
-        assert_eq!(table.lookup(ObjectKind::Service, "latency", "team-a").unwrap().source, "team-a");
-        assert_eq!(table.lookup(ObjectKind::Service, "latency", "team-b").unwrap().source, "cluster");
+        assert_eq!(
+            table
+                .lookup(ObjectKind::Service, "latency", "team-a")
+                .unwrap()
+                .source,
+            "team-a"
+        );
+        assert_eq!(
+            table
+                .lookup(ObjectKind::Service, "latency", "team-b")
+                .unwrap()
+                .source,
+            "cluster"
+        );
         assert!(table.lookup(ObjectKind::Pod, "latency", "team-a").is_none());
-        assert!(table.lookup(ObjectKind::Service, "other", "team-a").is_none());
+        assert!(
+            table
+                .lookup(ObjectKind::Service, "other", "team-a")
+                .is_none()
+        );
         assert_eq!(table.discovery().count(), 1);
         assert_eq!(table.len(), 2);
     }
@@ -304,24 +330,44 @@ mod tests {
     fn namespaced_only_metric_is_absent_elsewhere() {
         let mut table = RuleTable::default();
         table
-            .insert(Scope::Namespace("a".into()), rule(ObjectKind::Pod, "workers", "a"))
+            .insert(
+                Scope::Namespace("a".into()),
+                rule(ObjectKind::Pod, "workers", "a"),
+            )
             .unwrap();
         assert!(table.lookup(ObjectKind::Pod, "workers", "a").is_some());
         assert!(table.lookup(ObjectKind::Pod, "workers", "b").is_none());
-        assert_eq!(table.namespaces_defining(ObjectKind::Pod, "workers"), vec!["a".to_string()]);
+        assert_eq!(
+            table.namespaces_defining(ObjectKind::Pod, "workers"),
+            vec!["a".to_string()]
+        );
     }
 
     #[test]
     fn same_slot_twice_is_refused_with_the_holder() {
         let mut table = RuleTable::default();
-        table.insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "first")).unwrap();
-        let err = table.insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "second")).unwrap_err();
+        table
+            .insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "first"))
+            .unwrap();
+        let err = table
+            .insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "second"))
+            .unwrap_err();
         assert_eq!(err.existing, "first");
         // A different kind with the same metric name is a different slot.
-        table.insert(Scope::Cluster, rule(ObjectKind::Service, "m", "svc")).unwrap();
-        table.insert(Scope::Namespace("x".into()), rule(ObjectKind::Pod, "m", "x")).unwrap();
+        table
+            .insert(Scope::Cluster, rule(ObjectKind::Service, "m", "svc"))
+            .unwrap();
+        table
+            .insert(
+                Scope::Namespace("x".into()),
+                rule(ObjectKind::Pod, "m", "x"),
+            )
+            .unwrap();
         let err = table
-            .insert(Scope::Namespace("x".into()), rule(ObjectKind::Pod, "m", "x2"))
+            .insert(
+                Scope::Namespace("x".into()),
+                rule(ObjectKind::Pod, "m", "x2"),
+            )
             .unwrap_err();
         assert_eq!(err.existing, "x");
     }
@@ -333,7 +379,10 @@ mod tests {
             assert_eq!(ObjectKind::from_resource(kind.default_label()), Some(kind));
             assert_eq!(ObjectKind::from_resource(kind.kind()), Some(kind));
         }
-        assert_eq!(ObjectKind::from_resource("deployments"), Some(ObjectKind::Deployment));
+        assert_eq!(
+            ObjectKind::from_resource("deployments"),
+            Some(ObjectKind::Deployment)
+        );
         assert_eq!(ObjectKind::from_resource("jobs.batch"), None);
     }
 

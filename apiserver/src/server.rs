@@ -12,12 +12,27 @@ use axum::routing::get;
 /// except for the health endpoints, which stay open for probes.
 pub fn metrics_routes(state: ApiState) -> Router {
     Router::new()
-        .route("/apis/custom.metrics.k8s.io/{version}", get(api::custom_discovery))
-        .route("/apis/custom.metrics.k8s.io/{version}/{*path}", get(api::custom_metric))
-        .route("/apis/external.metrics.k8s.io/v1beta1", get(api::external_discovery))
-        .route("/apis/external.metrics.k8s.io/v1beta1/{*path}", get(api::external_metric))
+        .route(
+            "/apis/custom.metrics.k8s.io/{version}",
+            get(api::custom_discovery),
+        )
+        .route(
+            "/apis/custom.metrics.k8s.io/{version}/{*path}",
+            get(api::custom_metric),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/v1beta1",
+            get(api::external_discovery),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/v1beta1/{*path}",
+            get(api::external_metric),
+        )
         .fallback(|uri: axum::http::Uri| async move {
-            ApiError::not_found(format!("the server could not find the requested resource ({})", uri.path()))
+            ApiError::not_found(format!(
+                "the server could not find the requested resource ({})",
+                uri.path()
+            ))
         })
         .with_state(state)
 }
@@ -35,7 +50,10 @@ async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     if state.readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: definitions not loaded yet")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: definitions not loaded yet",
+        )
     }
 }
 

@@ -94,7 +94,10 @@ pub fn metric_value_list(version: CustomVersion, items: &[MetricValue]) -> serde
             }),
             CustomVersion::V1Beta2 => serde_json::to_value(MetricValueV1Beta2 {
                 described_object: &item.described_object,
-                metric: MetricIdentifier { name: &item.metric, selector: &item.selector },
+                metric: MetricIdentifier {
+                    name: &item.metric,
+                    selector: &item.selector,
+                },
                 timestamp: &item.timestamp,
                 window_seconds: item.window_seconds,
                 value: &item.value,
@@ -204,7 +207,10 @@ mod tests {
         let list = metric_value_list(CustomVersion::V1Beta2, &[value]);
         let item = &list["items"][0];
         assert_eq!(list["apiVersion"], "custom.metrics.k8s.io/v1beta2");
-        assert_eq!(item["metric"], serde_json::json!({"name": "kong_upstream_latency_ms_60s_average", "selector": null}));
+        assert_eq!(
+            item["metric"],
+            serde_json::json!({"name": "kong_upstream_latency_ms_60s_average", "selector": null})
+        );
         assert_eq!(item["windowSeconds"], 60);
         assert!(item.get("metricName").is_none());
         assert!(item.get("window").is_none());

@@ -54,7 +54,11 @@ mod tests {
             let version = &crd.spec.versions[0];
             assert_eq!(version.name, VERSION);
             assert!(
-                version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+                version
+                    .subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some(),
                 "{} has no status subresource",
                 crd.spec.names.kind
             );
@@ -64,9 +68,24 @@ mod tests {
                 .flatten()
                 .map(|c| c.name.as_str())
                 .collect();
-            assert!(columns.contains(&"Ready"), "{}: {columns:?}", crd.spec.names.kind);
-            assert!(columns.contains(&"Reason"), "{}: {columns:?}", crd.spec.names.kind);
-            assert!(!crd.spec.names.short_names.clone().unwrap_or_default().is_empty());
+            assert!(
+                columns.contains(&"Ready"),
+                "{}: {columns:?}",
+                crd.spec.names.kind
+            );
+            assert!(
+                columns.contains(&"Reason"),
+                "{}: {columns:?}",
+                crd.spec.names.kind
+            );
+            assert!(
+                !crd.spec
+                    .names
+                    .short_names
+                    .clone()
+                    .unwrap_or_default()
+                    .is_empty()
+            );
             assert_eq!(
                 crd.spec.names.categories.clone().unwrap_or_default(),
                 vec!["metrics-registry".to_string()]
@@ -87,8 +106,16 @@ mod tests {
         let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
         let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
         assert_eq!(spec["required"], serde_json::json!(["query"]));
-        for field in ["query", "metricName", "objectLabel", "namespaceLabel", "windowSeconds"] {
-            let description = spec["properties"][field]["description"].as_str().unwrap_or("");
+        for field in [
+            "query",
+            "metricName",
+            "objectLabel",
+            "namespaceLabel",
+            "windowSeconds",
+        ] {
+            let description = spec["properties"][field]["description"]
+                .as_str()
+                .unwrap_or("");
             assert!(!description.is_empty(), "{field} has no description");
         }
     }

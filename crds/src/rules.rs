@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 /// Prometheus rule groups. A recording rule named `kube_adapter_metric_<name>` makes
 /// `<name>` an external metric.
-#[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[derive(
+    CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq,
+)]
 #[kube(
     group = "metrics-registry.io",
     version = "v1beta1",

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "metrics-registry", version, about = "Prometheus metrics for the HorizontalPodAutoscaler, declared as custom resources")]
+#[command(
+    name = "metrics-registry",
+    version,
+    about = "Prometheus metrics for the HorizontalPodAutoscaler, declared as custom resources"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -19,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve custom.metrics.k8s.io and external.metrics.k8s.io from definitions.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every CustomResourceDefinition as YAML.
     Crds(CrdsArgs),
     /// Validate definition files offline; exit 1 with one line per problem.
@@ -29,7 +33,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log filter (tracing EnvFilter syntax); RUST_LOG works too.
-    #[arg(long, global = true, env = "METRICS_REGISTRY_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "METRICS_REGISTRY_LOG",
+        default_value = "info"
+    )]
     pub log_level: String,
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -82,7 +91,11 @@ pub struct PrometheusArgs {
     /// File with a bearer token, re-read on every request.
     #[arg(long, value_name = "FILE")]
     pub prometheus_bearer_token_file: Option<PathBuf>,
-    #[arg(long, value_name = "USER", requires = "prometheus_basic_auth_password_file")]
+    #[arg(
+        long,
+        value_name = "USER",
+        requires = "prometheus_basic_auth_password_file"
+    )]
     pub prometheus_basic_auth_user: Option<String>,
     #[arg(long, value_name = "FILE", requires = "prometheus_basic_auth_user")]
     pub prometheus_basic_auth_password_file: Option<PathBuf>,
@@ -148,7 +161,8 @@ pub struct CheckArgs {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    promql_parser::util::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 10s or 500ms: {e}"))
+    promql_parser::util::parse_duration(text)
+        .map_err(|e| format!("{text:?} is not a duration like 10s or 500ms: {e}"))
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -162,7 +176,9 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 /// `--insecure-listen` serves without authentication, so it must stay on this machine.
 pub fn require_loopback(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     if !addr.ip().is_loopback() {
-        bail!("--insecure-listen {addr} is not a loopback address: plain HTTP without authentication is only allowed on 127.0.0.1 or [::1]");
+        bail!(
+            "--insecure-listen {addr} is not a loopback address: plain HTTP without authentication is only allowed on 127.0.0.1 or [::1]"
+        );
     }
     Ok(addr)
 }
@@ -185,15 +201,31 @@ mod tests {
     #[test]
     fn flags_parse_into_a_prometheus_config() {
         let cli = Cli::try_parse_from([
-            "metrics-registry", "run", "--manifests", "defs", "--insecure-listen", "127.0.0.1:8080",
-            "--prometheus-url", "http://prom:9090/prefix", "--prometheus-timeout", "1500ms",
-            "--prometheus-header", "X-Scope-OrgID=tenant-a", "--prometheus-method", "post",
+            "metrics-registry",
+            "run",
+            "--manifests",
+            "defs",
+            "--insecure-listen",
+            "127.0.0.1:8080",
+            "--prometheus-url",
+            "http://prom:9090/prefix",
+            "--prometheus-timeout",
+            "1500ms",
+            "--prometheus-header",
+            "X-Scope-OrgID=tenant-a",
+            "--prometheus-method",
+            "post",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command else { panic!() };
+        let Command::Run(args) = cli.command else {
+            panic!()
+        };
         let config = args.prometheus.config();
         assert_eq!(config.timeout, Duration::from_millis(1500));
-        assert_eq!(config.headers, vec![("X-Scope-OrgID".to_string(), "tenant-a".to_string())]);
+        assert_eq!(
+            config.headers,
+            vec![("X-Scope-OrgID".to_string(), "tenant-a".to_string())]
+        );
         assert!(matches!(config.method, QueryMethod::Post));
     }
 
@@ -201,13 +233,20 @@ mod tests {
     fn insecure_listen_stays_on_loopback() {
         assert!(require_loopback("127.0.0.1:1".parse().unwrap()).is_ok());
         assert!(require_loopback("[::1]:1".parse().unwrap()).is_ok());
-        let err = require_loopback("0.0.0.0:1".parse().unwrap()).unwrap_err().to_string();
+        let err = require_loopback("0.0.0.0:1".parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a loopback"), "{err}");
     }
 
     #[test]
     fn half_configured_basic_auth_is_refused() {
-        let result = Cli::try_parse_from(["metrics-registry", "run", "--prometheus-basic-auth-user", "u"]);
+        let result = Cli::try_parse_from([
+            "metrics-registry",
+            "run",
+            "--prometheus-basic-auth-user",
+            "u",
+        ]);
         assert!(result.is_err());
     }
 }

@@ -19,7 +19,9 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
     for file in files {
         match manifests::read_file(file) {
             Ok(found) => located.extend(found),
-            Err(errors) => report.problems.extend(errors.iter().map(ToString::to_string)),
+            Err(errors) => report
+                .problems
+                .extend(errors.iter().map(ToString::to_string)),
         }
     }
     let mut origin: BTreeMap<DefinitionId, PathBuf> = BTreeMap::new();
@@ -37,8 +39,14 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
     report.definitions = definitions.len();
     let compiled = compile(&definitions, options);
     for (id, problem) in compiled.not_ready() {
-        let file = origin.get(id).map(|f| f.display().to_string()).unwrap_or_default();
-        report.problems.push(format!("{file}: {id}: {}: {}", problem.reason, problem.message));
+        let file = origin
+            .get(id)
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        report.problems.push(format!(
+            "{file}: {id}: {}: {}",
+            problem.reason, problem.message
+        ));
     }
     report
 }
@@ -54,11 +62,19 @@ mod tests {
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&good, "apiVersion: metrics-registry.io/v1beta1\nkind: ClusterPodMetric\nmetadata: {name: ok}\nspec: {query: 'x{<<.LabelMatchers>>}'}\n").unwrap();
         std::fs::write(&bad, "apiVersion: metrics-registry.io/v1beta1\nkind: PodMetric\nmetadata: {name: p, namespace: a}\nspec: {query: 'x{<<.Series>>}'}\n---\napiVersion: metrics-registry.io/v1beta1\nkind: PodMetric\nmetadata: {name: q, namespace: a}\nspec: {query: 'sum(x{<<.LabelMatchers>>}'}\n").unwrap();
-        let report = check(&[good.clone()], CompileOptions::default());
+        let report = check(std::slice::from_ref(&good), CompileOptions::default());
         assert_eq!((report.definitions, report.problems.len()), (1, 0));
         let report = check(&[good, bad], CompileOptions::default());
         assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
-        assert!(report.problems[0].contains("bad.yaml: PodMetric a/p: UnknownPlaceholder:"), "{}", report.problems[0]);
-        assert!(report.problems[1].contains("PodMetric a/q: InvalidQuery:"), "{}", report.problems[1]);
+        assert!(
+            report.problems[0].contains("bad.yaml: PodMetric a/p: UnknownPlaceholder:"),
+            "{}",
+            report.problems[0]
+        );
+        assert!(
+            report.problems[1].contains("PodMetric a/q: InvalidQuery:"),
+            "{}",
+            report.problems[1]
+        );
     }
 }

@@ -136,14 +136,23 @@ pub enum DecodeError {
     Invalid(String),
 }
 
-const METRIC_FIELDS: [&str; 5] = ["query", "metricName", "objectLabel", "namespaceLabel", "windowSeconds"];
+const METRIC_FIELDS: [&str; 5] = [
+    "query",
+    "metricName",
+    "objectLabel",
+    "namespaceLabel",
+    "windowSeconds",
+];
 
 impl Definition {
     /// Reads a Kubernetes object (as JSON). `Ok(None)` for objects of other API groups or
     /// kinds, which manifest folders may hold next to definitions (HPAs, Deployments, ...).
     pub fn from_object(object: &serde_json::Value) -> Result<Option<Definition>, DecodeError> {
         let invalid = |message: String| Err(DecodeError::Invalid(message));
-        let api_version = object.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
+        let api_version = object
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         let kind_name = object.get("kind").and_then(|v| v.as_str()).unwrap_or("");
         if api_version.split('/').next() != Some(metrics_registry_crds::GROUP) {
             return Ok(None);
@@ -158,21 +167,32 @@ impl Definition {
             return invalid(format!("unknown kind {kind_name:?} in {api_version}"));
         };
         let metadata = object.get("metadata");
-        let name = metadata.and_then(|m| m.get("name")).and_then(|v| v.as_str()).unwrap_or("");
+        let name = metadata
+            .and_then(|m| m.get("name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         if name.is_empty() {
             return invalid(format!("{kind_name} without metadata.name"));
         }
-        let namespace = metadata.and_then(|m| m.get("namespace")).and_then(|v| v.as_str());
+        let namespace = metadata
+            .and_then(|m| m.get("namespace"))
+            .and_then(|v| v.as_str());
         let namespace = match (kind.is_namespaced(), namespace) {
             // As kubectl does, a namespaced object without a namespace lands in `default`.
             (true, None) => Some("default".to_string()),
             (true, Some(ns)) => Some(ns.to_string()),
             (false, None) => None,
             (false, Some(ns)) => {
-                return invalid(format!("{kind_name} {name} is cluster-scoped but sets metadata.namespace {ns:?}"));
+                return invalid(format!(
+                    "{kind_name} {name} is cluster-scoped but sets metadata.namespace {ns:?}"
+                ));
             }
         };
-        let id = DefinitionId { kind, namespace, name: name.to_string() };
+        let id = DefinitionId {
+            kind,
+            namespace,
+            name: name.to_string(),
+        };
         let Some(spec) = object.get("spec") else {
             return invalid(format!("{id}: spec is missing"));
         };
@@ -193,12 +213,19 @@ impl Definition {
                 .map_err(|e| DecodeError::Invalid(format!("{id}: invalid spec: {e}")))?;
             DefinitionBody::Metric(MetricSpec::from(&spec))
         };
-        let generation = metadata.and_then(|m| m.get("generation")).and_then(|v| v.as_i64());
+        let generation = metadata
+            .and_then(|m| m.get("generation"))
+            .and_then(|v| v.as_i64());
         let created = metadata
             .and_then(|m| m.get("creationTimestamp"))
             .and_then(|v| v.as_str())
             .map(str::to_string);
-        Ok(Some(Definition { id, generation, created, body }))
+        Ok(Some(Definition {
+            id,
+            generation,
+            created,
+            body,
+        }))
     }
 }
 
@@ -218,20 +245,28 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(definition.id.to_string(), "ServiceMetric default/rmq");
-        let DefinitionBody::Metric(spec) = definition.body else { panic!() };
+        let DefinitionBody::Metric(spec) = definition.body else {
+            panic!()
+        };
         assert_eq!(spec.metric_name.as_deref(), Some("rmq_depth"));
     }
 
     #[test]
     fn other_groups_are_skipped_and_bad_objects_explained() {
         assert_eq!(
-            Definition::from_object(&json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"}))
-                .unwrap(),
+            Definition::from_object(
+                &json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler"})
+            )
+            .unwrap(),
             None
         );
-        let err = |object: serde_json::Value| Definition::from_object(&object).unwrap_err().to_string();
+        let err =
+            |object: serde_json::Value| Definition::from_object(&object).unwrap_err().to_string();
         assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "Nope", "metadata": {"name": "a"}})).contains("unknown kind"));
-        assert!(err(json!({"apiVersion": "metrics-registry.io/v1", "kind": "PodMetric"})).contains("not served"));
+        assert!(
+            err(json!({"apiVersion": "metrics-registry.io/v1", "kind": "PodMetric"}))
+                .contains("not served")
+        );
         assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "PodMetric", "metadata": {"name": "a"}, "spec": {"querry": "x"}})).contains("unknown field spec.querry"));
         assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "PodMetric", "metadata": {"name": "a"}, "spec": {}})).contains("query"));
         assert!(err(json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": "ClusterPodMetric", "metadata": {"name": "a", "namespace": "x"}, "spec": {"query": "x"}})).contains("cluster-scoped"));

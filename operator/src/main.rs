@@ -3,12 +3,15 @@ use clap::Parser;
 use metrics_registry::args::{Cli, Command, LogFormat};
 use metrics_registry::compiler::CompileOptions;
 use metrics_registry::{check, crdgen, install_crypto_provider, run};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Plain => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -31,17 +34,20 @@ fn main() -> ExitCode {
 fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => {
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-            runtime.block_on(run::run(args))?;
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(run::run(*args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Crds(args) => {
             match args.output_dir {
                 Some(dir) => {
-                    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
                     for (name, yaml) in crdgen::crd_files() {
                         let path = dir.join(name);
-                        std::fs::write(&path, yaml).with_context(|| format!("cannot write {}", path.display()))?;
+                        std::fs::write(&path, yaml)
+                            .with_context(|| format!("cannot write {}", path.display()))?;
                     }
                 }
                 None => print!("{}", crdgen::crds_yaml()),
@@ -49,7 +55,9 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(args) => {
-            let options = CompileOptions { namespace_isolation: !args.disable_namespace_isolation };
+            let options = CompileOptions {
+                namespace_isolation: !args.disable_namespace_isolation,
+            };
             let report = check::check(&args.files, options);
             for problem in &report.problems {
                 println!("{problem}");

@@ -27,14 +27,22 @@ pub struct Located {
 }
 
 fn is_manifest(path: &Path) -> bool {
-    let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'));
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     !hidden && matches!(extension, "yaml" | "yml" | "json")
 }
 
 /// Reads every definition in one file; other Kubernetes objects are skipped.
 pub fn read_file(path: &Path) -> Result<Vec<Located>, Vec<ManifestError>> {
-    let error = |message: String| vec![ManifestError { file: path.to_path_buf(), message }];
+    let error = |message: String| {
+        vec![ManifestError {
+            file: path.to_path_buf(),
+            message,
+        }]
+    };
     let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
     let documents: Vec<serde_json::Value> =
         serde_saphyr::from_multiple(&text).map_err(|e| error(format!("invalid YAML: {e}")))?;
@@ -52,7 +60,10 @@ pub fn read_file(path: &Path) -> Result<Vec<Located>, Vec<ManifestError>> {
             continue;
         }
         match Definition::from_object(document) {
-            Ok(Some(definition)) => found.push(Located { file: path.to_path_buf(), definition }),
+            Ok(Some(definition)) => found.push(Located {
+                file: path.to_path_buf(),
+                definition,
+            }),
             Ok(None) => {}
             Err(e) => problems.push(ManifestError {
                 file: path.to_path_buf(),
@@ -60,7 +71,11 @@ pub fn read_file(path: &Path) -> Result<Vec<Located>, Vec<ManifestError>> {
             }),
         }
     }
-    if problems.is_empty() { Ok(found) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(found)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The files of a folder that hold manifests, sorted. Hidden entries are skipped, which
@@ -93,11 +108,19 @@ pub fn read_files(files: &[PathBuf]) -> Result<Vec<Located>, Vec<ManifestError>>
         if let Some(first) = seen.insert(located.definition.id.clone(), located.file.clone()) {
             problems.push(ManifestError {
                 file: located.file.clone(),
-                message: format!("{} is also defined in {}", located.definition.id, first.display()),
+                message: format!(
+                    "{} is also defined in {}",
+                    located.definition.id,
+                    first.display()
+                ),
             });
         }
     }
-    if problems.is_empty() { Ok(all) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(all)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Reads a whole folder.
@@ -132,7 +155,10 @@ metadata: {name: myhpa, namespace: mynamespace}
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         let found = read_dir(dir.path()).unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].definition.id.to_string(), "ServiceMetric mynamespace/rmq-queue-forum-messages");
+        assert_eq!(
+            found[0].definition.id.to_string(),
+            "ServiceMetric mynamespace/rmq-queue-forum-messages"
+        );
     }
 
     #[test]
@@ -140,13 +166,21 @@ metadata: {name: myhpa, namespace: mynamespace}
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.yaml"), "kind: [unclosed").unwrap();
         let errors = read_dir(dir.path()).unwrap_err();
-        assert!(errors[0].to_string().contains("a.yaml: invalid YAML"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().contains("a.yaml: invalid YAML"),
+            "{}",
+            errors[0]
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let doc = "apiVersion: metrics-registry.io/v1beta1\nkind: ClusterPodMetric\nmetadata: {name: m}\nspec: {query: 'x{<<.LabelMatchers>>}'}\n";
         std::fs::write(dir.path().join("a.yaml"), doc).unwrap();
         std::fs::write(dir.path().join("b.yaml"), doc).unwrap();
         let errors = read_dir(dir.path()).unwrap_err();
-        assert!(errors[0].message.contains("also defined in"), "{}", errors[0]);
+        assert!(
+            errors[0].message.contains("also defined in"),
+            "{}",
+            errors[0]
+        );
     }
 }

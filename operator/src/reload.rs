@@ -26,7 +26,10 @@ pub struct ManifestSource {
 /// What one load did, for logs and tests.
 #[derive(Debug)]
 pub enum LoadOutcome {
-    Published { definitions: usize, not_ready: usize },
+    Published {
+        definitions: usize,
+        not_ready: usize,
+    },
     Unchanged,
     KeptLastGood(Vec<ManifestError>),
 }
@@ -51,17 +54,21 @@ impl ManifestSource {
         self.readiness.set_ready();
         let count = definitions.len();
         *last = Some(definitions);
-        LoadOutcome::Published { definitions: count, not_ready }
+        LoadOutcome::Published {
+            definitions: count,
+            not_ready,
+        }
     }
 
     /// Initial load, then reloads on every change until the task is dropped.
     pub async fn run(self) -> anyhow::Result<()> {
         let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                let _ = events_tx.send(());
-            }
-        })?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = events_tx.send(());
+                }
+            })?;
         watcher.watch(&self.dir, RecursiveMode::Recursive)?;
 
         let mut last = None;
@@ -92,7 +99,10 @@ impl ManifestSource {
 
     fn log(&self, outcome: LoadOutcome, elapsed: Duration) {
         match outcome {
-            LoadOutcome::Published { definitions, not_ready } => tracing::info!(
+            LoadOutcome::Published {
+                definitions,
+                not_ready,
+            } => tracing::info!(
                 dir = %self.dir.display(),
                 definitions,
                 not_ready,

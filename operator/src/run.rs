@@ -7,8 +7,8 @@ use anyhow::{Context, bail};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
 use metrics_registry_apiserver::external::ExternalCatalog;
 use metrics_registry_apiserver::objects::NoCluster;
-pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
 use metrics_registry_apiserver::prometheus::PrometheusClient;
+pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
 use metrics_registry_apiserver::rules::shared_rule_table;
 use metrics_registry_apiserver::server;
 use std::future::Future;
@@ -28,8 +28,13 @@ pub struct Standalone {
 
 impl Standalone {
     /// Serves on `listener` until `shutdown` completes.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let prometheus = PrometheusClient::new(self.prometheus.clone()).context("invalid Prometheus settings")?;
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let prometheus = PrometheusClient::new(self.prometheus.clone())
+            .context("invalid Prometheus settings")?;
         let table = shared_rule_table();
         let readiness = Readiness::default();
         let external = ExternalCatalog::new();
@@ -44,7 +49,9 @@ impl Standalone {
                 tracing::error!("watching the manifests folder failed: {error:#}");
             }
         });
-        let refresher = external.clone().spawn_refresher(prometheus.clone(), self.external_refresh);
+        let refresher = external
+            .clone()
+            .spawn_refresher(prometheus.clone(), self.external_refresh);
         let state = ApiState {
             rules: table,
             prometheus,
@@ -69,19 +76,27 @@ impl Standalone {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let Some(manifests) = &args.definitions.manifests else {
-        bail!("reading definitions from the cluster is not available in this build yet: pass --manifests DIR");
+        bail!(
+            "reading definitions from the cluster is not available in this build yet: pass --manifests DIR"
+        );
     };
     let Some(addr) = args.serving.insecure_listen else {
-        bail!("--manifests mode serves plain HTTP on loopback: pass --insecure-listen 127.0.0.1:PORT");
+        bail!(
+            "--manifests mode serves plain HTTP on loopback: pass --insecure-listen 127.0.0.1:PORT"
+        );
     };
     let addr = args::require_loopback(addr)?;
     let standalone = Standalone {
         manifests: args::manifests_dir(manifests)?,
         prometheus: args.prometheus.config(),
-        options: CompileOptions { namespace_isolation: !args.definitions.disable_namespace_isolation },
+        options: CompileOptions {
+            namespace_isolation: !args.definitions.disable_namespace_isolation,
+        },
         external_refresh: args.prometheus.external_refresh_interval,
     };
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     standalone.serve(listener, shutdown_signal()).await
 }
 
@@ -89,8 +104,9 @@ async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}

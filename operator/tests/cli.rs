@@ -19,23 +19,47 @@ fn check_exits_1_with_one_line_per_problem() {
     .unwrap();
 
     let ok = binary().arg("check").arg(&good).output().unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
-    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "1 definitions OK");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "1 definitions OK"
+    );
 
     let failed = binary().arg("check").arg(&good).arg(&bad).output().unwrap();
     assert_eq!(failed.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&failed.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
-    assert!(lines.iter().any(|l| l.contains("bad.yaml: ServiceMetric team/a: NamespaceEscape:")), "{stdout}");
-    assert!(lines.iter().any(|l| l.contains("bad.yaml: PodMetric team/b: UnknownPlaceholder:")), "{stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("bad.yaml: ServiceMetric team/a: NamespaceEscape:")),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("bad.yaml: PodMetric team/b: UnknownPlaceholder:")),
+        "{stdout}"
+    );
 
     // Isolation can be turned off offline too.
-    let open = binary().args(["check", "--disable-namespace-isolation"]).arg(&bad).output().unwrap();
+    let open = binary()
+        .args(["check", "--disable-namespace-isolation"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&open.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
 
-    let missing = binary().args(["check", "/nonexistent/file.yaml"]).output().unwrap();
+    let missing = binary()
+        .args(["check", "/nonexistent/file.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stdout).contains("cannot read"));
 }
@@ -46,7 +70,11 @@ fn crds_prints_every_definition() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 14);
-    for name in ["podmetrics.metrics-registry.io", "clusterservicemetrics.metrics-registry.io", "customprometheusrules.metrics-registry.io"] {
+    for name in [
+        "podmetrics.metrics-registry.io",
+        "clusterservicemetrics.metrics-registry.io",
+        "customprometheusrules.metrics-registry.io",
+    ] {
         assert!(text.contains(name), "{name}");
     }
 }
@@ -66,7 +94,13 @@ fn insecure_listen_refuses_non_loopback() {
 #[test]
 fn missing_manifests_folder_is_named() {
     let out = binary()
-        .args(["run", "--insecure-listen", "127.0.0.1:0", "--manifests", "/nonexistent/defs"])
+        .args([
+            "run",
+            "--insecure-listen",
+            "127.0.0.1:0",
+            "--manifests",
+            "/nonexistent/defs",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -109,40 +109,74 @@ spec: {query: 'sum(pod_value{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}
 pub fn publish_seed_series(exporter: &Exporter) {
     exporter.set(
         "kong_upstream_latency_ms_average",
-        &[("namespace", "kong"), ("exported_namespace", "default"), ("exported_service", "echo")],
+        &[
+            ("namespace", "kong"),
+            ("exported_namespace", "default"),
+            ("exported_service", "echo"),
+        ],
         102.312,
     );
     exporter.set(
         "kong_upstream_latency_ms_average",
-        &[("namespace", "kong"), ("exported_namespace", "default"), ("exported_service", "other")],
+        &[
+            ("namespace", "kong"),
+            ("exported_namespace", "default"),
+            ("exported_service", "other"),
+        ],
         7.0,
     );
     for (queue, value) in [("send_forum_message", 45.0), ("other_queue", 7.0)] {
         exporter.set(
             "rabbitmq_queue_messages",
-            &[("namespace", "mynamespace"), ("service", "rmq"), ("queue", queue), ("vhost", "/")],
+            &[
+                ("namespace", "mynamespace"),
+                ("service", "rmq"),
+                ("queue", queue),
+                ("vhost", "/"),
+            ],
             value,
         );
     }
-    for (pod, state, value) in [("web-1", "active", 3.0), ("web-1", "idle", 2.0), ("web-2", "active", 6.0), ("web-3", "active", f64::NAN)] {
+    for (pod, state, value) in [
+        ("web-1", "active", 3.0),
+        ("web-1", "idle", 2.0),
+        ("web-2", "active", 6.0),
+        ("web-3", "active", f64::NAN),
+    ] {
         exporter.set(
             "phpfpm_processes_total",
             &[("namespace", "mynamespace"), ("pod", pod), ("state", state)],
             value,
         );
     }
-    exporter.set("namespace_queue_length", &[("namespace", "mynamespace")], 0.3);
+    exporter.set(
+        "namespace_queue_length",
+        &[("namespace", "mynamespace")],
+        0.3,
+    );
     for (label, name, value) in [
         ("deployment", "api", 11.0),
         ("statefulset", "db", 12.0),
         ("daemonset", "agent", 13.0),
         ("ingress", "web", 14.5),
     ] {
-        exporter.set("workload_rps", &[("namespace", "prod"), (label, name)], value);
+        exporter.set(
+            "workload_rps",
+            &[("namespace", "prod"), (label, name)],
+            value,
+        );
     }
     exporter.set("pod_value", &[("namespace", "prod"), ("pod", "p-1")], 0.1);
-    exporter.set("pod_value", &[("namespace", "prod"), ("pod", "p-2")], f64::INFINITY);
+    exporter.set(
+        "pod_value",
+        &[("namespace", "prod"), ("pod", "p-2")],
+        f64::INFINITY,
+    );
     for (queue, value) in [("send_forum_messages", 42.0), ("other", 7.0)] {
-        exporter.set("kube_adapter_metric_sqs_messages_visible", &[("queue", queue)], value);
+        exporter.set(
+            "kube_adapter_metric_sqs_messages_visible",
+            &[("queue", queue)],
+            value,
+        );
     }
 }

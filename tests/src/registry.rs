@@ -49,10 +49,15 @@ pub struct Answer {
 impl Answer {
     /// The `value` of item `index`, for short assertions.
     pub fn value(&self, index: usize) -> &str {
-        self.body["items"][index]["value"].as_str().unwrap_or("<no value>")
+        self.body["items"][index]["value"]
+            .as_str()
+            .unwrap_or("<no value>")
     }
     pub fn items(&self) -> &[Value] {
-        self.body["items"].as_array().map(Vec::as_slice).unwrap_or(&[])
+        self.body["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
     pub fn message(&self) -> &str {
         self.body["message"].as_str().unwrap_or("")
@@ -61,7 +66,10 @@ impl Answer {
 
 impl Registry {
     /// Writes `files` into a fresh manifest folder and serves it; returns once `/readyz` is 200.
-    pub async fn start(options: RegistryOptions, files: &[(&str, &str)]) -> anyhow::Result<Registry> {
+    pub async fn start(
+        options: RegistryOptions,
+        files: &[(&str, &str)],
+    ) -> anyhow::Result<Registry> {
         metrics_registry::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         for (name, content) in files {
@@ -74,7 +82,9 @@ impl Registry {
         let standalone = Standalone {
             manifests: dir.path().to_path_buf(),
             prometheus,
-            options: CompileOptions { namespace_isolation: options.namespace_isolation },
+            options: CompileOptions {
+                namespace_isolation: options.namespace_isolation,
+            },
             external_refresh: options.external_refresh,
         };
         let (shutdown, signal) = oneshot::channel::<()>();
@@ -84,13 +94,19 @@ impl Registry {
         let registry = Registry {
             base,
             dir,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
             shutdown: Some(shutdown),
             task,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(response) = registry.client.get(format!("{}/readyz", registry.base)).send().await
+            if let Ok(response) = registry
+                .client
+                .get(format!("{}/readyz", registry.base))
+                .send()
+                .await
                 && response.status().is_success()
             {
                 return Ok(registry);
@@ -137,7 +153,12 @@ impl Registry {
     }
 
     /// Polls `path` until `done` holds; returns how long it took.
-    pub async fn wait_until(&self, path: &str, timeout: Duration, done: impl Fn(&Answer) -> bool) -> anyhow::Result<Duration> {
+    pub async fn wait_until(
+        &self,
+        path: &str,
+        timeout: Duration,
+        done: impl Fn(&Answer) -> bool,
+    ) -> anyhow::Result<Duration> {
         let started = Instant::now();
         loop {
             let answer = self.get(path).await;
@@ -145,7 +166,11 @@ impl Registry {
                 return Ok(started.elapsed());
             }
             if started.elapsed() > timeout {
-                bail!("{path} did not reach the expected state within {timeout:?}; last answer: {} {}", answer.status, answer.body);
+                bail!(
+                    "{path} did not reach the expected state within {timeout:?}; last answer: {} {}",
+                    answer.status,
+                    answer.body
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -28,10 +28,16 @@ impl Stack {
             ..PrometheusOptions::default()
         })
         .await?;
-        prometheus.wait_for_series(ready_series, Duration::from_secs(30)).await?;
+        prometheus
+            .wait_for_series(ready_series, Duration::from_secs(30))
+            .await?;
         let mut options = RegistryOptions::new(prometheus.url());
         tune(&mut options);
         let registry = Registry::start(options, files).await?;
-        Ok(Stack { exporter, prometheus, registry })
+        Ok(Stack {
+            exporter,
+            prometheus,
+            registry,
+        })
     }
 }

@@ -9,23 +9,41 @@ const EXTERNAL: &str = "/apis/external.metrics.k8s.io/v1beta1";
 
 #[tokio::test]
 async fn kube_adapter_metric_series_are_external_metrics() {
-    let stack = Stack::start(&[("app.yaml", SEED_004)], publish_seed_series, "kube_adapter_metric_sqs_messages_visible", |_| {})
-        .await
-        .unwrap();
+    let stack = Stack::start(
+        &[("app.yaml", SEED_004)],
+        publish_seed_series,
+        "kube_adapter_metric_sqs_messages_visible",
+        |_| {},
+    )
+    .await
+    .unwrap();
     let registry = &stack.registry;
 
     // Discovery: series found in Prometheus plus the names recording rules declare.
     let discovery = registry
         .wait_until(EXTERNAL, Duration::from_secs(10), |a| {
-            a.body["resources"].as_array().is_some_and(|r| r.iter().any(|r| r["name"] == "sqs_messages_visible"))
+            a.body["resources"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["name"] == "sqs_messages_visible"))
         })
         .await;
     assert!(discovery.is_ok(), "{discovery:?}");
     let answer = registry.get(EXTERNAL).await;
-    assert_eq!(answer.body["groupVersion"], "external.metrics.k8s.io/v1beta1");
-    let names: Vec<&str> = answer.body["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        answer.body["groupVersion"],
+        "external.metrics.k8s.io/v1beta1"
+    );
+    let names: Vec<&str> = answer.body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["declared_only", "sqs_messages_visible"]);
-    assert_eq!(answer.body["resources"][0]["kind"], "ExternalMetricValueList");
+    assert_eq!(
+        answer.body["resources"][0]["kind"],
+        "ExternalMetricValueList"
+    );
     assert_eq!(answer.body["resources"][0]["namespaced"], true);
 
     // The HPA's selector narrows to the series it wants.
@@ -38,11 +56,18 @@ async fn kube_adapter_metric_series_are_external_metrics() {
     assert_eq!(one.items().len(), 1);
     let item = &one.body["items"][0];
     assert_eq!(item["metricName"], "sqs_messages_visible");
-    assert_eq!(item["metricLabels"], json!({"queue": "send_forum_messages", "instance": stack.exporter.addr().to_string(), "job": "exporter"}));
+    assert_eq!(
+        item["metricLabels"],
+        json!({"queue": "send_forum_messages", "instance": stack.exporter.addr().to_string(), "job": "exporter"})
+    );
     assert_eq!(item["value"], "42");
 
     // Without a selector every series is returned; the HPA sums them.
-    let all = registry.get(&format!("{EXTERNAL}/namespaces/mynamespace/sqs_messages_visible")).await;
+    let all = registry
+        .get(&format!(
+            "{EXTERNAL}/namespaces/mynamespace/sqs_messages_visible"
+        ))
+        .await;
     assert_eq!(all.items().len(), 2, "{}", all.body);
     let in_set = registry
         .get(&format!("{EXTERNAL}/namespaces/x/sqs_messages_visible?labelSelector=queue%20in%20(other,send_forum_messages)"))
@@ -50,20 +75,46 @@ async fn kube_adapter_metric_series_are_external_metrics() {
     assert_eq!(in_set.items().len(), 2, "{}", in_set.body);
 
     // Declared by a rule but without data yet: an empty list, not an error.
-    let declared = registry.get(&format!("{EXTERNAL}/namespaces/x/declared_only")).await;
+    let declared = registry
+        .get(&format!("{EXTERNAL}/namespaces/x/declared_only"))
+        .await;
     assert_eq!(declared.status, 200, "{}", declared.body);
     assert_eq!(declared.items().len(), 0);
 
     for (path, code, needle) in [
-        (format!("{EXTERNAL}/namespaces/x/unknown_metric"), 404, "no series kube_adapter_metric_unknown_metric"),
-        (format!("{EXTERNAL}/namespaces/x/bad-name"), 404, "valid Prometheus metric names"),
-        (format!("{EXTERNAL}/namespaces/x/sqs_messages_visible?labelSelector=queue%20in%20("), 400, "invalid labelSelector"),
-        (format!("{EXTERNAL}/sqs_messages_visible"), 404, "could not find"),
-        (format!("{EXTERNAL}/namespaces/x/a/b"), 404, "could not find"),
+        (
+            format!("{EXTERNAL}/namespaces/x/unknown_metric"),
+            404,
+            "no series kube_adapter_metric_unknown_metric",
+        ),
+        (
+            format!("{EXTERNAL}/namespaces/x/bad-name"),
+            404,
+            "valid Prometheus metric names",
+        ),
+        (
+            format!("{EXTERNAL}/namespaces/x/sqs_messages_visible?labelSelector=queue%20in%20("),
+            400,
+            "invalid labelSelector",
+        ),
+        (
+            format!("{EXTERNAL}/sqs_messages_visible"),
+            404,
+            "could not find",
+        ),
+        (
+            format!("{EXTERNAL}/namespaces/x/a/b"),
+            404,
+            "could not find",
+        ),
     ] {
         let answer = registry.get(&path).await;
         assert_eq!(answer.status, code, "{path}: {}", answer.body);
         assert_eq!(answer.body["kind"], "Status");
-        assert!(answer.message().contains(needle), "{path}: {}", answer.message());
+        assert!(
+            answer.message().contains(needle),
+            "{path}: {}",
+            answer.message()
+        );
     }
 }

@@ -13,23 +13,41 @@ fn definition(series: &str) -> String {
 }
 
 fn publish(exporter: &Exporter) {
-    exporter.set("latency_a", &[("namespace", "shop"), ("service", "cart")], 1.0);
-    exporter.set("latency_b", &[("namespace", "shop"), ("service", "cart")], 2.0);
+    exporter.set(
+        "latency_a",
+        &[("namespace", "shop"), ("service", "cart")],
+        1.0,
+    );
+    exporter.set(
+        "latency_b",
+        &[("namespace", "shop"), ("service", "cart")],
+        2.0,
+    );
 }
 
 #[tokio::test]
 async fn edits_are_served_within_a_second() {
-    let stack = Stack::start(&[("latency.yaml", &definition("latency_a"))], publish, "latency_b", |_| {})
-        .await
-        .unwrap();
+    let stack = Stack::start(
+        &[("latency.yaml", &definition("latency_a"))],
+        publish,
+        "latency_b",
+        |_| {},
+    )
+    .await
+    .unwrap();
     let registry = &stack.registry;
     assert_eq!(registry.get(PATH).await.value(0), "1");
 
     let mut latencies = Vec::new();
-    for (round, (series, expected)) in [("latency_b", "2"), ("latency_a", "1"), ("latency_b", "2")].into_iter().enumerate() {
+    for (round, (series, expected)) in [("latency_b", "2"), ("latency_a", "1"), ("latency_b", "2")]
+        .into_iter()
+        .enumerate()
+    {
         registry.write("latency.yaml", &definition(series));
         let took = registry
-            .wait_until(PATH, Duration::from_secs(1), |a| a.status == 200 && a.value(0) == expected)
+            .wait_until(PATH, Duration::from_secs(1), |a| {
+                a.status == 200 && a.value(0) == expected
+            })
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         latencies.push(took);
@@ -37,18 +55,32 @@ async fn edits_are_served_within_a_second() {
     println!("reload latency (write → new value served): {latencies:?}");
 
     // A new file adds a metric; removing it takes the metric away.
-    registry.write("extra.yaml", &definition("latency_a").replace("name: latency", "name: extra"));
+    registry.write(
+        "extra.yaml",
+        &definition("latency_a").replace("name: latency", "name: extra"),
+    );
     let extra = PATH.replace("/latency", "/extra");
-    registry.wait_until(&extra, Duration::from_secs(1), |a| a.status == 200).await.unwrap();
+    registry
+        .wait_until(&extra, Duration::from_secs(1), |a| a.status == 200)
+        .await
+        .unwrap();
     registry.remove("extra.yaml");
-    registry.wait_until(&extra, Duration::from_secs(1), |a| a.status == 404).await.unwrap();
+    registry
+        .wait_until(&extra, Duration::from_secs(1), |a| a.status == 404)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn broken_files_keep_the_last_good_table() {
-    let stack = Stack::start(&[("latency.yaml", &definition("latency_a"))], publish, "latency_b", |_| {})
-        .await
-        .unwrap();
+    let stack = Stack::start(
+        &[("latency.yaml", &definition("latency_a"))],
+        publish,
+        "latency_b",
+        |_| {},
+    )
+    .await
+    .unwrap();
     let registry = &stack.registry;
     assert_eq!(registry.get(PATH).await.value(0), "1");
 
@@ -60,7 +92,10 @@ async fn broken_files_keep_the_last_good_table() {
 
     // Once fixed, the pending edit goes live.
     registry.remove("broken.yaml");
-    registry.wait_until(PATH, Duration::from_secs(1), |a| a.value(0) == "2").await.unwrap();
+    registry
+        .wait_until(PATH, Duration::from_secs(1), |a| a.value(0) == "2")
+        .await
+        .unwrap();
 
     // A valid file with a bad query: that definition is not served, the others are.
     registry.write(
@@ -68,7 +103,10 @@ async fn broken_files_keep_the_last_good_table() {
         "apiVersion: metrics-registry.io/v1beta1\nkind: ClusterServiceMetric\nmetadata: {name: bad}\nspec: {query: 'sum(x{<<.LabelMatchers>>}'}\n",
     );
     let bad = PATH.replace("/latency", "/bad");
-    registry.wait_until(&bad, Duration::from_secs(1), |a| a.status == 404).await.unwrap();
+    registry
+        .wait_until(&bad, Duration::from_secs(1), |a| a.status == 404)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(registry.get(PATH).await.value(0), "2");
 }

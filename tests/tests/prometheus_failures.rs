@@ -22,13 +22,19 @@ spec: {query: 'limitk(1, latency{<<.LabelMatchers>>})'}
 "#;
 
 fn publish(exporter: &Exporter) {
-    exporter.set("latency", &[("namespace", "shop"), ("service", "cart")], 5.0);
+    exporter.set(
+        "latency",
+        &[("namespace", "shop"), ("service", "cart")],
+        5.0,
+    );
     exporter.set("kube_adapter_metric_queue", &[("queue", "q")], 3.0);
 }
 
 #[tokio::test]
 async fn prometheus_down_is_503_and_recovers() {
-    let mut stack = Stack::start(&[("defs.yaml", DEFINITIONS)], publish, "latency", |_| {}).await.unwrap();
+    let mut stack = Stack::start(&[("defs.yaml", DEFINITIONS)], publish, "latency", |_| {})
+        .await
+        .unwrap();
     assert_eq!(stack.registry.get(PATH).await.value(0), "5");
 
     stack.prometheus.stop();
@@ -41,24 +47,42 @@ async fn prometheus_down_is_503_and_recovers() {
         assert!(down.message().contains(&expected), "{}", down.message());
     }
     // Discovery never waits on Prometheus.
-    assert_eq!(stack.registry.get("/apis/custom.metrics.k8s.io/v1beta2").await.status, 200);
+    assert_eq!(
+        stack
+            .registry
+            .get("/apis/custom.metrics.k8s.io/v1beta2")
+            .await
+            .status,
+        200
+    );
     assert_eq!(stack.registry.get("/readyz").await.status, 200);
 
     stack.prometheus.restart().await.unwrap();
     stack
         .registry
-        .wait_until(PATH, Duration::from_secs(15), |a| a.status == 200 && a.value(0) == "5")
+        .wait_until(PATH, Duration::from_secs(15), |a| {
+            a.status == 200 && a.value(0) == "5"
+        })
         .await
         .unwrap();
 }
 
 #[tokio::test]
 async fn rejected_query_is_502_with_prometheus_message() {
-    let stack = Stack::start(&[("defs.yaml", DEFINITIONS)], publish, "latency", |_| {}).await.unwrap();
-    let answer = stack.registry.get(&PATH.replace("/latency", "/too-new")).await;
+    let stack = Stack::start(&[("defs.yaml", DEFINITIONS)], publish, "latency", |_| {})
+        .await
+        .unwrap();
+    let answer = stack
+        .registry
+        .get(&PATH.replace("/latency", "/too-new"))
+        .await;
     assert_eq!(answer.status, 502, "{}", answer.body);
     assert_eq!(answer.body["reason"], "BadGateway");
-    assert!(answer.message().contains("rejected the query"), "{}", answer.message());
+    assert!(
+        answer.message().contains("rejected the query"),
+        "{}",
+        answer.message()
+    );
     assert!(answer.message().contains("limitk"), "{}", answer.message());
 }
 
@@ -76,9 +100,17 @@ async fn slow_prometheus_is_504() {
     });
     let mut options = RegistryOptions::new(url.clone());
     options.prometheus_timeout = Duration::from_millis(300);
-    let registry = Registry::start(options, &[("defs.yaml", DEFINITIONS)]).await.unwrap();
+    let registry = Registry::start(options, &[("defs.yaml", DEFINITIONS)])
+        .await
+        .unwrap();
     let answer = registry.get(PATH).await;
     assert_eq!(answer.status, 504, "{}", answer.body);
     assert_eq!(answer.body["reason"], "Timeout");
-    assert!(answer.message().contains(&format!("Prometheus at {url} did not answer within")), "{}", answer.message());
+    assert!(
+        answer
+            .message()
+            .contains(&format!("Prometheus at {url} did not answer within")),
+        "{}",
+        answer.message()
+    );
 }

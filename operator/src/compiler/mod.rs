@@ -9,7 +9,9 @@ mod template;
 pub use promql::ISOLATION_LABEL;
 
 use crate::definitions::{Definition, DefinitionBody, DefinitionId};
-use metrics_registry_apiserver::rules::{MetricRule, ObjectKind, QueryTemplate, RuleTable, Scope, Segment};
+use metrics_registry_apiserver::rules::{
+    MetricRule, ObjectKind, QueryTemplate, RuleTable, Scope, Segment,
+};
 use metrics_registry_crds::{MetricSpec, RuleGroup};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -42,7 +44,10 @@ pub struct Problem {
 
 impl Problem {
     fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Problem { reason, message: message.into() }
+        Problem {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -73,7 +78,9 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { namespace_isolation: true }
+        CompileOptions {
+            namespace_isolation: true,
+        }
     }
 }
 
@@ -88,7 +95,9 @@ pub struct Compiled {
 
 impl Compiled {
     pub fn not_ready(&self) -> impl Iterator<Item = (&DefinitionId, &Problem)> {
-        self.verdicts.iter().filter_map(|(id, v)| v.problem.as_ref().map(|p| (id, p)))
+        self.verdicts
+            .iter()
+            .filter_map(|(id, v)| v.problem.as_ref().map(|p| (id, p)))
     }
 }
 
@@ -121,7 +130,11 @@ pub fn compile(definitions: &[Definition], options: CompileOptions) -> Compiled 
                         Ok(())
                     })
                     .err();
-                Verdict { problem, metric_name: Some(metric_name), ..Verdict::default() }
+                Verdict {
+                    problem,
+                    metric_name: Some(metric_name),
+                    ..Verdict::default()
+                }
             }
             DefinitionBody::Rules(spec) => match rules::validate(&spec.groups) {
                 Ok(external) => {
@@ -129,11 +142,15 @@ pub fn compile(definitions: &[Definition], options: CompileOptions) -> Compiled 
                         compiled.table.insert_external(name.clone());
                     }
                     compiled.rule_groups.insert(id.clone(), spec.groups.clone());
-                    Verdict { external_metrics: external, ..Verdict::default() }
+                    Verdict {
+                        external_metrics: external,
+                        ..Verdict::default()
+                    }
                 }
-                Err(message) => {
-                    Verdict { problem: Some(Problem::new(Reason::InvalidRule, message)), ..Verdict::default() }
-                }
+                Err(message) => Verdict {
+                    problem: Some(Problem::new(Reason::InvalidRule, message)),
+                    ..Verdict::default()
+                },
             },
         };
         compiled.verdicts.insert(id, verdict);
@@ -157,7 +174,9 @@ fn is_label_name(name: &str) -> bool {
 fn is_metric_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
 }
 
 fn compile_metric(
@@ -170,26 +189,42 @@ fn compile_metric(
     if !is_metric_name(metric_name) {
         return Err(Problem::new(
             Reason::InvalidMetricName,
-            format!("metric name {metric_name:?} may only hold letters, digits, '_', '-', '.' and ':'"),
+            format!(
+                "metric name {metric_name:?} may only hold letters, digits, '_', '-', '.' and ':'"
+            ),
         ));
     }
-    let object_label = spec.object_label.clone().unwrap_or_else(|| object.default_label().to_string());
-    let namespace_label = spec.namespace_label.clone().unwrap_or_else(|| "namespace".to_string());
-    for (field, label) in [("objectLabel", &object_label), ("namespaceLabel", &namespace_label)] {
+    let object_label = spec
+        .object_label
+        .clone()
+        .unwrap_or_else(|| object.default_label().to_string());
+    let namespace_label = spec
+        .namespace_label
+        .clone()
+        .unwrap_or_else(|| "namespace".to_string());
+    for (field, label) in [
+        ("objectLabel", &object_label),
+        ("namespaceLabel", &namespace_label),
+    ] {
         if !is_label_name(label) {
             return Err(Problem::new(
                 Reason::InvalidLabel,
-                format!("{field} {label:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+                format!(
+                    "{field} {label:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                ),
             ));
         }
     }
     if let Some(window) = spec.window_seconds
         && window <= 0
     {
-        return Err(Problem::new(Reason::InvalidWindow, format!("windowSeconds must be positive, not {window}")));
+        return Err(Problem::new(
+            Reason::InvalidWindow,
+            format!("windowSeconds must be positive, not {window}"),
+        ));
     }
-    let segments =
-        template::split_placeholders(&spec.query).map_err(|m| Problem::new(Reason::UnknownPlaceholder, m))?;
+    let segments = template::split_placeholders(&spec.query)
+        .map_err(|m| Problem::new(Reason::UnknownPlaceholder, m))?;
     if !segments.contains(&Segment::LabelMatchers) {
         return Err(Problem::new(
             Reason::MissingPlaceholder,
@@ -204,9 +239,8 @@ fn compile_metric(
         _ => Scope::Cluster,
     };
     let segments = match (&scope, options.namespace_isolation) {
-        (Scope::Namespace(namespace), true) => {
-            promql::isolate(&segments, namespace).map_err(|m| Problem::new(Reason::NamespaceEscape, m))?
-        }
+        (Scope::Namespace(namespace), true) => promql::isolate(&segments, namespace)
+            .map_err(|m| Problem::new(Reason::NamespaceEscape, m))?,
         _ => segments,
     };
     Ok((

@@ -27,10 +27,17 @@ fn fill(segments: &[Segment], matchers: &str, group_by: &str) -> String {
 }
 
 /// Parses the template filled with matchers like a real request would get.
-pub fn validate(segments: &[Segment], namespace_label: &str, object_label: &str) -> Result<(), String> {
-    let sample = format!("{namespace_label}=\"example-namespace\",{object_label}=\"example-object\"");
+pub fn validate(
+    segments: &[Segment],
+    namespace_label: &str,
+    object_label: &str,
+) -> Result<(), String> {
+    let sample =
+        format!("{namespace_label}=\"example-namespace\",{object_label}=\"example-object\"");
     let query = fill(segments, &sample, object_label);
-    parser::parse(&query).map(|_| ()).map_err(|message| format!("{message} (in {query})"))
+    parser::parse(&query)
+        .map(|_| ())
+        .map_err(|message| format!("{message} (in {query})"))
 }
 
 /// Pins every selector of the template to `namespace`: rejects selectors that name any
@@ -39,7 +46,10 @@ pub fn isolate(segments: &[Segment], namespace: &str) -> Result<Vec<Segment>, St
     // The sentinel matcher is a plain `=""` so that the printer emits it verbatim.
     let query = fill(segments, MATCHERS_SENTINEL, GROUP_BY_SENTINEL);
     let mut expr = parser::parse(&query).map_err(|message| message.to_string())?;
-    let mut pin = Pin { namespace, violation: None };
+    let mut pin = Pin {
+        namespace,
+        violation: None,
+    };
     let _ = walk_expr_mut(&mut pin, &mut expr);
     if let Some(violation) = pin.violation {
         return Err(violation);
@@ -51,13 +61,19 @@ fn resplit(printed: &str) -> Vec<Segment> {
     let mut segments = Vec::new();
     let mut rest = printed;
     loop {
-        let next_matchers = rest.find(MATCHERS_SENTINEL).map(|i| (i, MATCHERS_SENTINEL.len(), Segment::LabelMatchers));
-        let next_group = rest.find(GROUP_BY_SENTINEL).map(|i| (i, GROUP_BY_SENTINEL.len(), Segment::GroupBy));
+        let next_matchers = rest
+            .find(MATCHERS_SENTINEL)
+            .map(|i| (i, MATCHERS_SENTINEL.len(), Segment::LabelMatchers));
+        let next_group = rest
+            .find(GROUP_BY_SENTINEL)
+            .map(|i| (i, GROUP_BY_SENTINEL.len(), Segment::GroupBy));
         let next = match (next_matchers, next_group) {
             (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
             (a, b) => a.or(b),
         };
-        let Some((at, len, segment)) = next else { break };
+        let Some((at, len, segment)) = next else {
+            break;
+        };
         if at > 0 {
             segments.push(Segment::Literal(rest[..at].to_string()));
         }
@@ -126,12 +142,16 @@ impl ExprVisitorMut for Pin<'_> {
 
 /// Checks a standalone PromQL expression (recording and alerting rules).
 pub fn parse_expression(expr: &str) -> Result<(), String> {
-    parser::parse(expr).map(|_| ()).map_err(|message| message.to_string())
+    parser::parse(expr)
+        .map(|_| ())
+        .map_err(|message| message.to_string())
 }
 
 /// A Prometheus duration such as `30s` or `1m30s`.
 pub fn parse_duration(text: &str) -> Result<(), String> {
-    promql_parser::util::parse_duration(text).map(|_| ()).map_err(|e| e.to_string())
+    promql_parser::util::parse_duration(text)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -148,10 +168,14 @@ mod tests {
 
     #[test]
     fn every_selector_is_pinned() {
-        let query = "sum(rate(a{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>) / sum(b) by (<<.GroupBy>>)";
+        let query =
+            "sum(rate(a{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>) / sum(b) by (<<.GroupBy>>)";
         let rendered = isolated(query, "team-a").unwrap();
         assert!(rendered.contains(r#"b{namespace="team-a"}"#), "{rendered}");
-        assert!(rendered.contains(r#"namespace="team-a",service="rmq""#), "{rendered}");
+        assert!(
+            rendered.contains(r#"namespace="team-a",service="rmq""#),
+            "{rendered}"
+        );
         assert!(rendered.contains("by (service)"), "{rendered}");
         parser::parse(&rendered).unwrap();
     }
@@ -184,7 +208,17 @@ mod tests {
     fn validation_reports_the_parser_message() {
         let segments = split_placeholders("sum(x{<<.LabelMatchers>>}").unwrap();
         let err = validate(&segments, "namespace", "pod").unwrap_err();
-        assert!(err.contains("unclosed") || err.contains("expected") || err.contains("unexpected"), "{err}");
-        assert!(validate(&split_placeholders("x{<<.LabelMatchers>>}").unwrap(), "namespace", "pod").is_ok());
+        assert!(
+            err.contains("unclosed") || err.contains("expected") || err.contains("unexpected"),
+            "{err}"
+        );
+        assert!(
+            validate(
+                &split_placeholders("x{<<.LabelMatchers>>}").unwrap(),
+                "namespace",
+                "pod"
+            )
+            .is_ok()
+        );
     }
 }

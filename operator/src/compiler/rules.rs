@@ -41,14 +41,18 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
             match (&rule.record, &rule.alert) {
                 (Some(record), None) => {
                     if !is_metric_name(record) {
-                        problems.push(format!("{at}: record {record:?} is not a valid metric name"));
+                        problems.push(format!(
+                            "{at}: record {record:?} is not a valid metric name"
+                        ));
                     } else if let Some(name) = record.strip_prefix(EXTERNAL_PREFIX)
                         && is_valid_external_name(name)
                     {
                         external.insert(name.to_string());
                     }
                     if rule.for_.is_some() || rule.annotations.is_some() {
-                        problems.push(format!("{at}: recording rule {record:?} cannot have `for` or annotations"));
+                        problems.push(format!(
+                            "{at}: recording rule {record:?} cannot have `for` or annotations"
+                        ));
                     }
                 }
                 (None, Some(alert)) => {
@@ -73,5 +77,9 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
             }
         }
     }
-    if problems.is_empty() { Ok(external.into_iter().collect()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(external.into_iter().collect())
+    } else {
+        Err(problems.join("; "))
+    }
 }

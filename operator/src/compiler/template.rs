@@ -17,8 +17,12 @@ pub fn split_placeholders(query: &str) -> Result<Vec<Segment>, String> {
             ("«", "»")
         } else {
             let c = rest.chars().next().expect("non-empty");
-            if c == '»' || rest.starts_with(">>") && !literal_allows_shift(&literal) {
-                return Err(format!("stray {:?} without an opening placeholder; {KNOWN}", if c == '»' { "»" } else { ">>" }));
+            // PromQL has no `>>` or `»`, so either can only be half of a broken placeholder.
+            if c == '»' || rest.starts_with(">>") {
+                return Err(format!(
+                    "stray {:?} without an opening placeholder; {KNOWN}",
+                    if c == '»' { "»" } else { ">>" }
+                ));
             }
             literal.push(c);
             rest = &rest[c.len_utf8()..];
@@ -26,7 +30,9 @@ pub fn split_placeholders(query: &str) -> Result<Vec<Segment>, String> {
         };
         let body_start = &rest[open.len()..];
         let Some(end) = body_start.find(close) else {
-            return Err(format!("placeholder opened with {open:?} is never closed; {KNOWN}"));
+            return Err(format!(
+                "placeholder opened with {open:?} is never closed; {KNOWN}"
+            ));
         };
         let inner = body_start[..end].trim();
         let segment = match inner {
@@ -46,12 +52,6 @@ pub fn split_placeholders(query: &str) -> Result<Vec<Segment>, String> {
     Ok(segments)
 }
 
-// PromQL has no `>>` operator, so a stray `>>` can only be a broken placeholder;
-// the hook exists to keep that decision in one place.
-fn literal_allows_shift(_literal: &str) -> bool {
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,7 +64,13 @@ mod tests {
     fn both_spellings_and_spaces() {
         assert_eq!(
             split_placeholders("sum(x{<<.LabelMatchers>>}) by (« .GroupBy »)").unwrap(),
-            vec![lit("sum(x{"), Segment::LabelMatchers, lit("}) by ("), Segment::GroupBy, lit(")")]
+            vec![
+                lit("sum(x{"),
+                Segment::LabelMatchers,
+                lit("}) by ("),
+                Segment::GroupBy,
+                lit(")")
+            ]
         );
         assert_eq!(
             split_placeholders("x{«.LabelMatchers»,a=\"b\"}").unwrap(),
@@ -74,14 +80,33 @@ mod tests {
 
     #[test]
     fn unknown_and_broken_placeholders_are_named() {
-        assert!(split_placeholders("<<.Series>>{<<.LabelMatchers>>}").unwrap_err().contains("<<.Series>>"));
-        assert!(split_placeholders("x{<<.LabelMatchers}").unwrap_err().contains("never closed"));
-        assert!(split_placeholders("x{.LabelMatchers>>}").unwrap_err().contains("stray"));
-        assert!(split_placeholders("x{«.LabelValuesByName»}").unwrap_err().contains("«.LabelValuesByName»"));
+        assert!(
+            split_placeholders("<<.Series>>{<<.LabelMatchers>>}")
+                .unwrap_err()
+                .contains("<<.Series>>")
+        );
+        assert!(
+            split_placeholders("x{<<.LabelMatchers}")
+                .unwrap_err()
+                .contains("never closed")
+        );
+        assert!(
+            split_placeholders("x{.LabelMatchers>>}")
+                .unwrap_err()
+                .contains("stray")
+        );
+        assert!(
+            split_placeholders("x{«.LabelValuesByName»}")
+                .unwrap_err()
+                .contains("«.LabelValuesByName»")
+        );
     }
 
     #[test]
     fn comparison_operators_are_not_placeholders() {
-        assert_eq!(split_placeholders("x < 5 > 2").unwrap(), vec![lit("x < 5 > 2")]);
+        assert_eq!(
+            split_placeholders("x < 5 > 2").unwrap(),
+            vec![lit("x < 5 > 2")]
+        );
     }
 }

@@ -5,10 +5,17 @@ use metrics_registry_crds::{CustomPrometheusRulesSpec, Rule};
 
 fn metric(kind: DefinitionKind, namespace: Option<&str>, name: &str, query: &str) -> Definition {
     Definition {
-        id: DefinitionId { kind, namespace: namespace.map(str::to_string), name: name.into() },
+        id: DefinitionId {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: name.into(),
+        },
         generation: Some(1),
         created: None,
-        body: DefinitionBody::Metric(MetricSpec { query: query.into(), ..MetricSpec::default() }),
+        body: DefinitionBody::Metric(MetricSpec {
+            query: query.into(),
+            ..MetricSpec::default()
+        }),
     }
 }
 
@@ -21,15 +28,40 @@ fn with_spec(mut definition: Definition, edit: impl FnOnce(&mut MetricSpec)) -> 
 
 const GOOD: &str = "sum(x{<<.LabelMatchers>>}) by (<<.GroupBy>>)";
 
-fn problem(compiled: &Compiled, kind: DefinitionKind, namespace: Option<&str>, name: &str) -> Option<Problem> {
-    let id = DefinitionId { kind, namespace: namespace.map(str::to_string), name: name.into() };
-    compiled.verdicts.get(&id).expect("verdict for every definition").problem.clone()
+fn problem(
+    compiled: &Compiled,
+    kind: DefinitionKind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Option<Problem> {
+    let id = DefinitionId {
+        kind,
+        namespace: namespace.map(str::to_string),
+        name: name.into(),
+    };
+    compiled
+        .verdicts
+        .get(&id)
+        .expect("verdict for every definition")
+        .problem
+        .clone()
 }
 
-fn render(compiled: &Compiled, object: ObjectKind, metric: &str, namespace: &str) -> Option<String> {
-    compiled.table.lookup(object, metric, namespace).map(|rule| {
-        rule.template.render(&format!("namespace=\"{namespace}\",service=\"s\""), &rule.object_label)
-    })
+fn render(
+    compiled: &Compiled,
+    object: ObjectKind,
+    metric: &str,
+    namespace: &str,
+) -> Option<String> {
+    compiled
+        .table
+        .lookup(object, metric, namespace)
+        .map(|rule| {
+            rule.template.render(
+                &format!("namespace=\"{namespace}\",service=\"s\""),
+                &rule.object_label,
+            )
+        })
 }
 
 #[test]
@@ -37,14 +69,36 @@ fn namespaced_definition_overrides_cluster_only_in_its_namespace() {
     use DefinitionKind::*;
     let compiled = compile(
         &[
-            metric(ClusterServiceMetric, None, "latency", "cluster_q{<<.LabelMatchers>>}"),
-            metric(ServiceMetric, Some("team-a"), "latency", "team_q{<<.LabelMatchers>>}"),
+            metric(
+                ClusterServiceMetric,
+                None,
+                "latency",
+                "cluster_q{<<.LabelMatchers>>}",
+            ),
+            metric(
+                ServiceMetric,
+                Some("team-a"),
+                "latency",
+                "team_q{<<.LabelMatchers>>}",
+            ),
         ],
         CompileOptions::default(),
     );
-    assert!(render(&compiled, ObjectKind::Service, "latency", "team-a").unwrap().starts_with("team_q"));
-    assert!(render(&compiled, ObjectKind::Service, "latency", "team-b").unwrap().starts_with("cluster_q"));
-    let cluster = &compiled.verdicts[&DefinitionId { kind: ClusterServiceMetric, namespace: None, name: "latency".into() }];
+    assert!(
+        render(&compiled, ObjectKind::Service, "latency", "team-a")
+            .unwrap()
+            .starts_with("team_q")
+    );
+    assert!(
+        render(&compiled, ObjectKind::Service, "latency", "team-b")
+            .unwrap()
+            .starts_with("cluster_q")
+    );
+    let cluster = &compiled.verdicts[&DefinitionId {
+        kind: ClusterServiceMetric,
+        namespace: None,
+        name: "latency".into(),
+    }];
     assert!(cluster.is_ready());
     assert_eq!(cluster.overridden_in, vec!["team-a".to_string()]);
 }
@@ -53,41 +107,102 @@ fn namespaced_definition_overrides_cluster_only_in_its_namespace() {
 fn kinds_never_collide() {
     use DefinitionKind::*;
     let compiled = compile(
-        &[metric(ClusterServiceMetric, None, "m", GOOD), metric(ClusterPodMetric, None, "m", GOOD)],
+        &[
+            metric(ClusterServiceMetric, None, "m", GOOD),
+            metric(ClusterPodMetric, None, "m", GOOD),
+        ],
         CompileOptions::default(),
     );
     assert_eq!(compiled.not_ready().count(), 0);
     assert!(compiled.table.lookup(ObjectKind::Pod, "m", "x").is_some());
-    assert!(compiled.table.lookup(ObjectKind::Service, "m", "x").is_some());
+    assert!(
+        compiled
+            .table
+            .lookup(ObjectKind::Service, "m", "x")
+            .is_some()
+    );
 }
 
 #[test]
 fn metric_name_overrides_object_name_and_conflicts_go_to_the_younger() {
     use DefinitionKind::*;
-    let mut older = with_spec(metric(ClusterServiceMetric, None, "b-old", GOOD), |s| s.metric_name = Some("shared".into()));
+    let mut older = with_spec(metric(ClusterServiceMetric, None, "b-old", GOOD), |s| {
+        s.metric_name = Some("shared".into())
+    });
     older.created = Some("2024-01-01T00:00:00Z".into());
-    let mut younger = with_spec(metric(ClusterServiceMetric, None, "a-new", GOOD), |s| s.metric_name = Some("shared".into()));
+    let mut younger = with_spec(metric(ClusterServiceMetric, None, "a-new", GOOD), |s| {
+        s.metric_name = Some("shared".into())
+    });
     younger.created = Some("2025-01-01T00:00:00Z".into());
     let compiled = compile(&[younger, older], CompileOptions::default());
-    assert_eq!(problem(&compiled, ClusterServiceMetric, None, "b-old"), None);
+    assert_eq!(
+        problem(&compiled, ClusterServiceMetric, None, "b-old"),
+        None
+    );
     let conflict = problem(&compiled, ClusterServiceMetric, None, "a-new").unwrap();
     assert_eq!(conflict.reason, Reason::Conflict);
-    assert!(conflict.message.contains("ClusterServiceMetric b-old"), "{}", conflict.message);
-    assert_eq!(compiled.table.lookup(ObjectKind::Service, "shared", "x").unwrap().source, "ClusterServiceMetric b-old");
+    assert!(
+        conflict.message.contains("ClusterServiceMetric b-old"),
+        "{}",
+        conflict.message
+    );
+    assert_eq!(
+        compiled
+            .table
+            .lookup(ObjectKind::Service, "shared", "x")
+            .unwrap()
+            .source,
+        "ClusterServiceMetric b-old"
+    );
 }
 
 #[test]
 fn each_error_reason() {
     use DefinitionKind::*;
     let cases: Vec<(Definition, Reason)> = vec![
-        (metric(ClusterPodMetric, None, "a", "x{<<.Series>>}"), Reason::UnknownPlaceholder),
-        (metric(ClusterPodMetric, None, "b", "sum(x)"), Reason::MissingPlaceholder),
-        (metric(ClusterPodMetric, None, "c", "sum(x{<<.LabelMatchers>>}"), Reason::InvalidQuery),
-        (metric(ClusterPodMetric, None, "d", "x{<<.LabelMatchers>>} +"), Reason::InvalidQuery),
-        (metric(PodMetric, Some("team-a"), "e", r#"x{<<.LabelMatchers>>} / y{namespace="kube-system"}"#), Reason::NamespaceEscape),
-        (with_spec(metric(ClusterPodMetric, None, "f", GOOD), |s| s.metric_name = Some("bad/name".into())), Reason::InvalidMetricName),
-        (with_spec(metric(ClusterPodMetric, None, "g", GOOD), |s| s.object_label = Some("app.kubernetes.io/name".into())), Reason::InvalidLabel),
-        (with_spec(metric(ClusterPodMetric, None, "h", GOOD), |s| s.window_seconds = Some(0)), Reason::InvalidWindow),
+        (
+            metric(ClusterPodMetric, None, "a", "x{<<.Series>>}"),
+            Reason::UnknownPlaceholder,
+        ),
+        (
+            metric(ClusterPodMetric, None, "b", "sum(x)"),
+            Reason::MissingPlaceholder,
+        ),
+        (
+            metric(ClusterPodMetric, None, "c", "sum(x{<<.LabelMatchers>>}"),
+            Reason::InvalidQuery,
+        ),
+        (
+            metric(ClusterPodMetric, None, "d", "x{<<.LabelMatchers>>} +"),
+            Reason::InvalidQuery,
+        ),
+        (
+            metric(
+                PodMetric,
+                Some("team-a"),
+                "e",
+                r#"x{<<.LabelMatchers>>} / y{namespace="kube-system"}"#,
+            ),
+            Reason::NamespaceEscape,
+        ),
+        (
+            with_spec(metric(ClusterPodMetric, None, "f", GOOD), |s| {
+                s.metric_name = Some("bad/name".into())
+            }),
+            Reason::InvalidMetricName,
+        ),
+        (
+            with_spec(metric(ClusterPodMetric, None, "g", GOOD), |s| {
+                s.object_label = Some("app.kubernetes.io/name".into())
+            }),
+            Reason::InvalidLabel,
+        ),
+        (
+            with_spec(metric(ClusterPodMetric, None, "h", GOOD), |s| {
+                s.window_seconds = Some(0)
+            }),
+            Reason::InvalidWindow,
+        ),
     ];
     let definitions: Vec<Definition> = cases.iter().map(|(d, _)| d.clone()).collect();
     let mut all = definitions.clone();
@@ -95,60 +210,142 @@ fn each_error_reason() {
     let compiled = compile(&all, CompileOptions::default());
     for (definition, reason) in &cases {
         let verdict = &compiled.verdicts[&definition.id];
-        let problem = verdict.problem.as_ref().unwrap_or_else(|| panic!("{} should fail", definition.id));
-        assert_eq!(problem.reason, *reason, "{}: {}", definition.id, problem.message);
+        let problem = verdict
+            .problem
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} should fail", definition.id));
+        assert_eq!(
+            problem.reason, *reason,
+            "{}: {}",
+            definition.id, problem.message
+        );
         assert!(!problem.message.is_empty());
     }
     // The bad ones never stop the good one.
-    assert!(compiled.table.lookup(ObjectKind::Pod, "fine", "any").is_some());
+    assert!(
+        compiled
+            .table
+            .lookup(ObjectKind::Pod, "fine", "any")
+            .is_some()
+    );
     assert_eq!(compiled.table.len(), 1);
 }
 
 #[test]
 fn invalid_query_carries_the_parser_message() {
     let compiled = compile(
-        &[metric(DefinitionKind::ClusterPodMetric, None, "c", "sum(rate(x{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>")],
+        &[metric(
+            DefinitionKind::ClusterPodMetric,
+            None,
+            "c",
+            "sum(rate(x{<<.LabelMatchers>>}[5m])) by (<<.GroupBy>>",
+        )],
         CompileOptions::default(),
     );
     let problem = problem(&compiled, DefinitionKind::ClusterPodMetric, None, "c").unwrap();
     assert_eq!(problem.reason, Reason::InvalidQuery);
-    assert!(problem.message.contains("in sum(rate(x{namespace="), "{}", problem.message);
+    assert!(
+        problem.message.contains("in sum(rate(x{namespace="),
+        "{}",
+        problem.message
+    );
 }
 
 #[test]
 fn namespaced_queries_are_pinned_and_isolation_can_be_turned_off() {
     use DefinitionKind::*;
-    let definitions = [metric(ServiceMetric, Some("team-a"), "m", "sum(x{<<.LabelMatchers>>}) / sum(total)")];
+    let definitions = [metric(
+        ServiceMetric,
+        Some("team-a"),
+        "m",
+        "sum(x{<<.LabelMatchers>>}) / sum(total)",
+    )];
     let compiled = compile(&definitions, CompileOptions::default());
     let rendered = render(&compiled, ObjectKind::Service, "m", "team-a").unwrap();
-    assert!(rendered.contains(r#"total{namespace="team-a"}"#), "{rendered}");
-    let open = compile(&definitions, CompileOptions { namespace_isolation: false });
+    assert!(
+        rendered.contains(r#"total{namespace="team-a"}"#),
+        "{rendered}"
+    );
+    let open = compile(
+        &definitions,
+        CompileOptions {
+            namespace_isolation: false,
+        },
+    );
     let rendered = render(&open, ObjectKind::Service, "m", "team-a").unwrap();
     assert!(rendered.ends_with("sum(total)"), "{rendered}");
 
-    let escape = [metric(ServiceMetric, Some("team-a"), "m", r#"x{<<.LabelMatchers>>} + y{namespace="b"}"#)];
-    assert!(compile(&escape, CompileOptions { namespace_isolation: false }).verdicts.values().all(Verdict::is_ready));
+    let escape = [metric(
+        ServiceMetric,
+        Some("team-a"),
+        "m",
+        r#"x{<<.LabelMatchers>>} + y{namespace="b"}"#,
+    )];
+    assert!(
+        compile(
+            &escape,
+            CompileOptions {
+                namespace_isolation: false
+            }
+        )
+        .verdicts
+        .values()
+        .all(Verdict::is_ready)
+    );
     // Cluster kinds are trusted with any namespace.
-    let cluster = [metric(ClusterServiceMetric, None, "m", r#"x{<<.LabelMatchers>>} + y{namespace="b"}"#)];
-    assert!(compile(&cluster, CompileOptions::default()).verdicts.values().all(Verdict::is_ready));
+    let cluster = [metric(
+        ClusterServiceMetric,
+        None,
+        "m",
+        r#"x{<<.LabelMatchers>>} + y{namespace="b"}"#,
+    )];
+    assert!(
+        compile(&cluster, CompileOptions::default())
+            .verdicts
+            .values()
+            .all(Verdict::is_ready)
+    );
 }
 
 #[test]
 fn namespace_metric_is_scoped_to_its_namespace() {
     let compiled = compile(
-        &[metric(DefinitionKind::NamespaceMetric, Some("team-a"), "queue", "sum(q{<<.LabelMatchers>>}) by (<<.GroupBy>>)")],
+        &[metric(
+            DefinitionKind::NamespaceMetric,
+            Some("team-a"),
+            "queue",
+            "sum(q{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+        )],
         CompileOptions::default(),
     );
-    assert!(compiled.table.lookup(ObjectKind::Namespace, "queue", "team-a").is_some());
-    assert!(compiled.table.lookup(ObjectKind::Namespace, "queue", "team-b").is_none());
-    assert_eq!(compiled.table.discovery().collect::<Vec<_>>(), vec![(ObjectKind::Namespace, "queue")]);
+    assert!(
+        compiled
+            .table
+            .lookup(ObjectKind::Namespace, "queue", "team-a")
+            .is_some()
+    );
+    assert!(
+        compiled
+            .table
+            .lookup(ObjectKind::Namespace, "queue", "team-b")
+            .is_none()
+    );
+    assert_eq!(
+        compiled.table.discovery().collect::<Vec<_>>(),
+        vec![(ObjectKind::Namespace, "queue")]
+    );
 }
 
 #[test]
 fn same_snapshot_same_table_in_any_order() {
     use DefinitionKind::*;
-    let a = with_spec(metric(ClusterServiceMetric, None, "a", GOOD), |s| s.metric_name = Some("m".into()));
-    let b = with_spec(metric(ClusterServiceMetric, None, "b", "other{<<.LabelMatchers>>}"), |s| s.metric_name = Some("m".into()));
+    let a = with_spec(metric(ClusterServiceMetric, None, "a", GOOD), |s| {
+        s.metric_name = Some("m".into())
+    });
+    let b = with_spec(
+        metric(ClusterServiceMetric, None, "b", "other{<<.LabelMatchers>>}"),
+        |s| s.metric_name = Some("m".into()),
+    );
     let one = compile(&[a.clone(), b.clone()], CompileOptions::default());
     let two = compile(&[b, a], CompileOptions::default());
     assert_eq!(one.table, two.table);
@@ -157,37 +354,93 @@ fn same_snapshot_same_table_in_any_order() {
 
 fn rules(name: &str, rules: Vec<Rule>) -> Definition {
     Definition {
-        id: DefinitionId { kind: DefinitionKind::CustomPrometheusRules, namespace: None, name: name.into() },
+        id: DefinitionId {
+            kind: DefinitionKind::CustomPrometheusRules,
+            namespace: None,
+            name: name.into(),
+        },
         generation: None,
         created: None,
         body: DefinitionBody::Rules(CustomPrometheusRulesSpec {
-            groups: vec![RuleGroup { name: "g".into(), interval: Some("30s".into()), rules }],
+            groups: vec![RuleGroup {
+                name: "g".into(),
+                interval: Some("30s".into()),
+                rules,
+            }],
         }),
     }
 }
 
 fn record(record: &str, expr: &str) -> Rule {
-    Rule { record: Some(record.into()), expr: IntOrString::String(expr.into()), ..Rule::default() }
+    Rule {
+        record: Some(record.into()),
+        expr: IntOrString::String(expr.into()),
+        ..Rule::default()
+    }
 }
 
 #[test]
 fn recording_rules_declare_external_metrics() {
     let compiled = compile(
         &[
-            rules("sqs", vec![record("kube_adapter_metric_sqs_messages_visible", "sum(sqs_messages_visible) by (queue)")]),
+            rules(
+                "sqs",
+                vec![record(
+                    "kube_adapter_metric_sqs_messages_visible",
+                    "sum(sqs_messages_visible) by (queue)",
+                )],
+            ),
             rules("bad", vec![record("kube_adapter_metric_x", "sum(")]),
-            rules("both", vec![Rule { alert: Some("A".into()), ..record("r", "up") }]),
+            rules(
+                "both",
+                vec![Rule {
+                    alert: Some("A".into()),
+                    ..record("r", "up")
+                }],
+            ),
         ],
         CompileOptions::default(),
     );
-    let sqs = &compiled.verdicts[&DefinitionId { kind: DefinitionKind::CustomPrometheusRules, namespace: None, name: "sqs".into() }];
-    assert_eq!(sqs.external_metrics, vec!["sqs_messages_visible".to_string()]);
-    assert!(compiled.table.external_metrics().contains("sqs_messages_visible"));
+    let sqs = &compiled.verdicts[&DefinitionId {
+        kind: DefinitionKind::CustomPrometheusRules,
+        namespace: None,
+        name: "sqs".into(),
+    }];
+    assert_eq!(
+        sqs.external_metrics,
+        vec!["sqs_messages_visible".to_string()]
+    );
+    assert!(
+        compiled
+            .table
+            .external_metrics()
+            .contains("sqs_messages_visible")
+    );
     assert!(!compiled.table.external_metrics().contains("x"));
-    let bad = problem(&compiled, DefinitionKind::CustomPrometheusRules, None, "bad").unwrap();
+    let bad = problem(
+        &compiled,
+        DefinitionKind::CustomPrometheusRules,
+        None,
+        "bad",
+    )
+    .unwrap();
     assert_eq!(bad.reason, Reason::InvalidRule);
-    assert!(bad.message.contains("rule 1: invalid expr"), "{}", bad.message);
-    let both = problem(&compiled, DefinitionKind::CustomPrometheusRules, None, "both").unwrap();
-    assert!(both.message.contains("exactly one of record and alert"), "{}", both.message);
+    assert!(
+        bad.message.contains("rule 1: invalid expr"),
+        "{}",
+        bad.message
+    );
+    let both = problem(
+        &compiled,
+        DefinitionKind::CustomPrometheusRules,
+        None,
+        "both",
+    )
+    .unwrap();
+    assert!(
+        both.message.contains("exactly one of record and alert"),
+        "{}",
+        both.message
+    );
     assert_eq!(compiled.rule_groups.len(), 1);
 }
