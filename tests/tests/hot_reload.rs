@@ -25,8 +25,8 @@ fn publish(exporter: &Exporter) {
     );
 }
 
-#[tokio::test]
-async fn edits_are_served_within_a_second() {
+/// One definition reading `latency_a` (1), with `latency_b` (2) in Prometheus too.
+async fn start_serving_latency_a() -> Stack {
     let stack = Stack::start(
         &[("latency.yaml", &definition("latency_a"))],
         publish,
@@ -35,8 +35,14 @@ async fn edits_are_served_within_a_second() {
     )
     .await
     .unwrap();
+    assert_eq!(stack.registry.get(PATH).await.value(0), "1");
+    stack
+}
+
+#[tokio::test]
+async fn edits_are_served_within_a_second() {
+    let stack = start_serving_latency_a().await;
     let registry = &stack.registry;
-    assert_eq!(registry.get(PATH).await.value(0), "1");
 
     let mut latencies = Vec::new();
     for (round, (series, expected)) in [("latency_b", "2"), ("latency_a", "1"), ("latency_b", "2")]
@@ -73,16 +79,8 @@ async fn edits_are_served_within_a_second() {
 
 #[tokio::test]
 async fn broken_files_keep_the_last_good_table() {
-    let stack = Stack::start(
-        &[("latency.yaml", &definition("latency_a"))],
-        publish,
-        "latency_b",
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let stack = start_serving_latency_a().await;
     let registry = &stack.registry;
-    assert_eq!(registry.get(PATH).await.value(0), "1");
 
     // Broken YAML in another file: nothing changes, not even the valid edit made with it.
     registry.write("broken.yaml", "kind: [unclosed");
