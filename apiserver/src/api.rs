@@ -323,11 +323,7 @@ async fn values_for(
     metric_selector: &LabelSelector,
 ) -> Result<Vec<MetricValue>, ApiError> {
     let matchers = metric_matchers(rule, metric_selector)?;
-    let objects = match &names {
-        Some(names) if names.len() == 1 => ObjectSelection::One(&names[0]),
-        Some(names) if names.len() <= MAX_REGEX_OBJECTS => ObjectSelection::Many(names),
-        _ => ObjectSelection::All,
-    };
+    let objects = object_selection(names.as_deref());
     let single = matches!(objects, ObjectSelection::One(_)) && names.is_some();
     let query = render_query(
         rule,
@@ -406,6 +402,16 @@ async fn values_for(
         )));
     }
     Ok(items)
+}
+
+/// Named objects go into the query, but never as an unbounded regex: past
+/// [`MAX_REGEX_OBJECTS`] the query matches the namespace and results are filtered here.
+fn object_selection(names: Option<&[String]>) -> ObjectSelection<'_> {
+    match names {
+        Some([one]) => ObjectSelection::One(one),
+        Some(names) if names.len() <= MAX_REGEX_OBJECTS => ObjectSelection::Many(names),
+        _ => ObjectSelection::All,
+    }
 }
 
 fn pick_sample<'s>(
@@ -549,6 +555,24 @@ mod tests {
             404
         );
         assert_eq!(parse_custom_path("blah").unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn many_objects_never_become_a_long_regex() {
+        let names = |n: usize| (0..n).map(|i| format!("pod-{i}")).collect::<Vec<_>>();
+        assert!(matches!(
+            object_selection(Some(&names(1))),
+            ObjectSelection::One("pod-0")
+        ));
+        assert!(matches!(
+            object_selection(Some(&names(MAX_REGEX_OBJECTS))),
+            ObjectSelection::Many(_)
+        ));
+        assert!(matches!(
+            object_selection(Some(&names(MAX_REGEX_OBJECTS + 1))),
+            ObjectSelection::All
+        ));
+        assert!(matches!(object_selection(None), ObjectSelection::All));
     }
 
     fn sample(labels: &[(&str, &str)], value: &str) -> Sample {
