@@ -358,6 +358,13 @@ impl PrometheusClient {
         }
     }
 
+    /// POST {url}/-/reload: makes Prometheus re-read its rule files (needs
+    /// `--web.enable-lifecycle`; a 403 or 404 from Prometheus says it is off).
+    pub async fn reload(&self) -> Result<(), PrometheusError> {
+        let reload = self.endpoint(&["-", "reload"]);
+        self.send_raw(self.inner.http.post(reload)).await.map(drop)
+    }
+
     fn endpoint(&self, segments: &[&str]) -> Url {
         let mut url = self.inner.base.clone();
         // parse_base_url rejected URLs that cannot carry a path.

@@ -78,6 +78,10 @@ pub struct DefinitionArgs {
     /// Let namespaced definitions read series of other namespaces (off: queries are pinned to their namespace).
     #[arg(long)]
     pub disable_namespace_isolation: bool,
+    /// Write CustomPrometheusRules as Prometheus rule files into this folder (which Prometheus'
+    /// rule_files must include) and POST /-/reload to Prometheus after each change.
+    #[arg(long, value_name = "DIR")]
+    pub rules_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ pub mod crdgen;
 pub mod definitions;
 pub mod manifests;
 pub mod reload;
+pub mod rulefiles;
 pub mod run;
 
 /// The one rustls crypto provider of the whole binary (ring); tests call it too.

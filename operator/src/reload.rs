@@ -3,7 +3,9 @@
 
 use crate::compiler::{CompileOptions, Compiled, compile};
 use crate::manifests::{self, ManifestError};
+use crate::rulefiles;
 use metrics_registry_apiserver::api::Readiness;
+use metrics_registry_apiserver::prometheus::PrometheusClient;
 use metrics_registry_apiserver::rules::SharedRuleTable;
 use notify::{RecursiveMode, Watcher};
 use std::path::PathBuf;
@@ -21,6 +23,8 @@ pub struct ManifestSource {
     pub options: CompileOptions,
     pub table: SharedRuleTable,
     pub readiness: Readiness,
+    /// Where `CustomPrometheusRules` become rule files, and the Prometheus to reload.
+    pub rule_files: Option<(PathBuf, PrometheusClient)>,
 }
 
 /// What one load did, for logs and tests.
@@ -29,6 +33,7 @@ pub enum LoadOutcome {
     Published {
         definitions: usize,
         not_ready: usize,
+        rules_changed: bool,
     },
     Unchanged,
     KeptLastGood(Vec<ManifestError>),
@@ -50,6 +55,13 @@ impl ManifestSource {
             tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
         }
         let not_ready = compiled.not_ready().count();
+        let rules_changed = match &self.rule_files {
+            Some((dir, _)) => rulefiles::sync(dir, &compiled.rule_groups).unwrap_or_else(|error| {
+                tracing::error!("cannot write Prometheus rule files: {error}");
+                false
+            }),
+            None => false,
+        };
         self.table.store(Arc::new(compiled.table));
         self.readiness.set_ready();
         let count = definitions.len();
@@ -57,6 +69,7 @@ impl ManifestSource {
         LoadOutcome::Published {
             definitions: count,
             not_ready,
+            rules_changed,
         }
     }
 
@@ -72,7 +85,8 @@ impl ManifestSource {
         watcher.watch(&self.dir, RecursiveMode::Recursive)?;
 
         let mut last = None;
-        self.log(self.load(&mut last), Duration::ZERO);
+        let outcome = self.load(&mut last);
+        self.after(outcome, Duration::ZERO).await;
         let mut rescan = tokio::time::interval(RESCAN);
         rescan.tick().await;
         loop {
@@ -85,16 +99,39 @@ impl ManifestSource {
                     tokio::time::sleep(DEBOUNCE).await;
                     while events.try_recv().is_ok() {}
                     let outcome = self.load(&mut last);
-                    self.log(outcome, started.elapsed());
+                    self.after(outcome, started.elapsed()).await;
                 }
                 _ = rescan.tick() => {
                     let outcome = self.load(&mut last);
                     if !matches!(outcome, LoadOutcome::Unchanged) {
-                        self.log(outcome, Duration::ZERO);
+                        self.after(outcome, Duration::ZERO).await;
                     }
                 }
             }
         }
+    }
+
+    /// Logs the outcome and asks Prometheus to re-read changed rule files.
+    async fn after(&self, outcome: LoadOutcome, elapsed: Duration) {
+        if let (
+            LoadOutcome::Published {
+                rules_changed: true,
+                ..
+            },
+            Some((dir, prometheus)),
+        ) = (&outcome, &self.rule_files)
+        {
+            match prometheus.reload().await {
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "Prometheus reloaded its rule files")
+                }
+                Err(error) => tracing::error!(
+                    "rule files written to {} but Prometheus did not reload: {error}",
+                    dir.display()
+                ),
+            }
+        }
+        self.log(outcome, elapsed);
     }
 
     fn log(&self, outcome: LoadOutcome, elapsed: Duration) {
@@ -102,6 +139,7 @@ impl ManifestSource {
             LoadOutcome::Published {
                 definitions,
                 not_ready,
+                ..
             } => tracing::info!(
                 dir = %self.dir.display(),
                 definitions,

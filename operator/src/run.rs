@@ -24,6 +24,8 @@ pub struct Standalone {
     pub prometheus: PrometheusConfig,
     pub options: CompileOptions,
     pub external_refresh: Duration,
+    /// Write `CustomPrometheusRules` as rule files here and reload Prometheus.
+    pub rules_dir: Option<PathBuf>,
 }
 
 impl Standalone {
@@ -43,6 +45,7 @@ impl Standalone {
             options: self.options,
             table: table.clone(),
             readiness: readiness.clone(),
+            rule_files: self.rules_dir.clone().map(|dir| (dir, prometheus.clone())),
         };
         let reloader = tokio::spawn(async move {
             if let Err(error) = source.run().await {
@@ -93,6 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespace_isolation: !args.definitions.disable_namespace_isolation,
         },
         external_refresh: args.prometheus.external_refresh_interval,
+        rules_dir: args.definitions.rules_dir.clone(),
     };
     let listener = TcpListener::bind(addr)
         .await

@@ -70,6 +70,7 @@ metadata:
 spec:
   groups:
   - name: prometheus-metrics-adapter.sqs_messages_visible
+    interval: 1s
     rules:
     - record: kube_adapter_metric_sqs_messages_visible
       expr: sum (sqs_messages_visible) by (queue)
@@ -172,11 +173,19 @@ pub fn publish_seed_series(exporter: &Exporter) {
         &[("namespace", "prod"), ("pod", "p-2")],
         f64::INFINITY,
     );
+    // Raw SQS series: the CustomPrometheusRules recording rule turns them into
+    // kube_adapter_metric_sqs_messages_visible once Prometheus evaluates it.
     for (queue, value) in [("send_forum_messages", 42.0), ("other", 7.0)] {
         exporter.set(
-            "kube_adapter_metric_sqs_messages_visible",
-            &[("queue", queue)],
+            "sqs_messages_visible",
+            &[("queue", queue), ("namespace", "sqs-exporter")],
             value,
         );
     }
+    // Any series with the prefix is an external metric too, without a rule.
+    exporter.set(
+        "kube_adapter_metric_direct_queue",
+        &[("queue", "jobs")],
+        3.0,
+    );
 }

@@ -18,6 +18,7 @@ pub struct RegistryOptions {
     pub prometheus_timeout: Duration,
     pub namespace_isolation: bool,
     pub external_refresh: Duration,
+    pub rules_dir: Option<std::path::PathBuf>,
 }
 
 impl RegistryOptions {
@@ -27,6 +28,7 @@ impl RegistryOptions {
             prometheus_timeout: Duration::from_secs(5),
             namespace_isolation: true,
             external_refresh: Duration::from_millis(500),
+            rules_dir: None,
         }
     }
 }
@@ -86,6 +88,7 @@ impl Registry {
                 namespace_isolation: options.namespace_isolation,
             },
             external_refresh: options.external_refresh,
+            rules_dir: options.rules_dir.clone(),
         };
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(standalone.serve(listener, async move {

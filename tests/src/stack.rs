@@ -9,6 +9,8 @@ pub struct Stack {
     pub exporter: Exporter,
     pub prometheus: Prometheus,
     pub registry: Registry,
+    /// Folder of rule files Prometheus loads and metrics-registry writes.
+    pub rules: tempfile::TempDir,
 }
 
 impl Stack {
@@ -23,8 +25,10 @@ impl Stack {
         crate::init_test_logging();
         let exporter = Exporter::start().await?;
         publish(&exporter);
+        let rules = tempfile::tempdir()?;
         let prometheus = Prometheus::start(PrometheusOptions {
             targets: vec![exporter.addr()],
+            rule_files: vec![rules.path().join("*.yaml")],
             ..PrometheusOptions::default()
         })
         .await?;
@@ -32,12 +36,14 @@ impl Stack {
             .wait_for_series(ready_series, Duration::from_secs(30))
             .await?;
         let mut options = RegistryOptions::new(prometheus.url());
+        options.rules_dir = Some(rules.path().to_path_buf());
         tune(&mut options);
         let registry = Registry::start(options, files).await?;
         Ok(Stack {
             exporter,
             prometheus,
             registry,
+            rules,
         })
     }
 }

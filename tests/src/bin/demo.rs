@@ -64,8 +64,10 @@ async fn main() -> anyhow::Result<()> {
         started,
         "Prometheus (Debian package) scraping the exporter every second",
     );
+    let rules = tempfile::tempdir()?;
     let prometheus = Prometheus::start(PrometheusOptions {
         targets: vec![exporter.addr()],
+        rule_files: vec![rules.path().join("*.yaml")],
         ..Default::default()
     })
     .await?;
@@ -95,6 +97,8 @@ async fn main() -> anyhow::Result<()> {
             "--external-refresh-interval",
             "1s",
         ])
+        .arg("--rules-dir")
+        .arg(rules.path())
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -147,11 +151,34 @@ async fn main() -> anyhow::Result<()> {
 
     step(
         started,
-        "external.metrics.k8s.io: kube_adapter_metric_sqs_messages_visible selected by queue",
+        "external.metrics.k8s.io: the CustomPrometheusRules recording rule, written as a rule file and evaluated by Prometheus",
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let external = "/apis/external.metrics.k8s.io/v1beta1/namespaces/mynamespace/sqs_messages_visible?labelSelector=queue%3Dsend_forum_messages";
+    let since = Instant::now();
+    loop {
+        let body: serde_json::Value = client
+            .get(format!("{base}{external}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if body["items"]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+        {
+            println!(
+                "  first evaluation of kube_adapter_metric_sqs_messages_visible after {:.1}s",
+                since.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        if since.elapsed() > Duration::from_secs(15) {
+            bail!("the recording rule produced no data: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     show(&client, &base, "/apis/external.metrics.k8s.io/v1beta1").await?;
-    show(&client, &base, "/apis/external.metrics.k8s.io/v1beta1/namespaces/mynamespace/sqs_messages_visible?labelSelector=queue%3Dsend_forum_messages").await?;
+    show(&client, &base, external).await?;
 
     step(started, "errors say what is wrong");
     show(
