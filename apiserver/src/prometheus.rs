@@ -1288,6 +1288,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reload_posts_to_the_lifecycle_endpoint() {
+        let prom = fake(
+            |seen: &Seen| match (seen.method.as_str(), seen.path.as_str()) {
+                ("POST", "/prefix/-/reload") => (200, String::new()),
+                _ => (403, "Lifecycle API is not enabled.".to_owned()),
+            },
+        )
+        .await;
+        let on = client(PrometheusConfig::new(format!("{}/prefix", prom.url)));
+        on.reload().await.unwrap();
+        assert_eq!(prom.last().method, "POST");
+
+        let off = client(PrometheusConfig::new(format!("{}/other", prom.url)));
+        let error = off.reload().await.unwrap_err();
+        assert_eq!(error.http_status(), 502);
+        assert!(
+            error.to_string().contains("Lifecycle API is not enabled"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
     async fn ready_checks_the_api_and_falls_back_to_ready_endpoint() {
         let prom = fake(|seen: &Seen| match seen.path.as_str() {
             "/api/v1/status/buildinfo" => (404, "404 page not found".to_owned()),
