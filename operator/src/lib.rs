@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod check;
+pub mod cluster;
 pub mod compiler;
 pub mod crdgen;
 pub mod definitions;

@@ -1,0 +1,9 @@
+//! Cluster mode: definitions from the API server, statuses written back, object caches
+//! for wildcard requests, and rules handed to Prometheus.
+
+pub mod apiservice;
+pub mod controller;
+pub mod objects;
+pub mod rules_output;
+pub mod status;
+pub mod store;

@@ -1,0 +1,196 @@
+//! What the watches have seen, kept as plain JSON so one malformed object is a
+//! record with an error, never a broken stream. Pure: tested by pushing events in.
+
+use crate::definitions::{Definition, DefinitionId, DefinitionKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One watched object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectRecord {
+    pub id: DefinitionId,
+    pub generation: Option<i64>,
+    /// The definition, or why the object could not be read as one.
+    pub decoded: Result<Definition, String>,
+    /// `.status` as the server has it, to write only what changes.
+    pub status: serde_json::Value,
+}
+
+impl ObjectRecord {
+    /// Reads a watched object of `kind`; `None` if it has no name (never sent by a server).
+    pub fn from_object(kind: DefinitionKind, object: &serde_json::Value) -> Option<ObjectRecord> {
+        let metadata = object.get("metadata")?;
+        let name = metadata.get("name")?.as_str()?.to_string();
+        let namespace = metadata
+            .get("namespace")
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        let id = DefinitionId {
+            kind,
+            namespace,
+            name,
+        };
+        let decoded = match Definition::from_object(object) {
+            Ok(Some(definition)) => Ok(definition),
+            Ok(None) => Err("not a metrics-registry.io/v1beta1 object".to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        Some(ObjectRecord {
+            id,
+            generation: metadata.get("generation").and_then(|g| g.as_i64()),
+            decoded,
+            status: object
+                .get("status")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+        })
+    }
+}
+
+/// A watch event, independent of kube's types.
+#[derive(Clone, Debug)]
+pub enum WatchEvent {
+    /// The watch (re)started: a full list follows.
+    Init,
+    InitApply(serde_json::Value),
+    InitDone,
+    Apply(serde_json::Value),
+    Delete(serde_json::Value),
+}
+
+#[derive(Debug, Default)]
+pub struct DefinitionStore {
+    objects: BTreeMap<DefinitionId, ObjectRecord>,
+    relisting: BTreeMap<DefinitionKind, Vec<ObjectRecord>>,
+    synced: BTreeSet<DefinitionKind>,
+}
+
+impl DefinitionStore {
+    /// Applies one event; returns whether the set of definitions or statuses changed.
+    pub fn apply(&mut self, kind: DefinitionKind, event: WatchEvent) -> bool {
+        match event {
+            WatchEvent::Init => {
+                self.relisting.insert(kind, Vec::new());
+                false
+            }
+            WatchEvent::InitApply(object) => {
+                if let Some(record) = ObjectRecord::from_object(kind, &object) {
+                    self.relisting.entry(kind).or_default().push(record);
+                }
+                false
+            }
+            WatchEvent::InitDone => {
+                let listed = self.relisting.remove(&kind).unwrap_or_default();
+                let before: Vec<ObjectRecord> = self.of_kind(kind).cloned().collect();
+                self.objects.retain(|id, _| id.kind != kind);
+                for record in listed {
+                    self.objects.insert(record.id.clone(), record);
+                }
+                let after: Vec<ObjectRecord> = self.of_kind(kind).cloned().collect();
+                self.synced.insert(kind) || before != after
+            }
+            WatchEvent::Apply(object) => match ObjectRecord::from_object(kind, &object) {
+                Some(record) => {
+                    self.objects.insert(record.id.clone(), record.clone()) != Some(record)
+                }
+                None => false,
+            },
+            WatchEvent::Delete(object) => match ObjectRecord::from_object(kind, &object) {
+                Some(record) => self.objects.remove(&record.id).is_some(),
+                None => false,
+            },
+        }
+    }
+
+    fn of_kind(&self, kind: DefinitionKind) -> impl Iterator<Item = &ObjectRecord> {
+        self.objects.values().filter(move |r| r.id.kind == kind)
+    }
+
+    /// Every kind has been listed once: the table built now is complete.
+    pub fn is_synced(&self) -> bool {
+        self.synced.len() == DefinitionKind::ALL.len()
+    }
+
+    /// The definitions that could be read.
+    pub fn definitions(&self) -> Vec<Definition> {
+        self.objects
+            .values()
+            .filter_map(|r| r.decoded.as_ref().ok().cloned())
+            .collect()
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &ObjectRecord> {
+        self.objects.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(kind: &str, name: &str, query: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": kind,
+               "metadata": {"name": name, "namespace": "a", "generation": 1}, "spec": {"query": query}})
+    }
+
+    #[test]
+    fn synced_only_after_every_kind_listed_once() {
+        let mut store = DefinitionStore::default();
+        for kind in DefinitionKind::ALL {
+            assert!(!store.is_synced());
+            store.apply(kind, WatchEvent::Init);
+            store.apply(kind, WatchEvent::InitDone);
+        }
+        assert!(store.is_synced());
+    }
+
+    #[test]
+    fn a_malformed_object_is_a_record_not_a_failure() {
+        let mut store = DefinitionStore::default();
+        let kind = DefinitionKind::PodMetric;
+        store.apply(kind, WatchEvent::Init);
+        store.apply(
+            kind,
+            WatchEvent::InitApply(object("PodMetric", "good", json!("x{<<.LabelMatchers>>}"))),
+        );
+        store.apply(
+            kind,
+            WatchEvent::InitApply(object("PodMetric", "bad", json!(42))),
+        );
+        assert!(store.apply(kind, WatchEvent::InitDone));
+        assert_eq!(store.definitions().len(), 1);
+        let bad = store.records().find(|r| r.id.name == "bad").unwrap();
+        assert!(
+            bad.decoded.as_ref().unwrap_err().contains("invalid spec"),
+            "{:?}",
+            bad.decoded
+        );
+    }
+
+    #[test]
+    fn relist_replaces_only_its_kind_and_deletes_vanish() {
+        let mut store = DefinitionStore::default();
+        let good = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
+        assert!(store.apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone())));
+        assert!(
+            !store.apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone())),
+            "same object, no change"
+        );
+        store.apply(
+            DefinitionKind::ServiceMetric,
+            WatchEvent::Apply(object("ServiceMetric", "s", json!("x{<<.LabelMatchers>>}"))),
+        );
+        store.apply(DefinitionKind::PodMetric, WatchEvent::Init);
+        assert!(store.apply(DefinitionKind::PodMetric, WatchEvent::InitDone));
+        assert_eq!(
+            store.definitions().len(),
+            1,
+            "the relist dropped the pod metric, kept the service one"
+        );
+        assert!(store.apply(
+            DefinitionKind::ServiceMetric,
+            WatchEvent::Delete(object("ServiceMetric", "s", json!("")))
+        ));
+        assert!(store.definitions().is_empty());
+    }
+}
