@@ -9,9 +9,10 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
-OUT="$CACHE_ROOT/k8s/$K8S_VERSION-etcd-$ETCD_VERSION"
-BINARIES=(kube-apiserver kube-controller-manager etcd)
+OUT="$CACHE_ROOT/k8s/$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+BINARIES=(kube-apiserver kube-controller-manager etcd helm)
 
 if command -v go >/dev/null 2>&1; then :; elif [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; else
   echo "Go is needed to build the Kubernetes components (install a Go toolchain)" >&2; exit 1
@@ -58,6 +59,17 @@ if [ ! -x "$OUT/etcd" ]; then
     && go mod tidy >/dev/null 2>&1 || true)
   (cd "$work/etcd" && go build -trimpath -ldflags "-s -w" -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3)
   mv "$OUT/etcd.tmp" "$OUT/etcd"
+fi
+
+if [ ! -x "$OUT/helm" ]; then
+  echo "==> building helm $HELM_VERSION" >&2
+  mkdir -p "$work/helm"
+  (cd "$work/helm" && printf 'module metrics-registry.local/helm-build\ngo 1.24\nrequire helm.sh/helm/v3 %s\n' "$HELM_VERSION" > go.mod \
+    && printf 'package tools\nimport _ "helm.sh/helm/v3/cmd/helm"\n' > tools.go \
+    && go mod tidy >/dev/null 2>&1 || true)
+  (cd "$work/helm" && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -o "$OUT/helm.tmp" helm.sh/helm/v3/cmd/helm)
+  mv "$OUT/helm.tmp" "$OUT/helm"
 fi
 
 all_present

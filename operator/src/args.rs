@@ -58,6 +58,8 @@ pub struct RunArgs {
     pub serving: ServingArgs,
     #[command(flatten)]
     pub definitions: DefinitionArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +70,37 @@ pub struct ServingArgs {
     /// Plain HTTP without authentication, for local use; loopback addresses only.
     #[arg(long, value_name = "ADDR")]
     pub insecure_listen: Option<SocketAddr>,
+    /// Serving certificate (PEM, reloaded when it changes); without it one is generated at start.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Extra names for the generated certificate (the Service's DNS names and localhost are always in it).
+    #[arg(long = "tls-host", value_name = "NAME")]
+    pub tls_hosts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig to use instead of the in-cluster config or $KUBECONFIG.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Create or update the APIServices (v1beta2 and v1beta1 custom.metrics, v1beta1 external.metrics) with our CA.
+    #[arg(long)]
+    pub register_apiservices: bool,
+    /// Namespace of the Service in front of this server.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "metrics-registry")]
+    pub service_namespace: String,
+    #[arg(long, default_value = "metrics-registry")]
+    pub service_name: String,
+    #[arg(long, default_value_t = 443)]
+    pub service_port: i32,
+    /// Namespace for PrometheusRule objects made from CustomPrometheusRules.
+    #[arg(long, default_value = "monitoring")]
+    pub prometheus_rules_namespace: String,
+    /// Label NAME=VALUE on those PrometheusRule objects (so Prometheus selects them); repeatable.
+    #[arg(long = "prometheus-rule-label", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub prometheus_rule_labels: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
