@@ -1,0 +1,4 @@
+//! Authentication and authorization as an aggregated API server does them.
+
+#[cfg(test)]
+pub(crate) mod test_pki;
