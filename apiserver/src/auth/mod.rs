@@ -16,6 +16,8 @@ mod guard;
 
 #[cfg(test)]
 pub(crate) mod test_pki;
+#[cfg(test)]
+mod tests;
 
 pub use attributes::{Attributes, ResourceAttributes, attributes_for};
 pub use config::{AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RequestHeaderConfig};
