@@ -3,8 +3,10 @@
 //! Nothing here knows about custom resources; the operator compiles those into a table.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod external;
+pub mod https;
 pub mod objects;
 pub mod prometheus;
 pub mod quantity;
@@ -12,4 +14,5 @@ pub mod render;
 pub mod rules;
 pub mod selector;
 pub mod server;
+pub mod tls;
 pub mod wire;

@@ -1,0 +1,77 @@
+//! Authentication and authorization as an aggregated API server does them.
+//!
+//! kube-apiserver proxies to us with its front-proxy client certificate and the user
+//! it authenticated in `X-Remote-*` headers; we believe those headers only from that
+//! certificate. Other callers may present a certificate from the cluster CA or a
+//! bearer token. Every request is then authorized by the cluster (SubjectAccessReview).
+//!
+//! The Kubernetes calls themselves (TokenReview, SubjectAccessReview, the ConfigMap
+//! watch) live in the operator behind [`TokenReviewer`] and [`AccessReviewer`], so that
+//! this crate does not depend on a Kubernetes client.
+
+mod attributes;
+mod cache;
+mod config;
+mod guard;
+
+#[cfg(test)]
+pub(crate) mod test_pki;
+#[cfg(test)]
+mod tests;
+
+pub use attributes::{Attributes, ResourceAttributes, attributes_for};
+pub use config::{AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RequestHeaderConfig};
+pub use guard::{CacheTtls, Guard, require_auth};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Who made a request, as Kubernetes' `user.Info`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A value of the authentication ConfigMap is unusable; `key` is its data key.
+    #[error("{key}: {message}")]
+    Config { key: String, message: String },
+    /// The cluster could not answer a review; the reviewer says why.
+    #[error("{0}")]
+    Review(String),
+    #[error(
+        "no rustls crypto provider is installed for this process; install one \
+         (rustls::crypto::ring::default_provider().install_default()) first"
+    )]
+    NoCryptoProvider,
+}
+
+/// TokenReview: who a bearer token belongs to.
+pub trait TokenReviewer: Send + Sync + 'static {
+    /// `Ok(None)` when the cluster rejects the token, `Err` when it could not be asked.
+    /// The error is shown to the caller and logged, so it must never contain the token.
+    fn review<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<UserInfo>, AuthError>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// `reason` is the reviewer's explanation, possibly empty.
+    Denied {
+        reason: String,
+    },
+}
+
+/// SubjectAccessReview: whether a user may do what a request asks.
+pub trait AccessReviewer: Send + Sync + 'static {
+    fn review<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        attributes: &'a Attributes,
+    ) -> BoxFuture<'a, Result<Decision, AuthError>>;
+}
