@@ -2,8 +2,10 @@
 //! for wildcard requests, and rules handed to Prometheus.
 
 pub mod apiservice;
+pub mod authconfig;
 pub mod controller;
 pub mod objects;
+pub mod reviews;
 pub mod rules_output;
 pub mod status;
 pub mod store;

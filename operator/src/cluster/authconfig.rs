@@ -1,0 +1,70 @@
+//! Watches kube-system/extension-apiserver-authentication and applies it live: the
+//! front-proxy CA and header names to the guard, the client CAs to the TLS config.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use metrics_registry_apiserver::auth::{
+    AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, Guard,
+};
+use metrics_registry_apiserver::tls::ReloadableTls;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Reads the ConfigMap once (so the server starts with a working config), then keeps it current.
+pub async fn load(client: &kube::Client) -> anyhow::Result<AuthenticationConfig> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), CONFIGMAP_NAMESPACE);
+    let configmap = api.get(CONFIGMAP_NAME).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} (bind the Role extension-apiserver-authentication-reader): {e}"
+        )
+    })?;
+    Ok(AuthenticationConfig::from_configmap_data(
+        &configmap.data.unwrap_or_default(),
+    )?)
+}
+
+pub fn spawn_watch(
+    client: kube::Client,
+    guard: Arc<Guard>,
+    tls: Arc<ReloadableTls>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let api: Api<ConfigMap> = Api::namespaced(client, CONFIGMAP_NAMESPACE);
+        let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
+        let mut stream = watcher(api, config)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(configmap) => match AuthenticationConfig::from_configmap_data(
+                    &configmap.data.unwrap_or_default(),
+                ) {
+                    Ok(config) => {
+                        let bundle = config.client_ca_bundle();
+                        if let Err(error) = tls.set_client_ca(bundle) {
+                            tracing::error!("keeping the previous client CAs: {error}");
+                            continue;
+                        }
+                        if let Err(error) = guard.set_config(config) {
+                            tracing::error!("keeping the previous authentication config: {error}");
+                            continue;
+                        }
+                        tracing::info!(
+                            "authentication config loaded from {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}"
+                        );
+                    }
+                    Err(error) => {
+                        tracing::error!("keeping the previous authentication config: {error}")
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!("watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    })
+}
