@@ -1,9 +1,11 @@
 //! A real Kubernetes control plane — etcd, kube-apiserver, kube-controller-manager — on
 //! loopback for one test, with its own PKI in a tempdir.
 //!
-//! There is no scheduler and no kubelet, so pods stay Pending.
+//! There is no scheduler and no kubelet: [`start_kubelet_standin`] binds pods and reports
+//! them Running and Ready, which is all Deployments and the HPA look at.
 
 mod certs;
+mod kubelet;
 mod process;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,6 +23,7 @@ use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
 pub use certs::{CertAuthority, CertFiles, ClusterCerts, FRONT_PROXY_CLIENT_CN};
+pub use kubelet::{FAKE_NODE, KubeletStandin, start_kubelet_standin};
 
 use crate::ports::free_port;
 use process::Process;
