@@ -1,6 +1,7 @@
 //! Test harness: a real Prometheus scraping exporters the tests control, and helpers to
 //! run metrics-registry against it.
 
+pub mod cluster;
 pub mod exporter;
 pub mod fixtures;
 pub mod ports;
