@@ -34,6 +34,13 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
+
+    /// Resolves once ready (polls: readiness flips once per process lifetime).
+    pub async fn wait_ready(&self) {
+        while !self.is_ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// What the handlers share.

@@ -186,17 +186,12 @@ impl ClusterMode {
             prometheus,
             objects,
             external,
-            readiness,
+            readiness: readiness.clone(),
         };
         let app = server::health_routes(state.clone()).merge(
             server::metrics_routes(state)
                 .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
         );
-        if let Some(target) = &self.apiservice {
-            apiservice::register(&self.client, target, &ca_bundle)
-                .await
-                .context("cannot register the APIServices")?;
-        }
         tracing::info!(
             addr = %listener.local_addr()?,
             prometheus = %self.prometheus.url,
@@ -208,7 +203,23 @@ impl ClusterMode {
             shutdown.await;
             stopper.graceful_shutdown(Some(Duration::from_secs(5)));
         });
-        let result = serve_https(listener, app, tls, handle).await;
+        let mut server = tokio::spawn(serve_https(listener, app, tls, handle.clone()));
+        // The aggregator fetches discovery as soon as an APIService appears and, if that
+        // fails, marks the group stale for up to a minute (HPAs then see no metrics API):
+        // register only once this server answers with a complete table.
+        if let Some(target) = &self.apiservice {
+            tokio::select! {
+                _ = readiness.wait_ready() => {}
+                finished = &mut server => {
+                    return Err(anyhow::anyhow!("HTTPS server stopped before the first sync: {finished:?}"));
+                }
+            }
+            if let Err(error) = apiservice::register(&self.client, target, &ca_bundle).await {
+                handle.shutdown();
+                return Err(anyhow::Error::new(error).context("cannot register the APIServices"));
+            }
+        }
+        let result = server.await.context("HTTPS server task")?;
         for task in [controller, refresher, auth_watch] {
             task.abort();
         }

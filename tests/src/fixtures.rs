@@ -189,3 +189,84 @@ pub fn publish_seed_series(exporter: &Exporter) {
         3.0,
     );
 }
+
+/// Seed 004 as the e2e test applies it to a cluster: the app team's ServiceMetric and
+/// PodMetric (pasted with « ») and the SQS recording rule.
+pub const SEED_004_E2E: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: mynamespace}
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: ServiceMetric
+metadata:
+  name: rmq-queue-forum-messages
+  namespace: mynamespace
+spec:
+  query: sum (avg_over_time(rabbitmq_queue_messages{«.LabelMatchers»,queue=~"send_forum_message",vhost="/"}[5m])) by («.GroupBy»)
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: PodMetric
+metadata:
+  name: php-fpm-active-workers
+  namespace: mynamespace
+spec:
+  query: sum (phpfpm_processes_total{state="active",«.LabelMatchers»}) by («.GroupBy»)
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: CustomPrometheusRules
+metadata:
+  name: prometheus-metrics-adapter-sqs-messages-visible
+spec:
+  groups:
+  - name: prometheus-metrics-adapter.sqs_messages_visible
+    interval: 1s
+    rules:
+    - record: kube_adapter_metric_sqs_messages_visible
+      expr: sum (sqs_messages_visible) by (queue)
+"#;
+
+/// The three HPAs of seed 004: Object Value, Pods AverageValue, External Value.
+pub const SEED_004_HPAS: &str = r#"
+kind: HorizontalPodAutoscaler
+apiVersion: autoscaling/v2
+metadata: {name: myconsumer, namespace: mynamespace}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: myconsumer}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Object
+    object:
+      describedObject: {apiVersion: v1, kind: Service, name: rmq}
+      metric: {name: rmq-queue-forum-messages}
+      target: {type: Value, value: 42}
+---
+kind: HorizontalPodAutoscaler
+apiVersion: autoscaling/v2
+metadata: {name: mybackend, namespace: mynamespace}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: mybackend}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Pods
+    pods:
+      metric: {name: php-fpm-active-workers}
+      target: {type: AverageValue, averageValue: 5}
+---
+kind: HorizontalPodAutoscaler
+apiVersion: autoscaling/v2
+metadata: {name: sqsconsumer, namespace: mynamespace}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: sqsconsumer}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: External
+    external:
+      metric:
+        name: sqs_messages_visible
+        selector: {matchLabels: {queue: send_forum_messages}}
+      target: {type: Value, value: 42}
+"#;

@@ -18,4 +18,5 @@ pub fn init_test_logging() {
         .with_test_writer()
         .try_init();
 }
+pub mod e2e;
 pub mod stack;

@@ -124,6 +124,16 @@ impl Guard {
         peer: Option<&PeerCertificates>,
         headers: &HeaderMap,
     ) -> Result<UserInfo, ApiError> {
+        self.authenticate_any(peer, headers)
+            .await
+            .map(with_authenticated_group)
+    }
+
+    async fn authenticate_any(
+        &self,
+        peer: Option<&PeerCertificates>,
+        headers: &HeaderMap,
+    ) -> Result<UserInfo, ApiError> {
         let compiled = self.compiled.load_full();
         let mut reasons = Vec::new();
         if let Some((leaf, intermediates)) = peer.and_then(|p| p.0.split_first()) {
@@ -238,6 +248,18 @@ impl Guard {
 /// axum middleware for `Router::layer(axum::middleware::from_fn_with_state(guard,
 /// require_auth))`: authenticates and authorizes, then hands the handler the request
 /// with the [`UserInfo`] in its extensions and the credentials removed.
+/// Like k8s.io/apiserver's `AuthenticatedGroupAdder`: every authenticated user is in
+/// `system:authenticated`, which RBAC's bootstrap roles (discovery, OpenAPI) are bound
+/// to. The aggregator's own fetches rely on it.
+fn with_authenticated_group(mut user: UserInfo) -> UserInfo {
+    if !user.groups.iter().any(|group| group == AUTHENTICATED) {
+        user.groups.push(AUTHENTICATED.to_owned());
+    }
+    user
+}
+
+const AUTHENTICATED: &str = "system:authenticated";
+
 pub async fn require_auth(
     State(guard): State<Arc<Guard>>,
     mut request: Request,

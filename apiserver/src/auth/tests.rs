@@ -426,7 +426,7 @@ async fn cluster_ca_certificate_names_user_and_groups() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["user"],
-        json!({"username": "carol", "uid": "", "groups": ["ops"], "extra": {}})
+        json!({"username": "carol", "uid": "", "groups": ["ops", "system:authenticated"], "extra": {}})
     );
     assert_eq!(body["credentialHeaders"], json!([]));
 }
@@ -465,7 +465,10 @@ async fn bearer_tokens_are_reviewed_and_cached() {
         let (status, body) = server.get(None, "/whoami", &auth).await.unwrap();
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["user"]["username"], "system:serviceaccount:ns:reader");
-        assert_eq!(body["user"]["groups"], json!(["system:serviceaccounts"]));
+        assert_eq!(
+            body["user"]["groups"],
+            json!(["system:serviceaccounts", "system:authenticated"])
+        );
         assert_eq!(body["credentialHeaders"], json!([]));
     }
     assert_eq!(tokens.calls.load(Ordering::SeqCst), 1);
@@ -921,7 +924,9 @@ async fn a_cluster_ca_certificate_cannot_act_as_the_front_proxy() {
         .await
         .unwrap();
     assert_eq!(user.username, FRONT_PROXY_CN);
-    assert!(user.groups.is_empty() && user.extra.is_empty());
+    // The forged X-Remote-* identity is ignored: only the group every authenticated user has.
+    assert_eq!(user.groups, vec!["system:authenticated".to_string()]);
+    assert!(user.extra.is_empty());
 
     let mut no_client_ca = pki.config(&[FRONT_PROXY_CN]);
     no_client_ca.client_ca_pem = None;

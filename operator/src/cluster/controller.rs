@@ -174,10 +174,21 @@ async fn watch_kind(
                 // Say it once per distinct error, not once per retry.
                 let text = error.to_string();
                 if last_error.as_deref() != Some(text.as_str()) {
-                    tracing::error!(
-                        kind = kind.name(),
-                        "watch failed (is the CRD installed? `metrics-registry crds | kubectl apply -f -`): {text}"
-                    );
+                    if text.contains("404")
+                        || text.contains("NotFound")
+                        || text.contains("not found")
+                    {
+                        tracing::error!(
+                            kind = kind.name(),
+                            "cannot watch: the CRD is not installed (`metrics-registry crds | kubectl apply -f -`): {text}"
+                        );
+                    } else if text.contains("Expired") || text.contains("too old resource version")
+                    {
+                        // The watcher relists by itself; nothing is lost.
+                        tracing::debug!(kind = kind.name(), "watch expired; relisting");
+                    } else {
+                        tracing::warn!(kind = kind.name(), "watch failed, retrying: {text}");
+                    }
                     last_error = Some(text);
                 }
                 continue;

@@ -202,6 +202,12 @@ impl Issued {
     }
 }
 
+/// A client certificate from a CA that nothing trusts, for "wrong CA" tests.
+pub fn foreign_client_cert(cn: &str) -> anyhow::Result<(String, String)> {
+    let issued = issue(&new_ca("foreign-ca")?, Leaf::client(cn, &[]))?;
+    Ok((issued.cert_pem, issued.key_pem))
+}
+
 fn new_ca(cn: &str) -> anyhow::Result<CertifiedIssuer<'static, KeyPair>> {
     let mut params = CertificateParams::default();
     params.distinguished_name = rcgen::DistinguishedName::new();

@@ -22,7 +22,9 @@ use serde_json::json;
 use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
-pub use certs::{CertAuthority, CertFiles, ClusterCerts, FRONT_PROXY_CLIENT_CN};
+pub use certs::{
+    CertAuthority, CertFiles, ClusterCerts, FRONT_PROXY_CLIENT_CN, foreign_client_cert,
+};
 pub use kubelet::{FAKE_NODE, KubeletStandin, start_kubelet_standin};
 
 use crate::ports::free_port;
@@ -545,7 +547,7 @@ fn failure(process: &Process, error: anyhow::Error) -> anyhow::Error {
 
 /// `K8S_BIN_DIR` if set, else the folder `scripts/build-k8s.sh` prints on its last line.
 /// Run once per test binary: parallel first-time builds would race on the same outputs.
-async fn binary_dir() -> anyhow::Result<PathBuf> {
+pub async fn binary_dir() -> anyhow::Result<PathBuf> {
     static DIR: OnceCell<PathBuf> = OnceCell::const_new();
     DIR.get_or_try_init(find_binary_dir).await.cloned()
 }

@@ -1,0 +1,315 @@
+//! The seed scenarios end to end: a real kube-apiserver with its aggregator, the real
+//! HPA controller in kube-controller-manager as the client, a real Prometheus, and
+//! metrics-registry in cluster mode behind APIServices. One control plane, scenarios in order.
+
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+use metrics_registry_tests::e2e::{E2e, Timeline};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const LATENCY: &str = "kong_upstream_latency_ms_average";
+
+fn set_latency(e2e: &E2e, milliseconds: f64) {
+    e2e.exporter.set(
+        LATENCY,
+        &[
+            ("namespace", "kong"),
+            ("exported_namespace", "kong"),
+            ("exported_service", "command"),
+        ],
+        milliseconds,
+    );
+}
+
+#[tokio::test]
+async fn seed_scenarios_with_the_real_hpa_controller() {
+    let started = Instant::now();
+    let e2e = E2e::start(|exporter| {
+        exporter.set(
+            LATENCY,
+            &[
+                ("namespace", "kong"),
+                ("exported_namespace", "kong"),
+                ("exported_service", "command"),
+            ],
+            100.0,
+        );
+        // Seed 004's queues are long from the start, so the 5 m average is stable.
+        exporter.set(
+            "rabbitmq_queue_messages",
+            &[
+                ("namespace", "mynamespace"),
+                ("service", "rmq"),
+                ("queue", "send_forum_message"),
+                ("vhost", "/"),
+            ],
+            100.0,
+        );
+        exporter.set(
+            "sqs_messages_visible",
+            &[("queue", "send_forum_messages")],
+            100.0,
+        );
+    })
+    .await
+    .expect("end-to-end stack starts");
+    println!(
+        "stack up in {:.1}s (control plane, Prometheus, metrics-registry, APIServices available)",
+        started.elapsed().as_secs_f64()
+    );
+
+    scenario_kong_latency(&e2e).await;
+    scenario_precedence_live(&e2e).await;
+    scenario_seed_004(&e2e).await;
+    scenario_auth(&e2e).await;
+}
+
+/// Seeds 000–002: latency ~100 ms against a target of 40 → 1 to 10 replicas; latency drops → back to 1.
+async fn scenario_kong_latency(e2e: &E2e) {
+    let client = e2e.admin.clone();
+    e2e.apply_yaml(&format!(
+        "{}\n---\n{}",
+        metrics_registry_tests::fixtures::KONG_LATENCY,
+        e2e.workload("kong", "command", 1)
+    ))
+    .await
+    .unwrap();
+    // Through the aggregator, as in seed 000.
+    let path = "/apis/custom.metrics.k8s.io/v1beta1/namespaces/kong/services/command/kong_upstream_latency_ms_60s_average";
+    let served = e2e
+        .wait_raw(path, Duration::from_secs(1), |body| {
+            body["items"][0]["value"] == "100"
+        })
+        .await;
+    assert!(served.is_ok(), "{served:?}");
+    println!(
+        "seed 000: definition applied → served through the aggregator in {:?}",
+        served.unwrap()
+    );
+    let raw = e2e.get_raw(path).await.unwrap();
+    assert_eq!(raw["kind"], "MetricValueList");
+    assert_eq!(raw["items"][0]["describedObject"]["name"], "command");
+
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "command", "namespace": "kong"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "command"},
+            "minReplicas": 1, "maxReplicas": 10,
+            "behavior": {
+                "scaleDown": {"stabilizationWindowSeconds": 1, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 10}]},
+                "scaleUp": {"stabilizationWindowSeconds": 1, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 2}, {"type": "Pods", "value": 4, "periodSeconds": 2}], "selectPolicy": "Max"}
+            },
+            "metrics": [{"type": "Object", "object": {
+                "metric": {"name": "kong_upstream_latency_ms_60s_average"},
+                "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "command"},
+                "target": {"type": "Value", "value": "40"}}}]
+        }
+    }))
+    .unwrap();
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "kong");
+    hpas.create(&PostParams::default(), &hpa).await.unwrap();
+
+    let mut timeline = Timeline::new("seed 000–002: Kong upstream latency (target 40)");
+    timeline.note("latency 100 ms, HPA created");
+    let up = e2e
+        .wait_replicas(
+            "kong",
+            "command",
+            10,
+            Duration::from_secs(120),
+            &mut timeline,
+        )
+        .await;
+    assert!(
+        up.is_ok(),
+        "{up:?}\n{}",
+        e2e.hpa_conditions("kong", "command").await
+    );
+    let events = rescale_events(e2e, "kong", "command").await;
+    assert!(
+        events.iter().any(|m| m.contains("above target")),
+        "{events:?}"
+    );
+
+    set_latency(e2e, 5.0);
+    timeline.note("latency drops to 5 ms");
+    let down = e2e
+        .wait_replicas(
+            "kong",
+            "command",
+            1,
+            Duration::from_secs(120),
+            &mut timeline,
+        )
+        .await;
+    assert!(
+        down.is_ok(),
+        "{down:?}\n{}",
+        e2e.hpa_conditions("kong", "command").await
+    );
+    let events = rescale_events(e2e, "kong", "command").await;
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("All metrics below target")),
+        "{events:?}"
+    );
+    timeline.print();
+}
+
+async fn rescale_events(e2e: &E2e, namespace: &str, name: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(e2e.admin.clone(), namespace);
+    events
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.name={name},reason=SuccessfulRescale"
+        )))
+        .await
+        .map(|list| list.items.into_iter().filter_map(|e| e.message).collect())
+        .unwrap_or_default()
+}
+
+/// A namespaced override changes what the HPA reads within a second; deleting it falls back.
+async fn scenario_precedence_live(e2e: &E2e) {
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/kong/services/command/kong_upstream_latency_ms_60s_average";
+    let before = e2e.get_raw(path).await.unwrap();
+    let cluster_value = before["items"][0]["value"].as_str().unwrap().to_string();
+    let overriding = r#"
+apiVersion: metrics-registry.io/v1beta1
+kind: ServiceMetric
+metadata: {name: kong-latency-override, namespace: kong}
+spec:
+  metricName: kong_upstream_latency_ms_60s_average
+  objectLabel: exported_service
+  namespaceLabel: exported_namespace
+  query: 'avg by (<<.GroupBy>>) (kong_upstream_latency_ms_average{<<.LabelMatchers>>}) * 1000'
+"#;
+    let applied = Instant::now();
+    e2e.apply_yaml(overriding).await.unwrap();
+    let took = e2e
+        .wait_raw(path, Duration::from_secs(1), |body| {
+            body["items"][0]["value"] != cluster_value.as_str()
+        })
+        .await;
+    assert!(took.is_ok(), "override not served within 1 s: {took:?}");
+    println!(
+        "precedence: namespaced override served {:?} after apply",
+        applied.elapsed()
+    );
+    // The cluster definition reports where it is overridden.
+    let status = e2e
+        .status(
+            "ClusterServiceMetric",
+            None,
+            "kong-upstream-latency-ms-60s-average",
+        )
+        .await;
+    assert_eq!(status["overriddenIn"], json!(["kong"]), "{status}");
+
+    let deleted = Instant::now();
+    e2e.delete("ServiceMetric", Some("kong"), "kong-latency-override")
+        .await
+        .unwrap();
+    let back = e2e
+        .wait_raw(path, Duration::from_secs(1), |body| {
+            body["items"][0]["value"] == cluster_value.as_str()
+        })
+        .await;
+    assert!(back.is_ok(), "fallback not served within 1 s: {back:?}");
+    println!(
+        "precedence: fallback to the cluster definition {:?} after delete",
+        deleted.elapsed()
+    );
+}
+
+/// Seed 004: ServiceMetric (RabbitMQ, Object Value), PodMetric (php-fpm, Pods AverageValue), External from a recording rule.
+async fn scenario_seed_004(e2e: &E2e) {
+    e2e.apply_yaml(metrics_registry_tests::fixtures::SEED_004_E2E)
+        .await
+        .unwrap();
+    e2e.apply_yaml(&e2e.workload("mynamespace", "myconsumer", 1))
+        .await
+        .unwrap();
+    e2e.apply_yaml(&e2e.workload("mynamespace", "mybackend", 1))
+        .await
+        .unwrap();
+    e2e.apply_yaml(&e2e.workload("mynamespace", "sqsconsumer", 1))
+        .await
+        .unwrap();
+    // Busy php-fpm workers per pod follow the pods the Deployment has.
+    let exporter = e2e.exporter.clone();
+    let pods_feed = e2e.feed_pod_series("mynamespace", "app=mybackend", move |pod| {
+        exporter.set(
+            "phpfpm_processes_total",
+            &[
+                ("namespace", "mynamespace"),
+                ("pod", pod),
+                ("state", "active"),
+            ],
+            12.0,
+        );
+    });
+    e2e.apply_yaml(metrics_registry_tests::fixtures::SEED_004_HPAS)
+        .await
+        .unwrap();
+
+    let mut timeline = Timeline::new("seed 004: RabbitMQ, php-fpm, SQS");
+    for (name, expected) in [("myconsumer", 3), ("mybackend", 3), ("sqsconsumer", 3)] {
+        let scaled = e2e
+            .wait_replicas_at_least(
+                "mynamespace",
+                name,
+                expected,
+                Duration::from_secs(90),
+                &mut timeline,
+            )
+            .await;
+        assert!(
+            scaled.is_ok(),
+            "{name}: {scaled:?}\n{}",
+            e2e.hpa_conditions("mynamespace", name).await
+        );
+    }
+    drop(pods_feed);
+    timeline.print();
+}
+
+/// No credentials → 401; a certificate from another CA or an unlisted name → 401; no RBAC → 403.
+async fn scenario_auth(e2e: &E2e) {
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/kong/services/command/kong_upstream_latency_ms_60s_average";
+    assert_eq!(e2e.direct_status(path, None, &[]).await, 401);
+    assert_eq!(
+        e2e.direct_status(
+            path,
+            Some(e2e.foreign_client_cert()),
+            &[("X-Remote-User", "admin")]
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        e2e.direct_status(
+            path,
+            Some(e2e.front_proxy_cert("not-allowed")),
+            &[("X-Remote-User", "admin")]
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        e2e.direct_status(
+            path,
+            Some(e2e.front_proxy_cert("front-proxy-client")),
+            &[("X-Remote-User", "nobody")]
+        )
+        .await,
+        403
+    );
+    // Through the aggregator, a user without RBAC is refused by kube-apiserver itself.
+    let bob = e2e.control_plane.client_for("bob", &[]).await.unwrap();
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let refused = bob.request_text(request).await;
+    assert!(format!("{refused:?}").contains("forbidden"), "{refused:?}");
+}
