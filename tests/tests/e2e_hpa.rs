@@ -63,7 +63,127 @@ async fn seed_scenarios_with_the_real_hpa_controller() {
     scenario_kong_latency(&e2e).await;
     scenario_precedence_live(&e2e).await;
     scenario_seed_004(&e2e).await;
+    scenario_statuses_and_columns(&e2e).await;
+    scenario_prometheus_rule_objects(&e2e).await;
     scenario_auth(&e2e).await;
+}
+
+/// `kubectl get` columns and status: a bad definition says why; the others keep serving.
+async fn scenario_statuses_and_columns(e2e: &E2e) {
+    e2e.apply_yaml(
+        r#"
+apiVersion: metrics-registry.io/v1beta1
+kind: ServiceMetric
+metadata: {name: broken, namespace: kong}
+spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
+"#,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let broken = loop {
+        let status = e2e.status("ServiceMetric", Some("kong"), "broken").await;
+        if status["conditions"][0]["reason"].is_string() || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(broken["conditions"][0]["status"], "False", "{broken}");
+    assert_eq!(
+        broken["conditions"][0]["reason"], "InvalidQuery",
+        "{broken}"
+    );
+    assert_eq!(broken["observedGeneration"], 1, "{broken}");
+    // The table kubectl prints.
+    let request =
+        http::Request::get("/apis/metrics-registry.io/v1beta1/namespaces/kong/servicemetrics")
+            .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+            .body(Vec::new())
+            .unwrap();
+    let table: serde_json::Value = e2e.admin.request(request).await.unwrap();
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Name", "Metric", "Ready", "Reason", "Age"]);
+    let row = &table["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cells"][0] == "broken")
+        .unwrap()["cells"];
+    assert_eq!(
+        (&row[1], &row[2], &row[3]),
+        (&json!("broken"), &json!("False"), &json!("InvalidQuery")),
+        "{row}"
+    );
+    let served = e2e
+        .status(
+            "ClusterServiceMetric",
+            None,
+            "kong-upstream-latency-ms-60s-average",
+        )
+        .await;
+    assert_eq!(served["conditions"][0]["status"], "True", "{served}");
+    assert_eq!(served["metricName"], "kong_upstream_latency_ms_60s_average");
+    println!("status: broken definition → Ready=False InvalidQuery; others Ready=True");
+}
+
+/// With prometheus-operator's CRD installed, rules become PrometheusRule objects; orphans go.
+async fn scenario_prometheus_rule_objects(e2e: &E2e) {
+    use metrics_registry::cluster::rules_output::{RulesOutput, prometheus_rules_installed};
+    use metrics_registry::definitions::{DefinitionId, DefinitionKind};
+    e2e.apply_yaml(metrics_registry_tests::fixtures::PROMETHEUS_RULE_CRD)
+        .await
+        .unwrap();
+    e2e.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: monitoring}\n")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !prometheus_rules_installed(&e2e.admin).await {
+        assert!(Instant::now() < deadline, "PrometheusRule CRD not served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    e2e.apply_yaml(
+        "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata: {name: hand-made, namespace: monitoring}\nspec: {groups: []}\n",
+    )
+    .await
+    .unwrap();
+    let output = RulesOutput::PrometheusRules {
+        client: e2e.admin.clone(),
+        namespace: "monitoring".into(),
+        labels: [("prometheus".to_string(), "main".to_string())].into(),
+    };
+    let id = DefinitionId {
+        kind: DefinitionKind::CustomPrometheusRules,
+        namespace: None,
+        name: "sqs".into(),
+    };
+    let groups: Vec<metrics_registry_crds::RuleGroup> = serde_json::from_value(json!([
+        {"name": "sqs", "rules": [{"record": "kube_adapter_metric_sqs", "expr": "sum(x) by (queue)"}]}
+    ]))
+    .unwrap();
+    output.sync(&[(id, groups)].into()).await;
+    let rule = e2e.get_raw("/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/metrics-registry-sqs").await.unwrap();
+    assert_eq!(rule["metadata"]["labels"]["prometheus"], "main", "{rule}");
+    assert_eq!(
+        rule["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "metrics-registry"
+    );
+    assert_eq!(
+        rule["spec"]["groups"][0]["rules"][0]["record"],
+        "kube_adapter_metric_sqs"
+    );
+    output.sync(&Default::default()).await;
+    let gone = e2e.get_raw("/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/metrics-registry-sqs").await;
+    assert!(format!("{gone:?}").contains("NotFound"), "{gone:?}");
+    let kept = e2e
+        .get_raw("/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/hand-made")
+        .await;
+    assert!(kept.is_ok(), "objects not ours are left alone: {kept:?}");
+    println!("PrometheusRule: written with labels, orphan removed, others untouched");
 }
 
 /// Seeds 000–002: latency ~100 ms against a target of 40 → 1 to 10 replicas; latency drops → back to 1.
