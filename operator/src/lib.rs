@@ -11,6 +11,7 @@ pub mod manifests;
 pub mod reload;
 pub mod rulefiles;
 pub mod run;
+pub mod tasks;
 
 /// The one rustls crypto provider of the whole binary (ring); tests call it too.
 pub fn install_crypto_provider() {

@@ -9,6 +9,7 @@ use crate::cluster::reviews::ClusterReviews;
 use crate::cluster::rules_output::{RulesOutput, prometheus_rules_installed};
 use crate::compiler::CompileOptions;
 use crate::reload::ManifestSource;
+use crate::tasks::TaskGuard;
 use anyhow::{Context, bail};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
 use metrics_registry_apiserver::auth::{Guard, require_auth};
@@ -155,15 +156,20 @@ impl ClusterMode {
         let ca_bundle = serving.ca_bundle();
         let auth_config = authconfig::load(&self.client).await?;
         let tls = Arc::new(ReloadableTls::new(serving, auth_config.client_ca_bundle())?);
-        let cert_watch = self
-            .tls_files
-            .clone()
-            .map(|(cert, key)| tls.spawn_file_watch(cert, key, Duration::from_secs(1)));
+        // Everything spawned from here on stops when serving ends, however it ends.
+        let mut background = TaskGuard::default();
+        if let Some((cert, key)) = self.tls_files.clone() {
+            background.push(tls.spawn_file_watch(cert, key, Duration::from_secs(1)));
+        }
         let reviews = Arc::new(ClusterReviews {
             client: self.client.clone(),
         });
         let guard = Guard::new(auth_config, Some(reviews.clone()), reviews)?;
-        let auth_watch = authconfig::spawn_watch(self.client.clone(), guard.clone(), tls.clone());
+        background.push(authconfig::spawn_watch(
+            self.client.clone(),
+            guard.clone(),
+            tls.clone(),
+        ));
 
         let table = shared_rule_table();
         let readiness = Readiness::default();
@@ -177,10 +183,12 @@ impl ClusterMode {
             objects: objects.clone(),
             rules: self.rules_output(&prometheus).await,
         };
-        let controller = tokio::spawn(controller.run());
-        let refresher = external
-            .clone()
-            .spawn_refresher(prometheus.clone(), self.external_refresh);
+        background.push(tokio::spawn(controller.run()));
+        background.push(
+            external
+                .clone()
+                .spawn_refresher(prometheus.clone(), self.external_refresh),
+        );
         let state = ApiState {
             rules: table,
             prometheus,
@@ -220,12 +228,6 @@ impl ClusterMode {
             }
         }
         let result = server.await.context("HTTPS server task")?;
-        for task in [controller, refresher, auth_watch] {
-            task.abort();
-        }
-        if let Some(watch) = cert_watch {
-            watch.abort();
-        }
         result.context("HTTPS server failed")
     }
 }

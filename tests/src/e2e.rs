@@ -29,7 +29,9 @@ use tempfile::TempDir;
 pub const NAMESPACE: &str = "metrics-registry";
 pub const IDENTITY: &str = "system:serviceaccount:metrics-registry:metrics-registry";
 
+// Fields drop in order: clients of the control plane go before it.
 pub struct E2e {
+    _kubelet: KubeletStandin,
     pub control_plane: ControlPlane,
     pub admin: kube::Client,
     pub exporter: Arc<Exporter>,
@@ -37,9 +39,18 @@ pub struct E2e {
     pub registry_addr: SocketAddr,
     pub serving_ca: String,
     pub rules: TempDir,
-    _kubelet: KubeletStandin,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl E2e {
+    /// Stops metrics-registry gracefully before the control plane goes away.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
+    }
 }
 
 impl Drop for E2e {
@@ -56,6 +67,7 @@ pub struct Timeline {
     title: String,
     started: Instant,
     lines: Vec<String>,
+    live: bool,
 }
 
 impl Timeline {
@@ -64,13 +76,28 @@ impl Timeline {
             title: title.to_string(),
             started: Instant::now(),
             lines: Vec::new(),
+            live: false,
+        }
+    }
+    /// Prints each line as it happens (the demo) instead of at the end (tests).
+    pub fn live(title: &str) -> Timeline {
+        println!("\n== {title} ==");
+        Timeline {
+            live: true,
+            ..Timeline::new(title)
         }
     }
     pub fn note(&mut self, text: &str) {
         let line = format!("{:>6.1}s  {text}", self.started.elapsed().as_secs_f64());
+        if self.live {
+            println!("{line}");
+        }
         self.lines.push(line);
     }
     pub fn print(&self) {
+        if self.live {
+            return;
+        }
         println!("\n== {} ==", self.title);
         for line in &self.lines {
             println!("{line}");

@@ -290,3 +290,31 @@ spec:
         type: object
         x-kubernetes-preserve-unknown-fields: true
 "#;
+
+/// Seed 000's HPA for Deployment `command` in namespace `kong`: keep the 60 s average
+/// upstream latency at 40 ms, 1–10 replicas, with the seed's behavior block.
+pub const KONG_HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: command, namespace: kong}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: command}
+  minReplicas: 1
+  maxReplicas: 10
+  behavior:
+    scaleDown:
+      stabilizationWindowSeconds: 1
+      policies: [{type: Percent, value: 100, periodSeconds: 10}]
+    scaleUp:
+      stabilizationWindowSeconds: 1
+      policies:
+      - {type: Percent, value: 100, periodSeconds: 2}
+      - {type: Pods, value: 4, periodSeconds: 2}
+      selectPolicy: Max
+  metrics:
+  - type: Object
+    object:
+      metric: {name: kong_upstream_latency_ms_60s_average}
+      describedObject: {apiVersion: v1, kind: Service, name: command}
+      target: {type: Value, value: "40"}
+"#;

@@ -2,9 +2,8 @@
 //! HPA controller in kube-controller-manager as the client, a real Prometheus, and
 //! metrics-registry in cluster mode behind APIServices. One control plane, scenarios in order.
 
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use metrics_registry_tests::e2e::{E2e, Timeline};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -188,7 +187,6 @@ async fn scenario_prometheus_rule_objects(e2e: &E2e) {
 
 /// Seeds 000–002: latency ~100 ms against a target of 40 → 1 to 10 replicas; latency drops → back to 1.
 async fn scenario_kong_latency(e2e: &E2e) {
-    let client = e2e.admin.clone();
     e2e.apply_yaml(&format!(
         "{}\n---\n{}",
         metrics_registry_tests::fixtures::KONG_LATENCY,
@@ -212,25 +210,9 @@ async fn scenario_kong_latency(e2e: &E2e) {
     assert_eq!(raw["kind"], "MetricValueList");
     assert_eq!(raw["items"][0]["describedObject"]["name"], "command");
 
-    let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "command", "namespace": "kong"},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "command"},
-            "minReplicas": 1, "maxReplicas": 10,
-            "behavior": {
-                "scaleDown": {"stabilizationWindowSeconds": 1, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 10}]},
-                "scaleUp": {"stabilizationWindowSeconds": 1, "policies": [{"type": "Percent", "value": 100, "periodSeconds": 2}, {"type": "Pods", "value": 4, "periodSeconds": 2}], "selectPolicy": "Max"}
-            },
-            "metrics": [{"type": "Object", "object": {
-                "metric": {"name": "kong_upstream_latency_ms_60s_average"},
-                "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "command"},
-                "target": {"type": "Value", "value": "40"}}}]
-        }
-    }))
-    .unwrap();
-    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "kong");
-    hpas.create(&PostParams::default(), &hpa).await.unwrap();
+    e2e.apply_yaml(metrics_registry_tests::fixtures::KONG_HPA)
+        .await
+        .unwrap();
 
     let mut timeline = Timeline::new("seed 000–002: Kong upstream latency (target 40)");
     timeline.note("latency 100 ms, HPA created");

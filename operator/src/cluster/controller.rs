@@ -7,6 +7,7 @@ use super::status::{desired_status, is_current};
 use super::store::{DefinitionStore, ObjectRecord, WatchEvent};
 use crate::compiler::{CompileOptions, compile};
 use crate::definitions::DefinitionKind;
+use crate::tasks::TaskGuard;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -55,13 +56,15 @@ impl DefinitionController {
     pub async fn run(self) {
         let (events_tx, mut events) = mpsc::unbounded_channel::<(DefinitionKind, WatchEvent)>();
         let resources = api_resources();
+        // The watches stop with this loop.
+        let mut watches = TaskGuard::default();
         for (kind, resource) in &resources {
-            tokio::spawn(watch_kind(
+            watches.push(tokio::spawn(watch_kind(
                 self.client.clone(),
                 *kind,
                 resource.clone(),
                 events_tx.clone(),
-            ));
+            )));
         }
         drop(events_tx);
         let mut store = DefinitionStore::default();

@@ -1,6 +1,7 @@
 //! Metadata-only watch caches of the objects wildcard requests name, started for the
 //! kinds that have definitions. `labelSelector` is resolved here, never by a LIST per request.
 
+use crate::tasks::TaskGuard;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -50,7 +51,7 @@ where
     }
 }
 
-fn start<K>(client: kube::Client, kind: ObjectKind) -> Arc<dyn KindCache>
+fn start<K>(client: kube::Client, kind: ObjectKind, tasks: &mut TaskGuard) -> Arc<dyn KindCache>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -68,22 +69,22 @@ where
         writer,
         watcher(api, watcher::Config::default()).default_backoff(),
     );
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         let mut stream = stream.boxed();
         while let Some(item) = stream.next().await {
             if let Err(error) = item {
                 tracing::warn!(resource = kind.resource(), %error, "object cache watch error");
             }
         }
-    });
+    }));
     let flag = ready.clone();
     let waiting = reader.clone();
-    tokio::spawn(async move {
+    tasks.push(tokio::spawn(async move {
         if waiting.wait_until_ready().await.is_ok() {
             flag.store(true, Ordering::Release);
             tracing::info!(resource = kind.resource(), "object cache synced");
         }
-    });
+    }));
     Arc::new(MetaCache::<K> {
         store: reader,
         ready,
@@ -94,6 +95,7 @@ where
 pub struct ObjectCaches {
     client: kube::Client,
     caches: Mutex<HashMap<ObjectKind, Arc<dyn KindCache>>>,
+    tasks: Mutex<TaskGuard>,
 }
 
 impl ObjectCaches {
@@ -101,6 +103,7 @@ impl ObjectCaches {
         Arc::new(ObjectCaches {
             client,
             caches: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(TaskGuard::default()),
         })
     }
 
@@ -117,14 +120,15 @@ impl ObjectCaches {
             .entry(kind)
             .or_insert_with(|| {
                 let client = self.client.clone();
+                let mut tasks = self.tasks.lock().expect("object cache tasks lock");
                 match kind {
-                    ObjectKind::Pod => start::<Pod>(client, kind),
-                    ObjectKind::Service => start::<Service>(client, kind),
-                    ObjectKind::Ingress => start::<Ingress>(client, kind),
-                    ObjectKind::Deployment => start::<Deployment>(client, kind),
-                    ObjectKind::StatefulSet => start::<StatefulSet>(client, kind),
-                    ObjectKind::DaemonSet => start::<DaemonSet>(client, kind),
-                    ObjectKind::Namespace => start::<Namespace>(client, kind),
+                    ObjectKind::Pod => start::<Pod>(client, kind, &mut tasks),
+                    ObjectKind::Service => start::<Service>(client, kind, &mut tasks),
+                    ObjectKind::Ingress => start::<Ingress>(client, kind, &mut tasks),
+                    ObjectKind::Deployment => start::<Deployment>(client, kind, &mut tasks),
+                    ObjectKind::StatefulSet => start::<StatefulSet>(client, kind, &mut tasks),
+                    ObjectKind::DaemonSet => start::<DaemonSet>(client, kind, &mut tasks),
+                    ObjectKind::Namespace => start::<Namespace>(client, kind, &mut tasks),
                 }
             })
             .clone()
