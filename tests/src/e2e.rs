@@ -433,6 +433,24 @@ impl E2e {
         object.data["status"].clone()
     }
 
+    /// Polls `.status` until `done` holds (at most 5 s); returns the last status seen.
+    pub async fn wait_status(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let status = self.status(kind, namespace, name).await;
+            if done(&status) || Instant::now() > deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub async fn delete(
         &self,
         kind: &str,

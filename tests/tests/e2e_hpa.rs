@@ -79,14 +79,11 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
     )
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let broken = loop {
-        let status = e2e.status("ServiceMetric", Some("kong"), "broken").await;
-        if status["conditions"][0]["reason"].is_string() || Instant::now() > deadline {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let broken = e2e
+        .wait_status("ServiceMetric", Some("kong"), "broken", |status| {
+            status["conditions"][0]["reason"].is_string()
+        })
+        .await;
     assert_eq!(broken["conditions"][0]["status"], "False", "{broken}");
     assert_eq!(
         broken["conditions"][0]["reason"], "InvalidQuery",
@@ -300,12 +297,14 @@ spec:
         "precedence: namespaced override served {:?} after apply",
         applied.elapsed()
     );
-    // The cluster definition reports where it is overridden.
+    // The cluster definition reports where it is overridden (status is written right
+    // after the swap, so it may trail the served value by a moment).
     let status = e2e
-        .status(
+        .wait_status(
             "ClusterServiceMetric",
             None,
             "kong-upstream-latency-ms-60s-average",
+            |status| status["overriddenIn"] == json!(["kong"]),
         )
         .await;
     assert_eq!(status["overriddenIn"], json!(["kong"]), "{status}");
