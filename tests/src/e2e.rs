@@ -6,7 +6,7 @@ use crate::cluster::{
     CertAuthority, ControlPlane, ControlPlaneOptions, KubeletStandin, start_kubelet_standin,
 };
 use crate::exporter::Exporter;
-use crate::prometheus::{Prometheus, PrometheusOptions};
+use crate::prometheus::Prometheus;
 use anyhow::{Context, bail};
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -163,16 +163,7 @@ impl E2e {
 
         let exporter = Arc::new(Exporter::start().await?);
         publish(&exporter);
-        let rules = tempfile::tempdir()?;
-        let prometheus = Prometheus::start(PrometheusOptions {
-            targets: vec![exporter.addr()],
-            rule_files: vec![rules.path().join("*.yaml")],
-            ..PrometheusOptions::default()
-        })
-        .await?;
-        prometheus
-            .wait_for_series("up", Duration::from_secs(30))
-            .await?;
+        let (prometheus, rules) = crate::stack::scraping(&exporter, "up").await?;
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let registry_addr = listener.local_addr()?;

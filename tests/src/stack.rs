@@ -25,16 +25,7 @@ impl Stack {
         crate::init_test_logging();
         let exporter = Exporter::start().await?;
         publish(&exporter);
-        let rules = tempfile::tempdir()?;
-        let prometheus = Prometheus::start(PrometheusOptions {
-            targets: vec![exporter.addr()],
-            rule_files: vec![rules.path().join("*.yaml")],
-            ..PrometheusOptions::default()
-        })
-        .await?;
-        prometheus
-            .wait_for_series(ready_series, Duration::from_secs(30))
-            .await?;
+        let (prometheus, rules) = scraping(&exporter, ready_series).await?;
         let mut options = RegistryOptions::new(prometheus.url());
         options.rules_dir = Some(rules.path().to_path_buf());
         tune(&mut options);
@@ -46,4 +37,23 @@ impl Stack {
             rules,
         })
     }
+}
+
+/// A Prometheus scraping `exporter` and loading rule files from a fresh folder, once it
+/// has stored `ready_series` (the first scrape comes about 5 s after start).
+pub async fn scraping(
+    exporter: &Exporter,
+    ready_series: &str,
+) -> anyhow::Result<(Prometheus, tempfile::TempDir)> {
+    let rules = tempfile::tempdir()?;
+    let prometheus = Prometheus::start(PrometheusOptions {
+        targets: vec![exporter.addr()],
+        rule_files: vec![rules.path().join("*.yaml")],
+        ..PrometheusOptions::default()
+    })
+    .await?;
+    prometheus
+        .wait_for_series(ready_series, Duration::from_secs(30))
+        .await?;
+    Ok((prometheus, rules))
 }

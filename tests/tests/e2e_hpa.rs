@@ -380,34 +380,41 @@ async fn scenario_seed_004(e2e: &E2e) {
 /// No credentials → 401; a certificate from another CA or an unlisted name → 401; no RBAC → 403.
 async fn scenario_auth(e2e: &E2e) {
     let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/kong/services/command/kong_upstream_latency_ms_60s_average";
-    assert_eq!(e2e.direct_status(path, None, &[]).await, 401);
-    assert_eq!(
-        e2e.direct_status(
-            path,
+    let cases = [
+        ("no credentials", None, "admin", 401),
+        (
+            "certificate from an unknown CA",
             Some(e2e.foreign_client_cert()),
-            &[("X-Remote-User", "admin")]
-        )
-        .await,
-        401
-    );
-    assert_eq!(
-        e2e.direct_status(
-            path,
+            "admin",
+            401,
+        ),
+        (
+            "front-proxy CA but a name not allowed",
             Some(e2e.front_proxy_cert("not-allowed")),
-            &[("X-Remote-User", "admin")]
-        )
-        .await,
-        401
-    );
-    assert_eq!(
-        e2e.direct_status(
-            path,
+            "admin",
+            401,
+        ),
+        (
+            "the front proxy, for a user without RBAC",
             Some(e2e.front_proxy_cert("front-proxy-client")),
-            &[("X-Remote-User", "nobody")]
-        )
-        .await,
-        403
-    );
+            "nobody",
+            403,
+        ),
+        (
+            "the front proxy, for a user in system:masters",
+            Some(e2e.front_proxy_cert("front-proxy-client")),
+            "admin",
+            200,
+        ),
+    ];
+    for (what, identity, user, expected) in cases {
+        let mut headers = vec![("X-Remote-User", user)];
+        if user == "admin" {
+            headers.push(("X-Remote-Group", "system:masters"));
+        }
+        let status = e2e.direct_status(path, identity, &headers).await;
+        assert_eq!(status, expected, "{what}");
+    }
     // Through the aggregator, a user without RBAC is refused by kube-apiserver itself.
     let bob = e2e.control_plane.client_for("bob", &[]).await.unwrap();
     let request = http::Request::get(path).body(Vec::new()).unwrap();
