@@ -373,7 +373,8 @@ pub fn quote_regex(value: &str) -> String {
     out
 }
 
-fn is_prometheus_label_name(name: &str) -> bool {
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, what Prometheus accepts as a label name.
+pub fn is_prometheus_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()

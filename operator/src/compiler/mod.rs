@@ -12,6 +12,7 @@ use crate::definitions::{Definition, DefinitionBody, DefinitionId};
 use metrics_registry_apiserver::rules::{
     MetricRule, ObjectKind, QueryTemplate, RuleTable, Scope, Segment,
 };
+use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_crds::{MetricSpec, RuleGroup};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -164,12 +165,6 @@ pub fn compile(definitions: &[Definition], options: CompileOptions) -> Compiled 
     compiled
 }
 
-fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// Metric names end up as URL path segments and in discovery.
 fn is_metric_name(name: &str) -> bool {
     !name.is_empty()
@@ -206,7 +201,7 @@ fn compile_metric(
         ("objectLabel", &object_label),
         ("namespaceLabel", &namespace_label),
     ] {
-        if !is_label_name(label) {
+        if !is_prometheus_label_name(label) {
             return Err(Problem::new(
                 Reason::InvalidLabel,
                 format!(

@@ -1,8 +1,9 @@
 //! Validation of `CustomPrometheusRules` groups before they reach Prometheus.
 
-use super::{is_label_name, promql};
+use super::promql;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, is_valid_external_name};
+use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_crds::RuleGroup;
 use std::collections::BTreeSet;
 
@@ -71,7 +72,7 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
                 problems.push(format!("{at}: invalid expr: {e}"));
             }
             for key in rule.labels.iter().flatten().map(|(k, _)| k) {
-                if !is_label_name(key) {
+                if !is_prometheus_label_name(key) {
                     problems.push(format!("{at}: label {key:?} is not a valid label name"));
                 }
             }
