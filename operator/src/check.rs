@@ -15,26 +15,14 @@ pub struct CheckReport {
 
 pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
     let mut report = CheckReport::default();
-    let mut located = Vec::new();
-    for file in files {
-        match manifests::read_file(file) {
-            Ok(found) => located.extend(found),
-            Err(errors) => report
-                .problems
-                .extend(errors.iter().map(ToString::to_string)),
-        }
-    }
-    let mut origin: BTreeMap<DefinitionId, PathBuf> = BTreeMap::new();
-    for item in &located {
-        if let Some(first) = origin.insert(item.definition.id.clone(), item.file.clone()) {
-            report.problems.push(format!(
-                "{}: {} is also defined in {}",
-                item.file.display(),
-                item.definition.id,
-                first.display()
-            ));
-        }
-    }
+    let (located, problems) = manifests::read_all(files);
+    report
+        .problems
+        .extend(problems.iter().map(ToString::to_string));
+    let origin: BTreeMap<&DefinitionId, &PathBuf> = located
+        .iter()
+        .map(|item| (&item.definition.id, &item.file))
+        .collect();
     let definitions: Vec<_> = located.iter().map(|l| l.definition.clone()).collect();
     report.definitions = definitions.len();
     let compiled = compile(&definitions, options);

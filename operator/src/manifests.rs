@@ -93,8 +93,19 @@ pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
     Ok(files)
 }
 
-/// Reads the given files; a definition named twice is an error in both places.
+/// Reads the given files; a definition named twice is an error.
 pub fn read_files(files: &[PathBuf]) -> Result<Vec<Located>, Vec<ManifestError>> {
+    let (all, problems) = read_all(files);
+    if problems.is_empty() {
+        Ok(all)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every definition the files hold and every problem with them (unreadable files,
+/// invalid documents, a definition named twice), for callers that report rather than stop.
+pub fn read_all(files: &[PathBuf]) -> (Vec<Located>, Vec<ManifestError>) {
     let mut all = Vec::new();
     let mut problems = Vec::new();
     for file in files {
@@ -116,11 +127,7 @@ pub fn read_files(files: &[PathBuf]) -> Result<Vec<Located>, Vec<ManifestError>>
             });
         }
     }
-    if problems.is_empty() {
-        Ok(all)
-    } else {
-        Err(problems)
-    }
+    (all, problems)
 }
 
 /// Reads a whole folder.
