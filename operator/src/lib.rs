@@ -10,6 +10,7 @@ pub mod definitions;
 pub mod manifests;
 pub mod reload;
 pub mod rulefiles;
+pub mod rules_output;
 pub mod run;
 pub mod tasks;
 

@@ -2,12 +2,14 @@
 //! whenever a file changes. A folder that cannot be read keeps the last good table.
 
 use crate::compiler::{CompileOptions, Compiled, compile};
+use crate::definitions::DefinitionId;
 use crate::manifests::{self, ManifestError};
-use crate::rulefiles;
+use crate::rules_output::RulesOutput;
 use metrics_registry_apiserver::api::Readiness;
-use metrics_registry_apiserver::prometheus::PrometheusClient;
 use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_crds::RuleGroup;
 use notify::{RecursiveMode, Watcher};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +25,8 @@ pub struct ManifestSource {
     pub options: CompileOptions,
     pub table: SharedRuleTable,
     pub readiness: Readiness,
-    /// Where `CustomPrometheusRules` become rule files, and the Prometheus to reload.
-    pub rule_files: Option<(PathBuf, PrometheusClient)>,
+    /// Where valid `CustomPrometheusRules` go.
+    pub rules: RulesOutput,
 }
 
 /// What one load did, for logs and tests.
@@ -33,7 +35,7 @@ pub enum LoadOutcome {
     Published {
         definitions: usize,
         not_ready: usize,
-        rules_changed: bool,
+        rule_groups: BTreeMap<DefinitionId, Vec<RuleGroup>>,
     },
     Unchanged,
     KeptLastGood(Vec<ManifestError>),
@@ -55,13 +57,6 @@ impl ManifestSource {
             tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
         }
         let not_ready = compiled.not_ready().count();
-        let rules_changed = match &self.rule_files {
-            Some((dir, _)) => rulefiles::sync(dir, &compiled.rule_groups).unwrap_or_else(|error| {
-                tracing::error!("cannot write Prometheus rule files: {error}");
-                false
-            }),
-            None => false,
-        };
         self.table.store(Arc::new(compiled.table));
         self.readiness.set_ready();
         let count = definitions.len();
@@ -69,7 +64,7 @@ impl ManifestSource {
         LoadOutcome::Published {
             definitions: count,
             not_ready,
-            rules_changed,
+            rule_groups: compiled.rule_groups,
         }
     }
 
@@ -111,25 +106,10 @@ impl ManifestSource {
         }
     }
 
-    /// Logs the outcome and asks Prometheus to re-read changed rule files.
+    /// Hands the rules on, then logs the outcome.
     async fn after(&self, outcome: LoadOutcome, elapsed: Duration) {
-        if let (
-            LoadOutcome::Published {
-                rules_changed: true,
-                ..
-            },
-            Some((dir, prometheus)),
-        ) = (&outcome, &self.rule_files)
-        {
-            match prometheus.reload().await {
-                Ok(()) => {
-                    tracing::info!(dir = %dir.display(), "Prometheus reloaded its rule files")
-                }
-                Err(error) => tracing::error!(
-                    "rule files written to {} but Prometheus did not reload: {error}",
-                    dir.display()
-                ),
-            }
+        if let LoadOutcome::Published { rule_groups, .. } = &outcome {
+            self.rules.sync(rule_groups).await;
         }
         self.log(outcome, elapsed);
     }

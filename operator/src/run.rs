@@ -6,9 +6,9 @@ use crate::cluster::authconfig;
 use crate::cluster::controller::DefinitionController;
 use crate::cluster::objects::ObjectCaches;
 use crate::cluster::reviews::ClusterReviews;
-use crate::cluster::rules_output::{RulesOutput, prometheus_rules_installed};
 use crate::compiler::CompileOptions;
 use crate::reload::ManifestSource;
+use crate::rules_output::{RulesOutput, prometheus_rules_installed};
 use crate::tasks::TaskGuard;
 use anyhow::{Context, bail};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
@@ -56,16 +56,26 @@ impl Standalone {
             options: self.options,
             table: table.clone(),
             readiness: readiness.clone(),
-            rule_files: self.rules_dir.clone().map(|dir| (dir, prometheus.clone())),
+            rules: match &self.rules_dir {
+                Some(dir) => RulesOutput::Files {
+                    dir: dir.clone(),
+                    prometheus: prometheus.clone(),
+                },
+                None => RulesOutput::None,
+            },
         };
-        let reloader = tokio::spawn(async move {
+        // Stops with serving, also when this future is cancelled.
+        let mut background = TaskGuard::default();
+        background.push(tokio::spawn(async move {
             if let Err(error) = source.run().await {
                 tracing::error!("watching the manifests folder failed: {error:#}");
             }
-        });
-        let refresher = external
-            .clone()
-            .spawn_refresher(prometheus.clone(), self.external_refresh);
+        }));
+        background.push(
+            external
+                .clone()
+                .spawn_refresher(prometheus.clone(), self.external_refresh),
+        );
         let state = ApiState {
             rules: table,
             prometheus,
@@ -79,12 +89,10 @@ impl Standalone {
             prometheus = %self.prometheus.url,
             "serving custom.metrics.k8s.io and external.metrics.k8s.io over plain HTTP (standalone)"
         );
-        let result = axum::serve(listener, server::insecure_router(state))
+        axum::serve(listener, server::insecure_router(state))
             .with_graceful_shutdown(shutdown)
-            .await;
-        reloader.abort();
-        refresher.abort();
-        result.context("HTTP server failed")
+            .await
+            .context("HTTP server failed")
     }
 }
 

@@ -129,8 +129,8 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
 
 /// With prometheus-operator's CRD installed, rules become PrometheusRule objects; orphans go.
 async fn scenario_prometheus_rule_objects(e2e: &E2e) {
-    use metrics_registry::cluster::rules_output::{RulesOutput, prometheus_rules_installed};
     use metrics_registry::definitions::{DefinitionId, DefinitionKind};
+    use metrics_registry::rules_output::{RulesOutput, prometheus_rules_installed};
     e2e.apply_yaml(metrics_registry_tests::fixtures::PROMETHEUS_RULE_CRD)
         .await
         .unwrap();

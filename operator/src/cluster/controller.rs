@@ -2,11 +2,11 @@
 //! table and writes statuses back. The only place where definitions meet kube.
 
 use super::objects::ObjectCaches;
-use super::rules_output::RulesOutput;
 use super::status::{desired_status, is_current};
 use super::store::{DefinitionStore, ObjectRecord, WatchEvent};
 use crate::compiler::{CompileOptions, compile};
 use crate::definitions::DefinitionKind;
+use crate::rules_output::RulesOutput;
 use crate::tasks::TaskGuard;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};

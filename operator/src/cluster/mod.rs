@@ -6,6 +6,5 @@ pub mod authconfig;
 pub mod controller;
 pub mod objects;
 pub mod reviews;
-pub mod rules_output;
 pub mod status;
 pub mod store;
