@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
+use crate::cluster::process::kill_and_reap;
 use crate::ports::free_port;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -168,31 +169,8 @@ impl Prometheus {
 
     /// SIGKILL the process and reap it. Afterwards the port refuses connections.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Err(error) = child.start_kill() {
-            tracing::warn!(%error, "killing Prometheus");
-        }
-        // `stop` is sync so Drop can share it; SIGKILL takes effect within
-        // milliseconds, so briefly blocking on try_wait is cheaper than
-        // requiring a runtime here.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Ok(None) => {
-                    tracing::warn!("Prometheus did not exit after SIGKILL; leaving it to tokio");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "waiting for Prometheus");
-                    return;
-                }
-            }
+        if let Some(child) = self.child.take() {
+            kill_and_reap(child, "prometheus");
         }
     }
 

@@ -6,7 +6,7 @@
 
 mod certs;
 mod kubelet;
-mod process;
+pub(crate) mod process;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

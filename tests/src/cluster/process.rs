@@ -89,28 +89,30 @@ impl Process {
 
     /// SIGKILL and reap, so the ports are closed when this returns.
     pub(crate) fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Err(error) = child.start_kill() {
-            tracing::warn!(%error, component = self.name, "killing");
+        if let Some(child) = self.child.take() {
+            kill_and_reap(child, self.name);
         }
-        // Sync so that Drop can use it; SIGKILL takes effect within milliseconds.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Ok(None) => {
-                    tracing::warn!(component = self.name, "no exit after SIGKILL");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, component = self.name, "waiting for exit");
-                    return;
-                }
+    }
+}
+
+/// SIGKILL and reap. Sync so that Drop can use it; SIGKILL takes effect within
+/// milliseconds, so briefly blocking on try_wait is cheaper than needing a runtime.
+pub(crate) fn kill_and_reap(mut child: Child, name: &str) {
+    if let Err(error) = child.start_kill() {
+        tracing::warn!(%error, component = name, "killing");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                tracing::warn!(component = name, "no exit after SIGKILL");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, component = name, "waiting for exit");
+                return;
             }
         }
     }
