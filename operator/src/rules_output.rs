@@ -1,6 +1,7 @@
 //! Where valid `CustomPrometheusRules` go: prometheus-operator `PrometheusRule` objects
 //! when that CRD is installed, else rule files plus `POST /-/reload`, else nowhere.
 
+use crate::cluster::leader::Leadership;
 use crate::definitions::DefinitionId;
 use crate::rulefiles;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -8,6 +9,8 @@ use metrics_registry_apiserver::prometheus::PrometheusClient;
 use metrics_registry_crds::RuleGroup;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Label on every PrometheusRule this operator owns; orphans are found by it.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "metrics-registry");
@@ -25,7 +28,7 @@ pub enum RulesOutput {
     },
 }
 
-fn prometheus_rule_resource() -> ApiResource {
+pub fn prometheus_rule_resource() -> ApiResource {
     ApiResource {
         group: "monitoring.coreos.com".into(),
         version: "v1".into(),
@@ -41,41 +44,97 @@ pub async fn prometheus_rules_installed(client: &kube::Client) -> bool {
     api.list(&ListParams::default().limit(1)).await.is_ok()
 }
 
+/// Rule groups of every valid `CustomPrometheusRules`, by definition.
+pub type RuleGroups = BTreeMap<DefinitionId, Vec<RuleGroup>>;
+
 impl RulesOutput {
-    pub async fn sync(&self, rules: &BTreeMap<DefinitionId, Vec<RuleGroup>>) {
+    /// Hands the rules over, logging the outcome (standalone mode's single writer).
+    pub async fn sync(&self, rules: &RuleGroups) {
+        if let Err(error) = self.try_sync(rules).await {
+            tracing::error!("{error}");
+        }
+    }
+
+    pub async fn try_sync(&self, rules: &RuleGroups) -> Result<(), String> {
         match self {
-            RulesOutput::None => {}
+            RulesOutput::None => Ok(()),
             RulesOutput::Files { dir, prometheus } => match rulefiles::sync(dir, rules) {
-                Ok(false) => {}
+                Ok(false) => Ok(()),
                 Ok(true) => match prometheus.reload().await {
                     Ok(()) => {
-                        tracing::info!(dir = %dir.display(), "rule files written; Prometheus reloaded")
+                        tracing::info!(dir = %dir.display(), "rule files written; Prometheus reloaded");
+                        Ok(())
                     }
-                    Err(error) => tracing::error!(
+                    Err(error) => Err(format!(
                         "rule files written to {} but Prometheus did not reload: {error}",
                         dir.display()
-                    ),
+                    )),
                 },
-                Err(error) => tracing::error!("cannot write Prometheus rule files: {error}"),
+                Err(error) => Err(format!("cannot write Prometheus rule files: {error}")),
             },
             RulesOutput::PrometheusRules {
                 client,
                 namespace,
                 labels,
-            } => {
-                if let Err(error) = sync_prometheus_rules(client, namespace, labels, rules).await {
-                    tracing::error!("cannot write PrometheusRule objects: {error}");
+            } => sync_prometheus_rules(client, namespace, labels, rules)
+                .await
+                .map_err(|error| format!("cannot write PrometheusRule objects: {error}")),
+        }
+    }
+
+    /// Cluster mode: keeps the output equal to the latest rules while this replica leads,
+    /// retrying failed syncs, and syncs everything again whenever it becomes the leader
+    /// (another replica may have led in between). `None` means "not compiled yet": nothing
+    /// is written (and no object deleted as an orphan) before the first complete table.
+    pub async fn run(
+        self,
+        mut latest: watch::Receiver<Option<Arc<RuleGroups>>>,
+        mut leadership: Leadership,
+    ) {
+        let mut synced: Option<Arc<RuleGroups>> = None;
+        let mut retry = false;
+        loop {
+            tokio::select! {
+                changed = latest.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                _ = leadership.changed() => {}
+                _ = tokio::time::sleep(RETRY_AFTER), if retry => {}
+            }
+            if !leadership.is_leader() {
+                synced = None;
+                retry = false;
+                continue;
+            }
+            let Some(want) = latest.borrow_and_update().clone() else {
+                continue;
+            };
+            if synced.as_ref().is_some_and(|done| Arc::ptr_eq(done, &want)) {
+                continue;
+            }
+            match self.try_sync(&want).await {
+                Ok(()) => {
+                    synced = Some(want);
+                    retry = false;
+                }
+                Err(error) => {
+                    tracing::error!("{error}; retrying");
+                    retry = true;
                 }
             }
         }
     }
 }
 
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn sync_prometheus_rules(
     client: &kube::Client,
     namespace: &str,
     labels: &BTreeMap<String, String>,
-    rules: &BTreeMap<DefinitionId, Vec<RuleGroup>>,
+    rules: &RuleGroups,
 ) -> Result<(), kube::Error> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), namespace, &prometheus_rule_resource());

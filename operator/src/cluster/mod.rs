@@ -4,7 +4,10 @@
 pub mod apiservice;
 pub mod authconfig;
 pub mod controller;
+pub mod leader;
 pub mod objects;
 pub mod reviews;
 pub mod status;
+pub mod status_writer;
 pub mod store;
+pub mod uninstall;

@@ -1,7 +1,7 @@
 //! Metadata-only watch caches of the objects wildcard requests name, started for the
 //! kinds that have definitions. `labelSelector` is resolved here, never by a LIST per request.
 
-use crate::tasks::TaskGuard;
+use crate::supervise::Spawner;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -51,7 +51,7 @@ where
     }
 }
 
-fn start<K>(client: kube::Client, kind: ObjectKind, tasks: &mut TaskGuard) -> Arc<dyn KindCache>
+fn start<K>(client: kube::Client, kind: ObjectKind, tasks: &Spawner) -> Arc<dyn KindCache>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -69,22 +69,23 @@ where
         writer,
         watcher(api, watcher::Config::default()).default_backoff(),
     );
-    tasks.push(tokio::spawn(async move {
+    tasks.spawn(format!("object cache of {}", kind.resource()), async move {
         let mut stream = stream.boxed();
         while let Some(item) = stream.next().await {
             if let Err(error) = item {
                 tracing::warn!(resource = kind.resource(), %error, "object cache watch error");
             }
         }
-    }));
+    });
     let flag = ready.clone();
     let waiting = reader.clone();
-    tasks.push(tokio::spawn(async move {
+    // Not supervised: it ends by design once the cache has synced.
+    tokio::spawn(async move {
         if waiting.wait_until_ready().await.is_ok() {
             flag.store(true, Ordering::Release);
             tracing::info!(resource = kind.resource(), "object cache synced");
         }
-    }));
+    });
     Arc::new(MetaCache::<K> {
         store: reader,
         ready,
@@ -95,15 +96,16 @@ where
 pub struct ObjectCaches {
     client: kube::Client,
     caches: Mutex<HashMap<ObjectKind, Arc<dyn KindCache>>>,
-    tasks: Mutex<TaskGuard>,
+    tasks: Spawner,
 }
 
 impl ObjectCaches {
-    pub fn new(client: kube::Client) -> Arc<Self> {
+    /// Watches are started through `tasks`, so one that ends stops the process.
+    pub fn new(client: kube::Client, tasks: Spawner) -> Arc<Self> {
         Arc::new(ObjectCaches {
             client,
             caches: Mutex::new(HashMap::new()),
-            tasks: Mutex::new(TaskGuard::default()),
+            tasks,
         })
     }
 
@@ -120,15 +122,15 @@ impl ObjectCaches {
             .entry(kind)
             .or_insert_with(|| {
                 let client = self.client.clone();
-                let mut tasks = self.tasks.lock().expect("object cache tasks lock");
+                let tasks = &self.tasks;
                 match kind {
-                    ObjectKind::Pod => start::<Pod>(client, kind, &mut tasks),
-                    ObjectKind::Service => start::<Service>(client, kind, &mut tasks),
-                    ObjectKind::Ingress => start::<Ingress>(client, kind, &mut tasks),
-                    ObjectKind::Deployment => start::<Deployment>(client, kind, &mut tasks),
-                    ObjectKind::StatefulSet => start::<StatefulSet>(client, kind, &mut tasks),
-                    ObjectKind::DaemonSet => start::<DaemonSet>(client, kind, &mut tasks),
-                    ObjectKind::Namespace => start::<Namespace>(client, kind, &mut tasks),
+                    ObjectKind::Pod => start::<Pod>(client, kind, tasks),
+                    ObjectKind::Service => start::<Service>(client, kind, tasks),
+                    ObjectKind::Ingress => start::<Ingress>(client, kind, tasks),
+                    ObjectKind::Deployment => start::<Deployment>(client, kind, tasks),
+                    ObjectKind::StatefulSet => start::<StatefulSet>(client, kind, tasks),
+                    ObjectKind::DaemonSet => start::<DaemonSet>(client, kind, tasks),
+                    ObjectKind::Namespace => start::<Namespace>(client, kind, tasks),
                 }
             })
             .clone()

@@ -57,6 +57,16 @@ pub enum WatchEvent {
     Delete(serde_json::Value),
 }
 
+/// What one event changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Applied {
+    /// A definition appeared, went away or changed: the table must be recompiled.
+    /// Status-only changes (our own writes coming back) leave this false.
+    pub definitions_changed: bool,
+    /// Objects whose record changed in any way (their status may need a write).
+    pub touched: Vec<DefinitionId>,
+}
+
 #[derive(Debug, Default)]
 pub struct DefinitionStore {
     objects: BTreeMap<DefinitionId, ObjectRecord>,
@@ -64,45 +74,83 @@ pub struct DefinitionStore {
     synced: BTreeSet<DefinitionKind>,
 }
 
+/// The part of a record the compiler sees.
+fn same_definition(a: &ObjectRecord, b: &ObjectRecord) -> bool {
+    a.decoded == b.decoded && a.generation == b.generation
+}
+
 impl DefinitionStore {
-    /// Applies one event; returns whether the set of definitions or statuses changed.
-    pub fn apply(&mut self, kind: DefinitionKind, event: WatchEvent) -> bool {
+    pub fn apply(&mut self, kind: DefinitionKind, event: WatchEvent) -> Applied {
         match event {
             WatchEvent::Init => {
                 self.relisting.insert(kind, Vec::new());
-                false
+                Applied::default()
             }
             WatchEvent::InitApply(object) => {
                 if let Some(record) = ObjectRecord::from_object(kind, &object) {
                     self.relisting.entry(kind).or_default().push(record);
                 }
-                false
+                Applied::default()
             }
             WatchEvent::InitDone => {
                 let listed = self.relisting.remove(&kind).unwrap_or_default();
-                let before: Vec<ObjectRecord> = self.of_kind(kind).cloned().collect();
-                self.objects.retain(|id, _| id.kind != kind);
+                let mut before: BTreeMap<DefinitionId, ObjectRecord> = BTreeMap::new();
+                self.objects.retain(|id, record| {
+                    if id.kind == kind {
+                        before.insert(id.clone(), record.clone());
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let mut applied = Applied {
+                    definitions_changed: self.synced.insert(kind),
+                    touched: Vec::new(),
+                };
                 for record in listed {
+                    match before.remove(&record.id) {
+                        Some(old) if old == record => {}
+                        Some(old) => {
+                            applied.definitions_changed |= !same_definition(&old, &record);
+                            applied.touched.push(record.id.clone());
+                        }
+                        None => {
+                            applied.definitions_changed = true;
+                            applied.touched.push(record.id.clone());
+                        }
+                    }
                     self.objects.insert(record.id.clone(), record);
                 }
-                let after: Vec<ObjectRecord> = self.of_kind(kind).cloned().collect();
-                self.synced.insert(kind) || before != after
+                // Whatever was not listed again is gone.
+                applied.definitions_changed |= !before.is_empty();
+                applied
             }
             WatchEvent::Apply(object) => match ObjectRecord::from_object(kind, &object) {
                 Some(record) => {
-                    self.objects.insert(record.id.clone(), record.clone()) != Some(record)
+                    let id = record.id.clone();
+                    match self.objects.insert(id.clone(), record.clone()) {
+                        Some(old) if old == record => Applied::default(),
+                        old => Applied {
+                            definitions_changed: old
+                                .is_none_or(|old| !same_definition(&old, &record)),
+                            touched: vec![id],
+                        },
+                    }
                 }
-                None => false,
+                None => Applied::default(),
             },
             WatchEvent::Delete(object) => match ObjectRecord::from_object(kind, &object) {
-                Some(record) => self.objects.remove(&record.id).is_some(),
-                None => false,
+                Some(record) => Applied {
+                    definitions_changed: self.objects.remove(&record.id).is_some(),
+                    touched: Vec::new(),
+                },
+                None => Applied::default(),
             },
         }
     }
 
-    fn of_kind(&self, kind: DefinitionKind) -> impl Iterator<Item = &ObjectRecord> {
-        self.objects.values().filter(move |r| r.id.kind == kind)
+    pub fn record(&self, id: &DefinitionId) -> Option<&ObjectRecord> {
+        self.objects.get(id)
     }
 
     /// Every kind has been listed once: the table built now is complete.
@@ -157,7 +205,7 @@ mod tests {
             kind,
             WatchEvent::InitApply(object("PodMetric", "bad", json!(42))),
         );
-        assert!(store.apply(kind, WatchEvent::InitDone));
+        assert!(store.apply(kind, WatchEvent::InitDone).definitions_changed);
         assert_eq!(store.definitions().len(), 1);
         let bad = store.records().find(|r| r.id.name == "bad").unwrap();
         assert!(
@@ -171,9 +219,14 @@ mod tests {
     fn relist_replaces_only_its_kind_and_deletes_vanish() {
         let mut store = DefinitionStore::default();
         let good = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
-        assert!(store.apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone())));
         assert!(
-            !store.apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone())),
+            store
+                .apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone()))
+                .definitions_changed
+        );
+        assert_eq!(
+            store.apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone())),
+            Applied::default(),
             "same object, no change"
         );
         store.apply(
@@ -181,16 +234,60 @@ mod tests {
             WatchEvent::Apply(object("ServiceMetric", "s", json!("x{<<.LabelMatchers>>}"))),
         );
         store.apply(DefinitionKind::PodMetric, WatchEvent::Init);
-        assert!(store.apply(DefinitionKind::PodMetric, WatchEvent::InitDone));
+        assert!(
+            store
+                .apply(DefinitionKind::PodMetric, WatchEvent::InitDone)
+                .definitions_changed
+        );
         assert_eq!(
             store.definitions().len(),
             1,
             "the relist dropped the pod metric, kept the service one"
         );
-        assert!(store.apply(
-            DefinitionKind::ServiceMetric,
-            WatchEvent::Delete(object("ServiceMetric", "s", json!("")))
-        ));
+        assert!(
+            store
+                .apply(
+                    DefinitionKind::ServiceMetric,
+                    WatchEvent::Delete(object("ServiceMetric", "s", json!("")))
+                )
+                .definitions_changed
+        );
         assert!(store.definitions().is_empty());
+    }
+
+    #[test]
+    fn our_own_status_writes_coming_back_do_not_recompile() {
+        let mut store = DefinitionStore::default();
+        let kind = DefinitionKind::PodMetric;
+        let fresh = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
+        assert!(
+            store
+                .apply(kind, WatchEvent::Apply(fresh.clone()))
+                .definitions_changed
+        );
+        let mut with_status = fresh.clone();
+        with_status["status"] = json!({"observedGeneration": 1});
+        let applied = store.apply(kind, WatchEvent::Apply(with_status.clone()));
+        assert!(!applied.definitions_changed, "only the status changed");
+        assert_eq!(
+            applied.touched.len(),
+            1,
+            "but the record did: check its status"
+        );
+        // The same holds when the echo arrives in a relist.
+        store.apply(kind, WatchEvent::Init);
+        with_status["status"] = json!({"observedGeneration": 2});
+        store.apply(kind, WatchEvent::InitApply(with_status));
+        let relisted = store.apply(kind, WatchEvent::InitDone);
+        assert!(!relisted.definitions_changed);
+        assert_eq!(relisted.touched.len(), 1);
+        // A spec change is a definition change.
+        let mut edited = fresh;
+        edited["spec"]["query"] = json!("y{<<.LabelMatchers>>}");
+        assert!(
+            store
+                .apply(kind, WatchEvent::Apply(edited))
+                .definitions_changed
+        );
     }
 }

@@ -1,0 +1,393 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease. Every replica compiles and
+//! serves; only the holder writes (statuses, PrometheusRules, rule files, APIServices),
+//! so two replicas never race each other's writes or delete each other's objects.
+//!
+//! The decision is pure ([`Elector::step`]) and follows client-go's rule: a Lease held
+//! by someone else counts as expired only when this replica has seen the same record
+//! for a whole lease duration on its own clock, so clock skew between nodes never
+//! makes two holders.
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, ObjectMeta, PostParams};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct LeaseSettings {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's name in `holderIdentity` (the pod name in a cluster).
+    pub identity: String,
+    /// How long a holder that stopped renewing keeps the Lease.
+    pub lease_duration: Duration,
+    /// A holder that could not renew for this long stops writing.
+    pub renew_deadline: Duration,
+    /// How often the Lease is read and renewed.
+    pub retry_period: Duration,
+}
+
+/// What to do after reading the Lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// There is no Lease yet: create it with us as holder.
+    Create,
+    /// Write us as holder: a renewal of our own Lease, or a takeover of a released or
+    /// expired one.
+    Claim { takeover: bool },
+    /// Someone else holds a live Lease.
+    Follow { holder: String },
+}
+
+/// Pure election state: what was last seen of the Lease and when.
+#[derive(Debug)]
+pub struct Elector {
+    identity: String,
+    observed: Option<(LeaseSpec, Instant)>,
+}
+
+impl Elector {
+    pub fn new(identity: impl Into<String>) -> Elector {
+        Elector {
+            identity: identity.into(),
+            observed: None,
+        }
+    }
+
+    pub fn step(&mut self, lease: Option<&LeaseSpec>, now: Instant) -> Step {
+        let Some(spec) = lease else {
+            self.observed = None;
+            return Step::Create;
+        };
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        if holder == self.identity {
+            self.observe(spec, now);
+            return Step::Claim { takeover: false };
+        }
+        if holder.is_empty() {
+            // Released by a holder that shut down cleanly.
+            return Step::Claim { takeover: true };
+        }
+        let seen_since = self.observe(spec, now);
+        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(1) as u64);
+        if now.duration_since(seen_since) >= duration {
+            Step::Claim { takeover: true }
+        } else {
+            Step::Follow { holder }
+        }
+    }
+
+    /// Records `spec` and returns since when this exact record has been seen.
+    fn observe(&mut self, spec: &LeaseSpec, now: Instant) -> Instant {
+        match &self.observed {
+            Some((seen, since)) if seen == spec => *since,
+            _ => {
+                self.observed = Some((spec.clone(), now));
+                now
+            }
+        }
+    }
+}
+
+/// The spec we write when claiming (`previous` is the Lease as read, if any).
+pub fn claimed_spec(
+    previous: Option<&LeaseSpec>,
+    settings: &LeaseSettings,
+    takeover: bool,
+    now: jiff::Timestamp,
+) -> LeaseSpec {
+    let previous = previous.cloned().unwrap_or_default();
+    let transitions = previous.lease_transitions.unwrap_or(0);
+    LeaseSpec {
+        holder_identity: Some(settings.identity.clone()),
+        lease_duration_seconds: Some(settings.lease_duration.as_secs().max(1) as i32),
+        acquire_time: if takeover || previous.acquire_time.is_none() {
+            Some(MicroTime(now))
+        } else {
+            previous.acquire_time
+        },
+        renew_time: Some(MicroTime(now)),
+        lease_transitions: Some(if takeover && previous.holder_identity.is_some() {
+            transitions + 1
+        } else {
+            transitions
+        }),
+        ..previous
+    }
+}
+
+/// The spec a holder writes when it shuts down, so the next replica need not wait out
+/// the lease duration.
+pub fn released_spec(held: &LeaseSpec, now: jiff::Timestamp) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        renew_time: Some(MicroTime(now)),
+        ..held.clone()
+    }
+}
+
+/// Whether this replica leads; sinks read it before every write.
+#[derive(Clone, Debug)]
+pub enum Leadership {
+    /// A single writer (leader election switched off, or tests).
+    Always,
+    Elected(watch::Receiver<bool>),
+}
+
+impl Leadership {
+    pub fn is_leader(&self) -> bool {
+        match self {
+            Leadership::Always => true,
+            Leadership::Elected(leading) => *leading.borrow(),
+        }
+    }
+
+    /// Resolves when leadership flips. Never resolves for `Always`, nor once the elector
+    /// is gone (its task is supervised: the process stops then anyway).
+    pub async fn changed(&mut self) {
+        match self {
+            Leadership::Always => std::future::pending().await,
+            Leadership::Elected(leading) => {
+                if leading.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the election until `shutdown` resolves; then releases the Lease if held.
+pub struct LeaderElection {
+    pub client: kube::Client,
+    pub settings: LeaseSettings,
+}
+
+impl LeaderElection {
+    pub fn start(
+        self,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Leadership, tokio::task::JoinHandle<()>) {
+        let (sender, receiver) = watch::channel(false);
+        let task = tokio::spawn(self.run(sender, shutdown));
+        (Leadership::Elected(receiver), task)
+    }
+
+    async fn run(self, leading: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let mut elector = Elector::new(self.settings.identity.clone());
+        let mut last_renewal: Option<Instant> = None;
+        let mut last_problem: Option<String> = None;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.attempt(&api, &mut elector).await {
+                Ok(true) => {
+                    last_renewal = Some(Instant::now());
+                    last_problem = None;
+                    if !*leading.borrow() {
+                        tracing::info!(
+                            lease = %format!("{}/{}", self.settings.namespace, self.settings.name),
+                            identity = %self.settings.identity,
+                            "became the leader: this replica writes statuses and rules"
+                        );
+                        leading.send_replace(true);
+                    }
+                }
+                Ok(false) => {
+                    last_renewal = None;
+                    if leading.send_replace(false) {
+                        tracing::warn!("lost the lease: another replica writes from now on");
+                    }
+                }
+                Err(problem) => {
+                    if last_problem.as_ref() != Some(&problem) {
+                        tracing::warn!(
+                            lease = %format!("{}/{}", self.settings.namespace, self.settings.name),
+                            "leader election: {problem}"
+                        );
+                        last_problem = Some(problem);
+                    }
+                    // A holder that cannot renew in time must assume another replica
+                    // has taken over and stop writing.
+                    let overdue =
+                        last_renewal.is_none_or(|at| at.elapsed() >= self.settings.renew_deadline);
+                    if overdue && leading.send_replace(false) {
+                        tracing::warn!(
+                            "could not renew the lease within {:?}: stopped writing",
+                            self.settings.renew_deadline
+                        );
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.retry_period) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        if leading.send_replace(false) {
+            self.release(&api).await;
+        }
+    }
+
+    /// One read and, where due, one write; `Ok(true)` when we hold the Lease afterwards.
+    async fn attempt(&self, api: &Api<Lease>, elector: &mut Elector) -> Result<bool, String> {
+        let timeout = self.settings.retry_period.max(Duration::from_secs(2));
+        let current = tokio::time::timeout(timeout, api.get_opt(&self.settings.name))
+            .await
+            .map_err(|_| format!("reading the Lease timed out after {timeout:?}"))?
+            .map_err(|e| format!("cannot read the Lease: {e}"))?;
+        let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        let now = jiff::Timestamp::now();
+        let write = match elector.step(spec, Instant::now()) {
+            Step::Follow { .. } => return Ok(false),
+            Step::Create => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.settings.name.clone()),
+                        namespace: Some(self.settings.namespace.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(claimed_spec(None, &self.settings, true, now)),
+                };
+                tokio::time::timeout(timeout, api.create(&PostParams::default(), &lease)).await
+            }
+            Step::Claim { takeover } => {
+                let mut lease = current.clone().unwrap_or_default();
+                lease.spec = Some(claimed_spec(spec, &self.settings, takeover, now));
+                // `replace` carries the resourceVersion we read: a concurrent claim by
+                // another replica makes ours fail with 409 instead of overwriting it.
+                tokio::time::timeout(
+                    timeout,
+                    api.replace(&self.settings.name, &PostParams::default(), &lease),
+                )
+                .await
+            }
+        };
+        match write {
+            Err(_) => Err(format!("writing the Lease timed out after {timeout:?}")),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(kube::Error::Api(status))) if status.code == 409 => Ok(false),
+            Ok(Err(error)) => Err(format!("cannot write the Lease: {error}")),
+        }
+    }
+
+    async fn release(&self, api: &Api<Lease>) {
+        let Ok(Some(mut lease)) = api.get_opt(&self.settings.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_ref() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
+            return;
+        }
+        lease.spec = Some(released_spec(spec, jiff::Timestamp::now()));
+        match api
+            .replace(&self.settings.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!("released the lease"),
+            Err(error) => tracing::warn!("could not release the lease: {error}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held_by(holder: &str, renewed_secs: i64) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(holder.to_string()),
+            lease_duration_seconds: Some(15),
+            renew_time: Some(MicroTime(
+                jiff::Timestamp::from_second(renewed_secs).unwrap(),
+            )),
+            ..LeaseSpec::default()
+        }
+    }
+
+    #[test]
+    fn no_lease_means_create() {
+        let mut elector = Elector::new("a");
+        assert_eq!(elector.step(None, Instant::now()), Step::Create);
+    }
+
+    #[test]
+    fn our_own_lease_is_renewed() {
+        let mut elector = Elector::new("a");
+        let step = elector.step(Some(&held_by("a", 1)), Instant::now());
+        assert_eq!(step, Step::Claim { takeover: false });
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_at_once() {
+        let mut elector = Elector::new("a");
+        let released = released_spec(&held_by("b", 1), jiff::Timestamp::from_second(2).unwrap());
+        assert_eq!(
+            elector.step(Some(&released), Instant::now()),
+            Step::Claim { takeover: true }
+        );
+    }
+
+    #[test]
+    fn a_live_lease_is_followed_until_it_stops_changing_for_a_lease_duration() {
+        let mut elector = Elector::new("a");
+        let start = Instant::now();
+        let follow = Step::Follow {
+            holder: "b".to_string(),
+        };
+        assert_eq!(elector.step(Some(&held_by("b", 1)), start), follow);
+        // The holder renews: the clock restarts, whatever the renewTime says.
+        let later = start + Duration::from_secs(14);
+        assert_eq!(elector.step(Some(&held_by("b", 2)), later), follow);
+        assert_eq!(
+            elector.step(Some(&held_by("b", 2)), later + Duration::from_secs(14)),
+            follow,
+            "14 s without a renewal is still within the 15 s lease"
+        );
+        assert_eq!(
+            elector.step(Some(&held_by("b", 2)), later + Duration::from_secs(15)),
+            Step::Claim { takeover: true }
+        );
+    }
+
+    #[test]
+    fn a_renew_time_far_in_the_past_is_not_trusted() {
+        // Another node's clock may be behind: only our own observation counts.
+        let mut elector = Elector::new("a");
+        assert_eq!(
+            elector.step(Some(&held_by("b", 0)), Instant::now()),
+            Step::Follow {
+                holder: "b".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn claims_count_transitions_and_keep_the_acquire_time_on_renewal() {
+        let settings = LeaseSettings {
+            namespace: "ns".into(),
+            name: "lease".into(),
+            identity: "a".into(),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        };
+        let t1 = jiff::Timestamp::from_second(100).unwrap();
+        let t2 = jiff::Timestamp::from_second(102).unwrap();
+        let taken = claimed_spec(Some(&held_by("b", 1)), &settings, true, t1);
+        assert_eq!(taken.holder_identity.as_deref(), Some("a"));
+        assert_eq!(taken.lease_transitions, Some(1));
+        assert_eq!(taken.acquire_time, Some(MicroTime(t1)));
+        let renewed = claimed_spec(Some(&taken), &settings, false, t2);
+        assert_eq!(renewed.lease_transitions, Some(1));
+        assert_eq!(renewed.acquire_time, Some(MicroTime(t1)));
+        assert_eq!(renewed.renew_time, Some(MicroTime(t2)));
+        assert_eq!(renewed.lease_duration_seconds, Some(15));
+        let created = claimed_spec(None, &settings, true, t1);
+        assert_eq!(created.lease_transitions, Some(0));
+    }
+}

@@ -1,0 +1,174 @@
+//! Writes definition statuses on a task of its own, so a slow API server never holds up
+//! compiling and serving. Only the leader writes; what is queued is the latest desired
+//! status per object (a newer one replaces an older one), so the queue is bounded by the
+//! number of definitions however fast they change.
+
+use super::leader::Leadership;
+use crate::definitions::{DefinitionId, DefinitionKind};
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Writes in flight at once: enough to keep up with bulk changes, few enough not to
+/// crowd the API server.
+const CONCURRENT_WRITES: usize = 8;
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct Queue {
+    pending: Mutex<BTreeMap<DefinitionId, serde_json::Value>>,
+    wake: Notify,
+}
+
+/// The controller's end: hands over desired statuses.
+#[derive(Clone, Default)]
+pub struct StatusQueue(Arc<Queue>);
+
+impl StatusQueue {
+    pub fn push(&self, id: DefinitionId, status: serde_json::Value) {
+        self.0
+            .pending
+            .lock()
+            .expect("status queue")
+            .insert(id, status);
+        self.0.wake.notify_one();
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.pending.lock().expect("status queue").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take(&self) -> BTreeMap<DefinitionId, serde_json::Value> {
+        std::mem::take(&mut *self.0.pending.lock().expect("status queue"))
+    }
+
+    /// Puts a failed write back unless a newer status arrived meanwhile.
+    fn retry(&self, id: DefinitionId, status: serde_json::Value) {
+        self.0
+            .pending
+            .lock()
+            .expect("status queue")
+            .entry(id)
+            .or_insert(status);
+    }
+
+    fn clear(&self) {
+        self.0.pending.lock().expect("status queue").clear();
+    }
+}
+
+pub struct StatusWriter {
+    pub client: kube::Client,
+    pub queue: StatusQueue,
+    pub leadership: Leadership,
+    pub resources: Vec<(DefinitionKind, ApiResource)>,
+}
+
+impl StatusWriter {
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.queue.0.wake.notified() => {}
+                _ = self.leadership.changed() => {}
+            }
+            if !self.leadership.is_leader() {
+                // The controller queues everything stale again when we lead again.
+                self.queue.clear();
+                continue;
+            }
+            let batch = self.queue.take();
+            let this = &self;
+            let failed = futures::stream::iter(batch)
+                .map(|(id, status)| async move {
+                    match this.write(&id, &status).await {
+                        Ok(()) => None,
+                        Err(retry) => retry.then_some((id, status)),
+                    }
+                })
+                .buffer_unordered(CONCURRENT_WRITES)
+                .filter_map(|failed| async move { failed })
+                .collect::<Vec<_>>()
+                .await;
+            if !failed.is_empty() {
+                for (id, status) in failed {
+                    self.queue.retry(id, status);
+                }
+                tokio::time::sleep(RETRY_AFTER).await;
+                self.queue.0.wake.notify_one();
+            }
+        }
+    }
+
+    /// `Err(true)` when the write may succeed later.
+    async fn write(&self, id: &DefinitionId, status: &serde_json::Value) -> Result<(), bool> {
+        if !self.leadership.is_leader() {
+            return Ok(());
+        }
+        let Some((_, resource)) = self.resources.iter().find(|(k, _)| *k == id.kind) else {
+            return Ok(());
+        };
+        let api: Api<DynamicObject> = match &id.namespace {
+            Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        };
+        let patch = serde_json::json!({ "status": status });
+        match api
+            .patch_status(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Deleted meanwhile: nothing to write any more.
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => {
+                tracing::warn!(definition = %id, %error, "could not write status; retrying");
+                Err(true)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn id(name: &str) -> DefinitionId {
+        DefinitionId {
+            kind: DefinitionKind::PodMetric,
+            namespace: Some("a".into()),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn the_latest_status_per_object_wins_and_retries_never_override_it() {
+        let queue = StatusQueue::default();
+        queue.push(id("x"), json!({"v": 1}));
+        queue.push(id("x"), json!({"v": 2}));
+        queue.push(id("y"), json!({"v": 1}));
+        assert_eq!(queue.len(), 2, "one entry per object");
+        let batch = queue.take();
+        assert_eq!(batch[&id("x")], json!({"v": 2}));
+        queue.push(id("x"), json!({"v": 3}));
+        queue.retry(id("x"), json!({"v": 2}));
+        queue.retry(id("y"), json!({"v": 1}));
+        let again = queue.take();
+        assert_eq!(
+            again[&id("x")],
+            json!({"v": 3}),
+            "a failed older write is dropped"
+        );
+        assert_eq!(
+            again[&id("y")],
+            json!({"v": 1}),
+            "a failed write is retried"
+        );
+    }
+}
