@@ -16,32 +16,13 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// Above this many objects a wildcard request matches the namespace and filters locally
 /// instead of sending one long regex.
 pub const MAX_REGEX_OBJECTS: usize = 100;
 
-/// Becomes true once the first full set of definitions is served.
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    pub fn set_ready(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-
-    /// Resolves once ready (polls: readiness flips once per process lifetime).
-    pub async fn wait_ready(&self) {
-        while !self.is_ready() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-}
+pub use crate::readiness::Readiness;
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -10,6 +10,7 @@ pub mod https;
 pub mod objects;
 pub mod prometheus;
 pub mod quantity;
+pub mod readiness;
 pub mod render;
 pub mod rules;
 pub mod selector;

@@ -2,6 +2,7 @@
 
 use crate::api::{self, ApiState};
 use crate::error::ApiError;
+use crate::readiness::ReadyState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -47,13 +48,13 @@ pub fn health_routes(state: ApiState) -> Router {
 }
 
 async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ok")
-    } else {
-        (
+    match state.readiness.state() {
+        ReadyState::Ready => (StatusCode::OK, "ok"),
+        ReadyState::Loading => (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: definitions not loaded yet",
-        )
+        ),
+        ReadyState::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down"),
     }
 }
 

@@ -28,6 +28,10 @@ pub enum Command {
     Crds(CrdsArgs),
     /// Validate definition files offline; exit 1 with one line per problem.
     Check(CheckArgs),
+    /// Remove what a running installation created by itself — PrometheusRules,
+    /// self-registered APIServices, the Lease — after stopping its Deployment so that no
+    /// replica writes them again (the Helm chart runs this before `helm uninstall`).
+    Uninstall(UninstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +89,9 @@ pub struct ClusterArgs {
     /// Kubeconfig to use instead of the in-cluster config or $KUBECONFIG.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    /// Create or update the APIServices (v1beta2 and v1beta1 custom.metrics, v1beta1 external.metrics) with our CA.
+    /// Create or update the APIServices (v1beta2 and v1beta1 custom.metrics, v1beta1
+    /// external.metrics) with our CA, for installs without the Helm chart (which manages
+    /// them itself). The leader registers; with a generated certificate run one replica.
     #[arg(long)]
     pub register_apiservices: bool,
     /// Namespace of the Service in front of this server.
@@ -101,6 +107,50 @@ pub struct ClusterArgs {
     /// Label NAME=VALUE on those PrometheusRule objects (so Prometheus selects them); repeatable.
     #[arg(long = "prometheus-rule-label", value_name = "NAME=VALUE", value_parser = parse_header)]
     pub prometheus_rule_labels: Vec<(String, String)>,
+    /// Timeout of each request to the API server other than watches (reviews, status
+    /// writes, the Lease); failed requests are not retried by the client.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub kube_api_timeout: Duration,
+    #[command(flatten)]
+    pub leader_election: LeaderElectionArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+}
+
+/// Several replicas serve; the holder of a Lease is the only one that writes.
+#[derive(Debug, Args)]
+pub struct LeaderElectionArgs {
+    /// Elect a leader among replicas (only it writes statuses, PrometheusRules, rule
+    /// files and APIServices); `--leader-elect=false` makes this replica always write.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub leader_elect: bool,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "metrics-registry")]
+    pub leader_election_namespace: String,
+    #[arg(long, default_value = "metrics-registry")]
+    pub leader_election_lease: String,
+    /// This replica's holder identity; defaults to the pod name.
+    #[arg(long, env = "POD_NAME")]
+    pub leader_election_identity: Option<String>,
+    /// A holder that stops renewing is replaced after this long.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// A holder that cannot renew for this long stops writing.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Duration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
+}
+
+/// What happens on SIGTERM: `/readyz` fails at once, requests are still served for
+/// `--shutdown-delay` (while endpoints and the aggregator stop routing here), then open
+/// requests get `--shutdown-grace` to finish.
+#[derive(Debug, Args)]
+pub struct ShutdownArgs {
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +236,27 @@ pub struct CrdsArgs {
     /// Write one file per CRD into this folder instead of printing.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Kubeconfig to use instead of the in-cluster config or $KUBECONFIG.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Deployment and the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "metrics-registry")]
+    pub namespace: String,
+    /// Deployment to scale to zero (and wait for) before deleting anything.
+    #[arg(long)]
+    pub deployment: Option<String>,
+    #[arg(long, default_value = "metrics-registry")]
+    pub lease: String,
+    /// Also delete APIServices the server registered itself (`--register-apiservices`).
+    #[arg(long)]
+    pub apiservices: bool,
+    /// How long to wait for the Deployment's pods to stop.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

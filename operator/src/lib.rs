@@ -12,6 +12,7 @@ pub mod reload;
 pub mod rulefiles;
 pub mod rules_output;
 pub mod run;
+pub mod supervise;
 pub mod tasks;
 
 /// The one rustls crypto provider of the whole binary (ring); tests call it too.

@@ -55,6 +55,12 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Uninstall(args) => {
+            let runtime =
+                tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(run::uninstall(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check(args) => {
             let options = CompileOptions {
                 namespace_isolation: !args.disable_namespace_isolation,

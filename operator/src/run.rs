@@ -1,27 +1,26 @@
-//! Runtime wiring of `metrics-registry run`.
+//! Runtime wiring of `metrics-registry run` (and of `uninstall`, which needs the same
+//! client set-up).
 
-use crate::args::{self, RunArgs};
-use crate::cluster::apiservice::{self, ServiceTarget};
-use crate::cluster::authconfig;
-use crate::cluster::controller::DefinitionController;
-use crate::cluster::objects::ObjectCaches;
-use crate::cluster::reviews::ClusterReviews;
+mod cluster;
+
+pub use cluster::{ClusterMode, KubeClients, ShutdownTiming};
+
+use crate::args::{self, RunArgs, UninstallArgs};
+use crate::cluster::apiservice::ServiceTarget;
+use crate::cluster::leader::LeaseSettings;
+use crate::cluster::uninstall::Uninstall;
 use crate::compiler::CompileOptions;
 use crate::reload::ManifestSource;
-use crate::rules_output::{RulesOutput, prometheus_rules_installed};
+use crate::rules_output::RulesOutput;
 use crate::tasks::TaskGuard;
 use anyhow::{Context, bail};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
-use metrics_registry_apiserver::auth::{Guard, require_auth};
 use metrics_registry_apiserver::external::ExternalCatalog;
-use metrics_registry_apiserver::https::serve_https;
 use metrics_registry_apiserver::objects::NoCluster;
 use metrics_registry_apiserver::prometheus::PrometheusClient;
 pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
 use metrics_registry_apiserver::rules::shared_rule_table;
 use metrics_registry_apiserver::server;
-use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,173 +95,40 @@ impl Standalone {
     }
 }
 
-/// Everything cluster mode needs; built from flags or by tests.
-pub struct ClusterMode {
-    pub client: kube::Client,
-    pub prometheus: PrometheusConfig,
-    pub options: CompileOptions,
-    pub external_refresh: Duration,
-    /// CustomPrometheusRules as rule files here (takes precedence over PrometheusRule objects).
-    pub rules_dir: Option<PathBuf>,
-    /// Namespace and labels of PrometheusRule objects, used when that CRD is installed.
-    pub prometheus_rules: Option<(String, BTreeMap<String, String>)>,
-    /// Serving certificate and key files; a certificate is generated when absent.
-    pub tls_files: Option<(PathBuf, PathBuf)>,
-    pub tls_hosts: Vec<String>,
-    /// Register the APIServices pointing at this Service.
-    pub apiservice: Option<ServiceTarget>,
-}
-
-impl ClusterMode {
-    fn serving_certificate(&self) -> anyhow::Result<ServingCertificate> {
-        if let Some((cert, key)) = &self.tls_files {
-            return Ok(ServingCertificate::from_files(cert, key)?);
-        }
-        let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        if let Some(target) = &self.apiservice {
-            hosts.push(format!("{}.{}.svc", target.name, target.namespace));
-            hosts.push(format!(
-                "{}.{}.svc.cluster.local",
-                target.name, target.namespace
-            ));
-        }
-        hosts.extend(self.tls_hosts.iter().cloned());
-        Ok(ServingCertificate::self_signed(&hosts)?)
-    }
-
-    async fn rules_output(&self, prometheus: &PrometheusClient) -> RulesOutput {
-        match (&self.rules_dir, &self.prometheus_rules) {
-            (Some(dir), _) => RulesOutput::Files {
-                dir: dir.clone(),
-                prometheus: prometheus.clone(),
-            },
-            (None, Some((namespace, labels))) if prometheus_rules_installed(&self.client).await => {
-                RulesOutput::PrometheusRules {
-                    client: self.client.clone(),
-                    namespace: namespace.clone(),
-                    labels: labels.clone(),
-                }
-            }
-            _ => {
-                tracing::warn!(
-                    "CustomPrometheusRules are validated but not handed to Prometheus: no PrometheusRule CRD and no --rules-dir"
-                );
-                RulesOutput::None
-            }
-        }
-    }
-
-    /// Serves HTTPS on `listener` until `shutdown` completes.
-    pub async fn serve(
-        self,
-        listener: std::net::TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let prometheus = PrometheusClient::new(self.prometheus.clone())
-            .context("invalid Prometheus settings")?;
-        let serving = self.serving_certificate()?;
-        let ca_bundle = serving.ca_bundle();
-        let auth_config = authconfig::load(&self.client).await?;
-        let tls = Arc::new(ReloadableTls::new(serving, auth_config.client_ca_bundle())?);
-        // Everything spawned from here on stops when serving ends, however it ends.
-        let mut background = TaskGuard::default();
-        if let Some((cert, key)) = self.tls_files.clone() {
-            background.push(tls.spawn_file_watch(cert, key, Duration::from_secs(1)));
-        }
-        let reviews = Arc::new(ClusterReviews {
-            client: self.client.clone(),
-        });
-        let guard = Guard::new(auth_config, Some(reviews.clone()), reviews)?;
-        background.push(authconfig::spawn_watch(
-            self.client.clone(),
-            guard.clone(),
-            tls.clone(),
-        ));
-
-        let table = shared_rule_table();
-        let readiness = Readiness::default();
-        let external = ExternalCatalog::new();
-        let objects = ObjectCaches::new(self.client.clone());
-        let controller = DefinitionController {
-            client: self.client.clone(),
-            options: self.options,
-            table: table.clone(),
-            readiness: readiness.clone(),
-            objects: objects.clone(),
-            rules: self.rules_output(&prometheus).await,
-        };
-        background.push(tokio::spawn(controller.run()));
-        background.push(
-            external
-                .clone()
-                .spawn_refresher(prometheus.clone(), self.external_refresh),
-        );
-        let state = ApiState {
-            rules: table,
-            prometheus,
-            objects,
-            external,
-            readiness: readiness.clone(),
-        };
-        let app = server::health_routes(state.clone()).merge(
-            server::metrics_routes(state)
-                .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
-        );
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            prometheus = %self.prometheus.url,
-            "serving custom.metrics.k8s.io and external.metrics.k8s.io over HTTPS"
-        );
-        let handle = axum_server::Handle::new();
-        let stopper = handle.clone();
-        tokio::spawn(async move {
-            shutdown.await;
-            stopper.graceful_shutdown(Some(Duration::from_secs(5)));
-        });
-        let mut server = tokio::spawn(serve_https(listener, app, tls, handle.clone()));
-        // The aggregator fetches discovery as soon as an APIService appears and, if that
-        // fails, marks the group stale for up to a minute (HPAs then see no metrics API):
-        // register only once this server answers with a complete table.
-        if let Some(target) = &self.apiservice {
-            tokio::select! {
-                _ = readiness.wait_ready() => {}
-                finished = &mut server => {
-                    return Err(anyhow::anyhow!("HTTPS server stopped before the first sync: {finished:?}"));
-                }
-            }
-            if let Err(error) = apiservice::register(&self.client, target, &ca_bundle).await {
-                handle.shutdown();
-                return Err(anyhow::Error::new(error).context("cannot register the APIServices"));
-            }
-        }
-        let result = server.await.context("HTTPS server task")?;
-        result.context("HTTPS server failed")
-    }
-}
-
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
+async fn kube_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
+    match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("--kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+            Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)
         }
         None => kube::Config::infer()
             .await
-            .context("no Kubernetes config (in-cluster, $KUBECONFIG or ~/.kube/config)")?,
-    };
-    Ok(kube::Client::try_from(config)?)
+            .context("no Kubernetes config (in-cluster, $KUBECONFIG or ~/.kube/config)"),
+    }
+}
+
+/// Holder identity: the pod name in a cluster, else the host name and process.
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "metrics-registry".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
-    let client = kube_client(args.cluster.kubeconfig.as_deref()).await?;
+    let config = kube_config(args.cluster.kubeconfig.as_deref()).await?;
     let tls_files = args
         .serving
         .tls_cert_file
         .clone()
         .zip(args.serving.tls_private_key_file.clone());
+    let election = &args.cluster.leader_election;
     let mode = ClusterMode {
-        client,
+        kube: KubeClients::from_config(config, args.cluster.kube_api_timeout)?,
         prometheus: args.prometheus.config(),
         options: CompileOptions {
             namespace_isolation: !args.definitions.disable_namespace_isolation,
@@ -284,10 +150,42 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
             name: args.cluster.service_name.clone(),
             port: args.cluster.service_port,
         }),
+        leader_election: election.leader_elect.then(|| LeaseSettings {
+            namespace: election.leader_election_namespace.clone(),
+            name: election.leader_election_lease.clone(),
+            identity: election
+                .leader_election_identity
+                .clone()
+                .unwrap_or_else(default_identity),
+            lease_duration: election.leader_election_lease_duration,
+            renew_deadline: election.leader_election_renew_deadline,
+            retry_period: election.leader_election_retry_period,
+        }),
+        shutdown: ShutdownTiming {
+            delay: args.cluster.shutdown.shutdown_delay,
+            grace: args.cluster.shutdown.shutdown_grace,
+        },
     };
     let listener = std::net::TcpListener::bind(args.serving.listen)
         .with_context(|| format!("cannot listen on {}", args.serving.listen))?;
     mode.serve(listener, shutdown_signal()).await
+}
+
+/// `metrics-registry uninstall`.
+pub async fn uninstall(args: UninstallArgs) -> anyhow::Result<()> {
+    let config = kube_config(args.kubeconfig.as_deref()).await?;
+    let clients = KubeClients::from_config(config, Duration::from_secs(10))?;
+    Uninstall {
+        client: clients.request,
+        namespace: args.namespace,
+        deployment: args.deployment,
+        lease: args.lease,
+        apiservices: args.apiservices,
+        timeout: args.timeout,
+    }
+    .run()
+    .await?;
+    Ok(())
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {

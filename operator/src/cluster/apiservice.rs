@@ -15,6 +15,9 @@ pub struct ServiceTarget {
     pub port: i32,
 }
 
+/// Label on APIServices this binary registered itself (the chart's say `Helm`).
+pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "metrics-registry");
+
 /// (group, version, versionPriority): v1beta2 is preferred, so HPAs ask for it.
 pub const API_VERSIONS: [(&str, &str, i32); 3] = [
     ("custom.metrics.k8s.io", "v1beta2", 200),
@@ -30,8 +33,8 @@ pub fn api_services(target: &ServiceTarget, ca_bundle_pem: &str) -> Vec<APIServi
                 name: Some(format!("{version}.{group}")),
                 labels: Some(
                     [(
-                        "app.kubernetes.io/managed-by".to_string(),
-                        "metrics-registry".to_string(),
+                        MANAGED_BY_LABEL.0.to_string(),
+                        MANAGED_BY_LABEL.1.to_string(),
                     )]
                     .into(),
                 ),

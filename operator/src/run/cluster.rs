@@ -1,0 +1,347 @@
+//! Cluster mode: HTTPS behind the aggregator, definitions from the API server, statuses
+//! and rules written by the elected leader. Each `start_*` function starts one concern;
+//! `serve` puts them together and owns the shutdown sequence.
+
+use crate::cluster::apiservice::{self, ServiceTarget};
+use crate::cluster::authconfig;
+use crate::cluster::controller::{DefinitionController, api_resources};
+use crate::cluster::leader::{LeaderElection, Leadership, LeaseSettings};
+use crate::cluster::objects::ObjectCaches;
+use crate::cluster::reviews::ClusterReviews;
+use crate::cluster::status_writer::{StatusQueue, StatusWriter};
+use crate::compiler::CompileOptions;
+use crate::rules_output::{RulesOutput, prometheus_rules_installed};
+use crate::supervise::Supervisor;
+use anyhow::{Context, anyhow};
+use metrics_registry_apiserver::api::{ApiState, Readiness};
+use metrics_registry_apiserver::auth::{Guard, require_auth};
+use metrics_registry_apiserver::external::ExternalCatalog;
+use metrics_registry_apiserver::https::serve_https;
+use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
+use metrics_registry_apiserver::rules::shared_rule_table;
+use metrics_registry_apiserver::server;
+use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Two clients to the same API server: watches are long-lived requests, everything
+/// else must fail fast (a hung API server becomes a quick 503, not a request held for
+/// minutes by retries).
+#[derive(Clone)]
+pub struct KubeClients {
+    pub watch: kube::Client,
+    pub request: kube::Client,
+}
+
+impl KubeClients {
+    pub fn from_config(config: kube::Config, request_timeout: Duration) -> anyhow::Result<Self> {
+        let watch = kube::Client::try_from(config.clone())?;
+        let mut config = config;
+        config.read_timeout = Some(request_timeout);
+        config.write_timeout = Some(request_timeout);
+        config.connect_timeout = Some(request_timeout);
+        // Counted from when the request is sent, not from when a pooled connection went idle.
+        config.reset_reader_on_write = true;
+        config.default_retry = false;
+        let request = kube::Client::try_from(config)?;
+        Ok(KubeClients { watch, request })
+    }
+}
+
+/// What SIGTERM does, in order: readiness off; keep serving for `delay`; let requests
+/// still open finish within `grace`; exit.
+#[derive(Clone, Copy, Debug)]
+pub struct ShutdownTiming {
+    pub delay: Duration,
+    pub grace: Duration,
+}
+
+impl Default for ShutdownTiming {
+    fn default() -> Self {
+        ShutdownTiming {
+            delay: Duration::from_secs(5),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything cluster mode needs; built from flags or by tests.
+pub struct ClusterMode {
+    pub kube: KubeClients,
+    pub prometheus: PrometheusConfig,
+    pub options: CompileOptions,
+    pub external_refresh: Duration,
+    /// CustomPrometheusRules as rule files here (takes precedence over PrometheusRule objects).
+    pub rules_dir: Option<PathBuf>,
+    /// Namespace and labels of PrometheusRule objects, used when that CRD is installed.
+    pub prometheus_rules: Option<(String, BTreeMap<String, String>)>,
+    /// Serving certificate and key files; a certificate is generated when absent.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub tls_hosts: Vec<String>,
+    /// Register the APIServices pointing at this Service (the leader does).
+    pub apiservice: Option<ServiceTarget>,
+    /// `None`: this replica always writes (a single replica, or tests).
+    pub leader_election: Option<LeaseSettings>,
+    pub shutdown: ShutdownTiming,
+}
+
+impl ClusterMode {
+    fn serving_certificate(&self) -> anyhow::Result<ServingCertificate> {
+        if let Some((cert, key)) = &self.tls_files {
+            return Ok(ServingCertificate::from_files(cert, key)?);
+        }
+        let mut hosts = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if let Some(target) = &self.apiservice {
+            hosts.push(format!("{}.{}.svc", target.name, target.namespace));
+            hosts.push(format!(
+                "{}.{}.svc.cluster.local",
+                target.name, target.namespace
+            ));
+        }
+        hosts.extend(self.tls_hosts.iter().cloned());
+        Ok(ServingCertificate::self_signed(&hosts)?)
+    }
+
+    async fn rules_output(&self, prometheus: &PrometheusClient) -> RulesOutput {
+        let client = &self.kube.request;
+        match (&self.rules_dir, &self.prometheus_rules) {
+            (Some(dir), _) => RulesOutput::Files {
+                dir: dir.clone(),
+                prometheus: prometheus.clone(),
+            },
+            (None, Some((namespace, labels))) if prometheus_rules_installed(client).await => {
+                RulesOutput::PrometheusRules {
+                    client: client.clone(),
+                    namespace: namespace.clone(),
+                    labels: labels.clone(),
+                }
+            }
+            _ => {
+                tracing::warn!(
+                    "CustomPrometheusRules are validated but not handed to Prometheus: no PrometheusRule CRD and no --rules-dir"
+                );
+                RulesOutput::None
+            }
+        }
+    }
+
+    /// TLS with the client CAs of the authentication ConfigMap, and the guard that
+    /// authenticates and authorizes every metrics request; both follow the ConfigMap live.
+    async fn start_auth(
+        &self,
+        supervisor: &Supervisor,
+        serving: ServingCertificate,
+    ) -> anyhow::Result<(Arc<ReloadableTls>, Arc<Guard>)> {
+        let auth_config = authconfig::load(&self.kube.request).await?;
+        let tls = Arc::new(ReloadableTls::new(serving, auth_config.client_ca_bundle())?);
+        if let Some((cert, key)) = self.tls_files.clone() {
+            supervisor.spawner().adopt(
+                "serving certificate watch",
+                tls.spawn_file_watch(cert, key, Duration::from_secs(1)),
+            );
+        }
+        let reviews = Arc::new(ClusterReviews {
+            client: self.kube.request.clone(),
+        });
+        let guard = Guard::new(auth_config, Some(reviews.clone()), reviews)?;
+        supervisor.spawner().adopt(
+            "authentication config watch",
+            authconfig::spawn_watch(self.kube.watch.clone(), guard.clone(), tls.clone()),
+        );
+        Ok((tls, guard))
+    }
+
+    fn start_leader_election(
+        &self,
+        stopping: watch::Receiver<bool>,
+    ) -> (Leadership, Option<tokio::task::JoinHandle<()>>) {
+        match &self.leader_election {
+            Some(settings) => {
+                let election = LeaderElection {
+                    client: self.kube.request.clone(),
+                    settings: settings.clone(),
+                };
+                let (leadership, task) = election.start(stopping);
+                (leadership, Some(task))
+            }
+            None => (Leadership::Always, None),
+        }
+    }
+
+    /// Watches → compile → table; statuses and rules to their writers.
+    async fn start_definitions(
+        &self,
+        supervisor: &Supervisor,
+        leadership: &Leadership,
+        prometheus: &PrometheusClient,
+    ) -> ApiState {
+        let table = shared_rule_table();
+        let readiness = Readiness::default();
+        let external = ExternalCatalog::new();
+        let objects = ObjectCaches::new(self.kube.watch.clone(), supervisor.spawner());
+        let statuses = StatusQueue::default();
+        let (rules_tx, rules_rx) = watch::channel(None);
+        supervisor.spawn(
+            "status writer",
+            StatusWriter {
+                client: self.kube.request.clone(),
+                queue: statuses.clone(),
+                leadership: leadership.clone(),
+                resources: api_resources(),
+            }
+            .run(),
+        );
+        supervisor.spawn(
+            "rules writer",
+            self.rules_output(prometheus)
+                .await
+                .run(rules_rx, leadership.clone()),
+        );
+        supervisor.spawn(
+            "definition controller",
+            DefinitionController {
+                client: self.kube.watch.clone(),
+                options: self.options,
+                table: table.clone(),
+                readiness: readiness.clone(),
+                objects: objects.clone(),
+                statuses,
+                rules: rules_tx,
+                leadership: leadership.clone(),
+                spawner: supervisor.spawner(),
+            }
+            .run(),
+        );
+        supervisor.spawner().adopt(
+            "external metrics refresher",
+            external
+                .clone()
+                .spawn_refresher(prometheus.clone(), self.external_refresh),
+        );
+        ApiState {
+            rules: table,
+            prometheus: prometheus.clone(),
+            objects,
+            external,
+            readiness,
+        }
+    }
+
+    /// Self-registration for installs without the chart: once this server answers with a
+    /// complete table (the aggregator marks a group stale for a while if discovery fails
+    /// right after the APIService appears), and again whenever this replica becomes leader.
+    fn start_registration(
+        &self,
+        supervisor: &Supervisor,
+        readiness: Readiness,
+        mut leadership: Leadership,
+        ca_bundle: String,
+    ) {
+        let Some(target) = self.apiservice.clone() else {
+            return;
+        };
+        let client = self.kube.request.clone();
+        supervisor.spawn("APIService registration", async move {
+            readiness.wait_ready().await;
+            loop {
+                if leadership.is_leader() {
+                    while let Err(error) = apiservice::register(&client, &target, &ca_bundle).await
+                    {
+                        tracing::error!("cannot register the APIServices (retrying): {error}");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+                leadership.changed().await;
+            }
+        });
+    }
+
+    /// Serves HTTPS on `listener` until `shutdown` completes, or fails when a task the
+    /// server depends on stops (a stale table must never be served as if current).
+    pub async fn serve(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let prometheus = PrometheusClient::new(self.prometheus.clone())
+            .context("invalid Prometheus settings")?;
+        let serving = self.serving_certificate()?;
+        let ca_bundle = serving.ca_bundle();
+        // Everything started from here on stops when this function returns, however it ends.
+        let mut supervisor = Supervisor::default();
+        let (stopping_tx, stopping) = watch::channel(false);
+        let (tls, guard) = self.start_auth(&supervisor, serving).await?;
+        let (leadership, mut election) = self.start_leader_election(stopping);
+        let state = self
+            .start_definitions(&supervisor, &leadership, &prometheus)
+            .await;
+        let readiness = state.readiness.clone();
+        self.start_registration(&supervisor, readiness.clone(), leadership, ca_bundle);
+
+        let app = server::health_routes(state.clone()).merge(
+            server::metrics_routes(state)
+                .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
+        );
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            prometheus = %self.prometheus.url,
+            "serving custom.metrics.k8s.io and external.metrics.k8s.io over HTTPS"
+        );
+        let handle = axum_server::Handle::new();
+        let mut server = tokio::spawn(serve_https(listener, app, tls, handle.clone()));
+        tokio::select! {
+            _ = shutdown => {}
+            exit = supervisor.first_exit() => {
+                readiness.begin_shutdown();
+                handle.shutdown();
+                return Err(anyhow!("{exit}: stopping rather than serving a table nobody updates"));
+            }
+            _ = ended(&mut election) => {
+                readiness.begin_shutdown();
+                handle.shutdown();
+                return Err(anyhow!("leader election stopped"));
+            }
+            finished = &mut server => {
+                return Err(anyhow!("HTTPS server stopped: {finished:?}"));
+            }
+        }
+
+        let ShutdownTiming { delay, grace } = self.shutdown;
+        readiness.begin_shutdown();
+        // The leader releases the Lease now, so another replica writes from the next retry.
+        stopping_tx.send_replace(true);
+        tracing::info!(
+            "shutting down: /readyz fails; still serving for {delay:?} while endpoints drop this pod"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            finished = &mut server => return Err(anyhow!("HTTPS server stopped: {finished:?}")),
+        }
+        handle.graceful_shutdown(Some(grace));
+        match tokio::time::timeout(grace + Duration::from_secs(1), &mut server).await {
+            Ok(result) => result
+                .context("HTTPS server task")?
+                .context("HTTPS server failed")?,
+            Err(_) => tracing::warn!("requests still open after {grace:?}; closed"),
+        }
+        if let Some(task) = election {
+            // Bounded: a hung API server must not hold the exit.
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn ended(task: &mut Option<tokio::task::JoinHandle<()>>) {
+    match task {
+        Some(task) => {
+            let _ = task.await;
+        }
+        None => std::future::pending().await,
+    }
+}
