@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control-plane binaries the end-to-end tests and the demo
-# use — kube-apiserver and kube-controller-manager from k8s.io/kubernetes, etcd from
-# go.etcd.io/etcd/server/v3 — at pinned versions from the Go module proxy, into a cache
-# folder outside the clone. A second run finds them and returns at once.
+# Builds the real Kubernetes binaries the end-to-end tests and the demo use —
+# kube-apiserver, kube-controller-manager, kube-scheduler and the kubelet from
+# k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3, and helm — at pinned versions
+# from the Go module proxy, into a cache folder outside the clone. A second run finds
+# them and returns at once.
 #
 # Prints the folder holding the binaries on its last line.
 set -euo pipefail
@@ -12,7 +13,8 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
 OUT="$CACHE_ROOT/k8s/$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
-BINARIES=(kube-apiserver kube-controller-manager etcd helm)
+K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+BINARIES=("${K8S_COMPONENTS[@]}" etcd helm)
 
 if command -v go >/dev/null 2>&1; then :; elif [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; else
   echo "Go is needed to build the Kubernetes components (install a Go toolchain)" >&2; exit 1
@@ -40,9 +42,9 @@ mkdir -p "$work/k8s"
   sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#replace \1 => \1 '"$staging_version"'#p' "$gomod"
 } > "$work/k8s/go.mod"
 # Keep the versions k8s.io/kubernetes itself was tested with.
-(cd "$work/k8s" && printf 'package tools\nimport (\n _ "k8s.io/kubernetes/cmd/kube-apiserver/app"\n _ "k8s.io/kubernetes/cmd/kube-controller-manager/app"\n)\n' > tools.go \
+(cd "$work/k8s" && { printf 'package tools\nimport (\n'; for c in "${K8S_COMPONENTS[@]}"; do printf ' _ "k8s.io/kubernetes/cmd/%s/app"\n' "$c"; done; printf ')\n'; } > tools.go \
   && go mod tidy >/dev/null 2>&1 || true)
-for component in kube-apiserver kube-controller-manager; do
+for component in "${K8S_COMPONENTS[@]}"; do
   if [ ! -x "$OUT/$component" ]; then
     echo "==> building $component $K8S_VERSION (several minutes the first time)" >&2
     (cd "$work/k8s" && go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION" \

@@ -31,6 +31,8 @@ pub struct PrometheusOptions {
     /// taken relative to the current directory rather than the config's tempdir.
     pub rule_files: Vec<PathBuf>,
     pub evaluation_interval_secs: u32,
+    /// Where it listens: loopback, or a node's address when pods must reach it.
+    pub listen_ip: Ipv4Addr,
 }
 
 impl Default for PrometheusOptions {
@@ -40,6 +42,7 @@ impl Default for PrometheusOptions {
             targets: Vec::new(),
             rule_files: Vec::new(),
             evaluation_interval_secs: 1,
+            listen_ip: Ipv4Addr::LOCALHOST,
         }
     }
 }
@@ -72,7 +75,7 @@ impl Prometheus {
 
         let mut prometheus = Prometheus {
             binary,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+            addr: SocketAddr::from((options.listen_ip, free_port())),
             child: None,
             client: http_client()?,
             dir,
@@ -87,7 +90,7 @@ impl Prometheus {
                 {
                     tracing::debug!(error = %format!("{error:#}"), attempt, "Prometheus lost its port, retrying");
                     attempt += 1;
-                    prometheus.addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+                    prometheus.addr = SocketAddr::from((options.listen_ip, free_port()));
                     // Nothing worth keeping yet, and a stale "address already in
                     // use" must not trigger the next retry.
                     let _ = std::fs::remove_file(prometheus.log_path());
@@ -97,7 +100,7 @@ impl Prometheus {
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://IP:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -45,10 +45,20 @@ pub async fn scraping(
     exporter: &Exporter,
     ready_series: &str,
 ) -> anyhow::Result<(Prometheus, tempfile::TempDir)> {
+    scraping_on(exporter, ready_series, std::net::Ipv4Addr::LOCALHOST).await
+}
+
+/// [`scraping`], with Prometheus listening on `listen_ip` (a node's address, for pods).
+pub async fn scraping_on(
+    exporter: &Exporter,
+    ready_series: &str,
+    listen_ip: std::net::Ipv4Addr,
+) -> anyhow::Result<(Prometheus, tempfile::TempDir)> {
     let rules = tempfile::tempdir()?;
     let prometheus = Prometheus::start(PrometheusOptions {
         targets: vec![exporter.addr()],
         rule_files: vec![rules.path().join("*.yaml")],
+        listen_ip,
         ..PrometheusOptions::default()
     })
     .await?;

@@ -1,31 +1,35 @@
 //! The control-plane harness itself: a real etcd, kube-apiserver and
-//! kube-controller-manager, with the kubelet stand-in making pods Ready.
+//! kube-controller-manager, and a real node (kube-scheduler, containerd, kubelet) that
+//! runs pods from locally built images.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use metrics_registry_tests::cluster::{
-    ControlPlane, ControlPlaneOptions, FAKE_NODE, start_kubelet_standin,
-};
+use metrics_registry_tests::cluster::{ControlPlane, ControlPlaneOptions, WORKLOAD_IMAGE};
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn boot(test: &str) -> ControlPlane {
+async fn boot(test: &str, node: bool) -> ControlPlane {
     metrics_registry_tests::init_test_logging();
-    let plane = ControlPlane::start(ControlPlaneOptions::default())
-        .await
-        .expect("control plane starts");
+    let plane = ControlPlane::start(ControlPlaneOptions {
+        node,
+        ..ControlPlaneOptions::default()
+    })
+    .await
+    .expect("control plane starts");
     let t = plane.timings();
     println!(
-        "[{test}] boot: etcd ready {:?}, apiserver ready +{:?}, controller-manager + default SA +{:?}, total {:?}",
+        "[{test}] boot: etcd ready {:?}, apiserver ready +{:?}, controller-manager + default SA +{:?}, scheduler + node Ready +{:?}, total {:?}",
         t.etcd,
         t.apiserver,
         t.controller_manager,
+        t.node,
         t.total()
     );
     plane
@@ -52,10 +56,12 @@ fn deployment(name: &str, replicas: i32) -> Deployment {
                 spec: Some(PodSpec {
                     containers: vec![Container {
                         name: "main".to_owned(),
-                        // Never pulled: there is no kubelet.
-                        image: Some("registry.invalid/pause".to_owned()),
+                        // Built on this machine and imported; nothing can be pulled.
+                        image: Some(WORKLOAD_IMAGE.to_owned()),
+                        image_pull_policy: Some("Never".to_owned()),
                         ..Container::default()
                     }],
+                    termination_grace_period_seconds: Some(5),
                     ..PodSpec::default()
                 }),
             },
@@ -93,12 +99,14 @@ async fn wait_ready_replicas(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn deployment_pods_become_ready_and_scale() {
-    let plane = boot("deployment").await;
+#[ignore = "needs a real node: run through scripts/test.sh (network namespace, containerd, kubelet)"]
+async fn deployment_pods_run_on_a_real_node_and_scale() {
+    let plane = boot("deployment", true).await;
+    let network = plane
+        .network()
+        .expect("a cluster with a node has a network");
+    let node = plane.node().expect("a node");
     let admin = plane.admin_client().await.expect("admin client");
-    let _kubelet = start_kubelet_standin(admin.clone())
-        .await
-        .expect("kubelet stand-in starts");
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "default");
     deployments
         .create(&PostParams::default(), &deployment("web", 2))
@@ -113,20 +121,68 @@ async fn deployment_pods_become_ready_and_scale() {
         .await
         .expect("listing pods");
     assert_eq!(listed.items.len(), 2);
+    let pod_prefix = network.pod_cidr.trim_end_matches("0/24");
+    let mut pod_ips = Vec::new();
     for pod in &listed.items {
         let spec = pod.spec.as_ref().unwrap();
         let status = pod.status.as_ref().unwrap();
-        assert_eq!(spec.node_name.as_deref(), Some(FAKE_NODE));
-        assert_eq!(status.phase.as_deref(), Some("Running"));
-        assert!(
-            status
-                .pod_ip
-                .as_deref()
-                .is_some_and(|ip| ip.starts_with("127.")),
-            "pod IP {:?}",
-            status.pod_ip
+        assert_eq!(
+            spec.node_name.as_deref(),
+            Some(node.name.as_str()),
+            "placed by kube-scheduler"
         );
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        let running = status.container_statuses.as_ref().unwrap()[0]
+            .state
+            .as_ref()
+            .and_then(|s| s.running.as_ref());
+        assert!(running.is_some(), "the container really runs: {status:?}");
+        let ip = status.pod_ip.clone().unwrap_or_default();
+        assert!(
+            ip.starts_with(pod_prefix),
+            "pod IP {ip} from the bridge's range {}",
+            network.pod_cidr
+        );
+        pod_ips.push(ip);
     }
+    // What the loopback stand-in could never give: a Service whose EndpointSlice holds
+    // the pods' addresses (the chart's Service in front of metrics-registry needs this).
+    let services: Api<Service> = Api::namespaced(admin.clone(), "default");
+    services
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]},
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("creating the Service");
+    let slices: Api<EndpointSlice> = Api::namespaced(admin.clone(), "default");
+    let started = Instant::now();
+    loop {
+        let mut addresses: Vec<String> = slices
+            .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+            .await
+            .expect("listing EndpointSlices")
+            .items
+            .into_iter()
+            .flat_map(|s| s.endpoints)
+            .flat_map(|e| e.addresses)
+            .collect();
+        addresses.sort();
+        pod_ips.sort();
+        if addresses == pod_ips {
+            break;
+        }
+        assert!(
+            started.elapsed() < READY_TIMEOUT,
+            "EndpointSlice addresses {addresses:?}, pods {pod_ips:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("[deployment] EndpointSlice lists both pod IPs");
 
     deployments
         .patch_scale(
@@ -139,8 +195,8 @@ async fn deployment_pods_become_ready_and_scale() {
     let took = wait_ready_replicas(&plane, &deployments, "web", 3).await;
     println!("[deployment] 3 ready replicas after {took:?}");
 
-    // Scaled-down pods are deleted gracefully, which only a kubelet (here the stand-in)
-    // can finish; otherwise they would linger as Terminating.
+    // Scaled-down pods are deleted gracefully: the kubelet stops their containers (which
+    // exit on SIGTERM) and only then are they gone.
     deployments
         .patch_scale(
             "web",
@@ -174,7 +230,7 @@ async fn deployment_pods_become_ready_and_scale() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rbac_applies_to_certificate_users() {
-    let plane = boot("rbac").await;
+    let plane = boot("rbac", false).await;
     let bob = plane.client_for("bob", &[]).await.expect("client for bob");
     let error = Api::<Pod>::namespaced(bob, "default")
         .list(&ListParams::default())
@@ -215,14 +271,51 @@ async fn rbac_applies_to_certificate_users() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn drop_stops_the_control_plane() {
-    let plane = boot("teardown").await;
+#[ignore = "needs a real node: run through scripts/test.sh (network namespace, containerd, kubelet)"]
+async fn drop_stops_the_control_plane_and_the_node() {
+    let plane = boot("teardown", true).await;
     let addr = plane.apiserver_addr();
     assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    let admin = plane.admin_client().await.expect("admin client");
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), "default");
+    deployments
+        .create(&PostParams::default(), &deployment("left-running", 1))
+        .await
+        .expect("creating the Deployment");
+    wait_ready_replicas(&plane, &deployments, "left-running", 1).await;
+    let node = plane.node().expect("a node");
+    let socket = node.containerd_socket().display().to_string();
+    let cgroup = node.cgroup_root().to_string();
+    let owned = |socket: &str| {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+            .filter(|cmdline| cmdline.contains(socket))
+            .count()
+    };
+    assert!(
+        owned(&socket) > 0,
+        "containerd and a shim run while the cluster does"
+    );
+    // Dropped without a graceful shutdown, as a failing test would.
+    drop(admin);
     drop(plane);
     let refused = tokio::net::TcpStream::connect(addr).await;
     assert!(
         refused.is_err(),
         "{addr} still accepts connections after drop"
+    );
+    assert_eq!(
+        owned(&socket),
+        0,
+        "no containerd, shim or kubelet of that node is left"
+    );
+    assert!(
+        !std::path::Path::new("/sys/fs/cgroup/memory")
+            .join(&cgroup)
+            .exists(),
+        "the node's cgroups are removed"
     );
 }

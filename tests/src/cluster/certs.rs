@@ -60,6 +60,8 @@ pub struct ClusterCerts {
     pub admin: CertFiles,
     /// CN `system:kube-controller-manager`.
     pub controller_manager: CertFiles,
+    /// CN `system:kube-scheduler`.
+    pub scheduler: CertFiles,
     /// ECDSA P-256 key that signs service-account tokens (PKCS#8).
     pub service_account_key_pem: String,
     pub service_account_key_path: PathBuf,
@@ -71,8 +73,9 @@ pub struct ClusterCerts {
 }
 
 impl ClusterCerts {
-    /// Generates every certificate and writes them into `dir`.
-    pub fn generate(dir: &Path) -> anyhow::Result<ClusterCerts> {
+    /// Generates every certificate and writes them into `dir`; `apiserver_ips` are extra
+    /// addresses the apiserver's serving certificate must cover.
+    pub fn generate(dir: &Path, apiserver_ips: &[String]) -> anyhow::Result<ClusterCerts> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let cluster_ca = new_ca("metrics-registry-test-ca")?;
         let front_proxy_ca = new_ca("metrics-registry-test-front-proxy-ca")?;
@@ -83,12 +86,14 @@ impl ClusterCerts {
         let front_proxy_ca_path = dir.join("front-proxy-ca.crt");
         write(&front_proxy_ca_path, &front_proxy_ca.pem())?;
 
+        let mut apiserver_sans: Vec<&str> = APISERVER_SANS.to_vec();
+        apiserver_sans.extend(apiserver_ips.iter().map(String::as_str));
         let apiserver_serving = issue(
             &cluster_ca,
             Leaf {
                 cn: "kube-apiserver",
                 orgs: &[],
-                sans: APISERVER_SANS,
+                sans: &apiserver_sans,
                 server: true,
             },
         )?
@@ -100,6 +105,8 @@ impl ClusterCerts {
             Leaf::client("system:kube-controller-manager", &[]),
         )?
         .write(dir, "controller-manager")?;
+        let scheduler = issue(&cluster_ca, Leaf::client("system:kube-scheduler", &[]))?
+            .write(dir, "scheduler")?;
         let front_proxy_client = issue(&front_proxy_ca, Leaf::client(FRONT_PROXY_CLIENT_CN, &[]))?
             .write(dir, "front-proxy-client")?;
 
@@ -123,6 +130,7 @@ impl ClusterCerts {
             apiserver_serving,
             admin,
             controller_manager,
+            scheduler,
             service_account_key_pem,
             service_account_key_path,
             service_account_pub_pem,

@@ -1,11 +1,16 @@
-//! A real Kubernetes control plane — etcd, kube-apiserver, kube-controller-manager — on
-//! loopback for one test, with its own PKI in a tempdir.
+//! A real Kubernetes control plane — etcd, kube-apiserver, kube-controller-manager — for
+//! one test, with its own PKI in a tempdir; with [`ControlPlaneOptions::node`], also
+//! kube-scheduler and a real node (containerd and the kubelet) running pods from locally
+//! built images, on private addresses of the test run's network namespace.
 //!
-//! There is no scheduler and no kubelet: [`start_kubelet_standin`] binds pods and reports
-//! them Running and Ready, which is all Deployments and the HPA look at.
+//! Without a node, the control plane listens on loopback and [`start_kubelet_standin`]
+//! can make pods look Running and Ready (only for tests that run where no network
+//! namespace can be made).
 
 mod certs;
 mod kubelet;
+pub mod network;
+pub mod node;
 pub(crate) mod process;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,6 +31,8 @@ pub use certs::{
     CertAuthority, CertFiles, ClusterCerts, FRONT_PROXY_CLIENT_CN, foreign_client_cert,
 };
 pub use kubelet::{FAKE_NODE, KubeletStandin, start_kubelet_standin};
+pub use network::{ClusterNetwork, in_test_network_namespace, node_unavailable_reason};
+pub use node::{Node, PAUSE_IMAGE, WORKLOAD_IMAGE};
 
 use crate::ports::free_port;
 use process::Process;
@@ -33,6 +40,7 @@ use process::Process;
 pub const ETCD: &str = "etcd";
 pub const KUBE_APISERVER: &str = "kube-apiserver";
 pub const KUBE_CONTROLLER_MANAGER: &str = "kube-controller-manager";
+pub const KUBE_SCHEDULER: &str = "kube-scheduler";
 
 const ETCD_TIMEOUT: Duration = Duration::from_secs(30);
 // Generous: test binaries boot one cluster per test, in parallel, on small CI machines too.
@@ -51,6 +59,11 @@ pub struct ControlPlaneOptions {
     /// Appended to the kube-apiserver command line. Repeating a single-valued flag overrides
     /// the harness's value; repeating a list flag adds to it.
     pub extra_apiserver_args: Vec<String>,
+    /// A real node (kube-scheduler, containerd, kubelet) and private addresses; needs the
+    /// test run's network namespace (see `network`).
+    pub node: bool,
+    /// Image archives to import into the node besides the pause and workload images.
+    pub images: Vec<PathBuf>,
 }
 
 impl Default for ControlPlaneOptions {
@@ -58,6 +71,8 @@ impl Default for ControlPlaneOptions {
         ControlPlaneOptions {
             hpa_sync_period: Duration::from_secs(1),
             extra_apiserver_args: Vec::new(),
+            node: false,
+            images: Vec::new(),
         }
     }
 }
@@ -71,16 +86,20 @@ pub struct BootTimings {
     pub apiserver: Duration,
     /// kube-controller-manager started and the `default` ServiceAccount created by it.
     pub controller_manager: Duration,
+    /// kube-scheduler, containerd and the kubelet started, images imported, Node Ready.
+    pub node: Duration,
 }
 
 impl BootTimings {
     pub fn total(&self) -> Duration {
-        self.etcd + self.apiserver + self.controller_manager
+        self.etcd + self.apiserver + self.controller_manager + self.node
     }
 }
 
 pub struct ControlPlane {
-    // Stopped in reverse start order by Drop: controller-manager, apiserver, etcd.
+    // The node goes first: its pods need the API server to be deleted properly.
+    node: Option<Node>,
+    // Stopped in reverse start order by Drop: scheduler, controller-manager, apiserver, etcd.
     processes: Vec<Process>,
     certs: ClusterCerts,
     etcd_url: String,
@@ -88,6 +107,8 @@ pub struct ControlPlane {
     admin_kubeconfig: PathBuf,
     timings: BootTimings,
     next_user: AtomicUsize,
+    // Addresses are removed once every process that used them is gone.
+    network: Option<ClusterNetwork>,
     // Declared last so the processes are gone before their data is deleted.
     dir: TempDir,
 }
@@ -105,8 +126,15 @@ impl ControlPlane {
             .tempdir()
             .context("creating the control-plane tempdir")?;
         let started = Instant::now();
-        let certs = ClusterCerts::generate(&dir.path().join("pki"))?;
+        let network = if options.node {
+            Some(ClusterNetwork::allocate()?)
+        } else {
+            None
+        };
+        let extra_ips: Vec<String> = network.iter().map(|n| n.apiserver_ip.to_string()).collect();
+        let certs = ClusterCerts::generate(&dir.path().join("pki"), &extra_ips)?;
         let mut plane = ControlPlane {
+            node: None,
             processes: Vec::new(),
             certs,
             etcd_url: String::new(),
@@ -114,6 +142,7 @@ impl ControlPlane {
             admin_kubeconfig: dir.path().join("admin.kubeconfig"),
             timings: BootTimings::default(),
             next_user: AtomicUsize::new(0),
+            network,
             dir,
         };
 
@@ -127,6 +156,25 @@ impl ControlPlane {
         let phase = Instant::now();
         plane.start_controller_manager(&bin_dir, &options).await?;
         plane.timings.controller_manager = phase.elapsed();
+
+        if plane.network.is_some() {
+            let phase = Instant::now();
+            plane.start_scheduler(&bin_dir).await?;
+            let mut images = test_images().await?;
+            images.extend(options.images.iter().cloned());
+            let node = Node::start(node::NodeSetup {
+                dir: plane.dir.path(),
+                bin_dir: &bin_dir,
+                network: plane.network.as_ref().expect("network"),
+                certs: &plane.certs,
+                server_url: plane.server_url(),
+                admin: plane.admin_client().await?,
+                images: &images,
+            })
+            .await?;
+            plane.node = Some(node);
+            plane.timings.node = phase.elapsed();
+        }
 
         tracing::info!(url = %plane.server_url(), timings = ?plane.timings, "control plane ready");
         Ok(plane)
@@ -164,6 +212,34 @@ impl ControlPlane {
         self.timings
     }
 
+    /// The private addresses of a cluster with a node.
+    pub fn network(&self) -> Option<&ClusterNetwork> {
+        self.network.as_ref()
+    }
+
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// Stops the cluster the way an operator would: the controller-manager first (so
+    /// nothing recreates pods), then every pod through the API (the kubelet tears down
+    /// sandboxes, network namespaces and mounts), then the rest.
+    pub async fn shutdown(mut self) {
+        if let Some(node) = &self.node {
+            if let Some(position) = self
+                .processes
+                .iter()
+                .position(|p| p.name() == KUBE_CONTROLLER_MANAGER)
+            {
+                self.processes[position].stop();
+            }
+            if let Ok(admin) = self.admin_client().await {
+                node.drain(&admin).await;
+            }
+        }
+        drop(self);
+    }
+
     pub async fn admin_client(&self) -> anyhow::Result<kube::Client> {
         client_from_kubeconfig(self.kubeconfig_path()).await
     }
@@ -171,6 +247,12 @@ impl ControlPlane {
     /// A client authenticated by a client certificate for `user` in `groups` (at most two),
     /// signed by the cluster CA — for RBAC tests.
     pub async fn client_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<kube::Client> {
+        kube::Client::try_from(self.config_for(user, groups).await?)
+            .context("building a kube client")
+    }
+
+    /// The client configuration behind [`Self::client_for`].
+    pub async fn config_for(&self, user: &str, groups: &[&str]) -> anyhow::Result<kube::Config> {
         let (cert_pem, key_pem) =
             self.certs
                 .sign_client_cert(CertAuthority::Cluster, user, groups)?;
@@ -188,7 +270,12 @@ impl ControlPlane {
         std::fs::write(&files.key_path, &files.key_pem)?;
         let kubeconfig = users.join(format!("{stem}.kubeconfig"));
         self.write_kubeconfig(&kubeconfig, user, &files)?;
-        client_from_kubeconfig(&kubeconfig).await
+        config_from_kubeconfig(&kubeconfig).await
+    }
+
+    /// The admin's client configuration (`system:masters`).
+    pub async fn admin_config(&self) -> anyhow::Result<kube::Config> {
+        config_from_kubeconfig(self.kubeconfig_path()).await
     }
 
     /// The last `lines` lines of `etcd`, `kube-apiserver` or `kube-controller-manager`'s log.
@@ -265,11 +352,21 @@ impl ControlPlane {
         let admin_http = admin_http_client(certs)?;
         let mut attempt = 1;
         loop {
-            self.apiserver_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+            self.apiserver_addr = match &self.network {
+                // The `kubernetes` Service's own address and port: pods reach the API as
+                // through kube-proxy.
+                Some(network) => SocketAddr::from((network.apiserver_ip, 443)),
+                None => SocketAddr::from((Ipv4Addr::LOCALHOST, free_port())),
+            };
+            let ip = self.apiserver_addr.ip();
+            let service_range = self
+                .network
+                .as_ref()
+                .map_or("10.0.0.0/24".to_owned(), |n| n.service_cidr.clone());
             let mut args = vec![
                 format!("--etcd-servers={}", self.etcd_url),
-                "--bind-address=127.0.0.1".to_owned(),
-                "--advertise-address=127.0.0.1".to_owned(),
+                format!("--bind-address={ip}"),
+                format!("--advertise-address={ip}"),
                 format!("--secure-port={}", self.apiserver_addr.port()),
                 format!(
                     "--tls-cert-file={}",
@@ -289,8 +386,9 @@ impl ControlPlane {
                     "--service-account-signing-key-file={}",
                     certs.service_account_key_path.display()
                 ),
-                "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-                "--authorization-mode=RBAC".to_owned(),
+                format!("--service-cluster-ip-range={service_range}"),
+                // The Node authorizer lets kubelets read what their pods need, as in real clusters.
+                "--authorization-mode=Node,RBAC".to_owned(),
                 format!(
                     "--requestheader-client-ca-file={}",
                     certs.front_proxy_ca_path.display()
@@ -307,9 +405,20 @@ impl ControlPlane {
                     "--proxy-client-key-file={}",
                     certs.front_proxy_client_key_path.display()
                 ),
-                // Aggregated API servers in tests run on loopback, not behind a Service
-                // with endpoints, so the apiserver must dial the Service's spec as given.
-                "--enable-aggregator-routing=false".to_owned(),
+                // With a node, the aggregator dials the endpoints of an APIService's
+                // Service (there is no kube-proxy for its ClusterIP); without one, servers
+                // run on loopback behind ExternalName Services, dialled as given.
+                format!("--enable-aggregator-routing={}", self.network.is_some()),
+                format!(
+                    "--kubelet-certificate-authority={}",
+                    certs.ca_cert_path.display()
+                ),
+                format!(
+                    "--kubelet-client-certificate={}",
+                    certs.admin.cert_path.display()
+                ),
+                format!("--kubelet-client-key={}", certs.admin.key_path.display()),
+                "--kubelet-preferred-address-types=InternalIP".to_owned(),
                 format!("--cert-dir={}", cert_dir.display()),
                 "--v=1".to_owned(),
             ];
@@ -373,7 +482,8 @@ impl ControlPlane {
                 ),
                 format!("--cluster-signing-key-file={}", certs.ca_key_path.display()),
                 // Without kubelet heartbeats the node lifecycle controller would mark the
-                // stand-in's node unreachable, taint it and evict its pods.
+                // stand-in's node unreachable, taint it and evict its pods; a real node's
+                // start-up taint is lifted by the harness instead of waiting for it.
                 "--controllers=*,-node-lifecycle-controller".to_owned(),
                 format!(
                     "--horizontal-pod-autoscaler-sync-period={}ms",
@@ -406,6 +516,52 @@ impl ControlPlane {
                         continue;
                     }
                     return Err(failure(&controller_manager, error));
+                }
+            }
+        }
+    }
+
+    async fn start_scheduler(&mut self, bin_dir: &Path) -> anyhow::Result<()> {
+        let kubeconfig = self.dir.path().join("scheduler.kubeconfig");
+        self.write_kubeconfig(&kubeconfig, "system:kube-scheduler", &self.certs.scheduler)?;
+        let http = reqwest::Client::builder()
+            // Its self-signed serving certificate; only /healthz is asked, which it serves
+            // to anyone.
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let mut attempt = 1;
+        loop {
+            let port = free_port();
+            let args = vec![
+                format!("--kubeconfig={}", kubeconfig.display()),
+                format!("--authentication-kubeconfig={}", kubeconfig.display()),
+                format!("--authorization-kubeconfig={}", kubeconfig.display()),
+                "--bind-address=127.0.0.1".to_owned(),
+                format!("--secure-port={port}"),
+                "--leader-elect=false".to_owned(),
+                "--v=1".to_owned(),
+            ];
+            let mut scheduler = self.spawn(bin_dir, KUBE_SCHEDULER, &args)?;
+            let url = format!("https://127.0.0.1:{port}/healthz");
+            let ready = scheduler
+                .wait_until(
+                    "kube-scheduler /healthz",
+                    CONTROLLER_MANAGER_TIMEOUT,
+                    || apiserver_ready(&http, &url),
+                )
+                .await;
+            match ready {
+                Ok(()) => {
+                    self.processes.push(scheduler);
+                    return Ok(());
+                }
+                Err(error) => {
+                    scheduler.stop();
+                    if retry_after_port_clash(&scheduler, &mut attempt) {
+                        continue;
+                    }
+                    return Err(failure(&scheduler, error));
                 }
             }
         }
@@ -458,6 +614,9 @@ impl ControlPlane {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        if let Some(mut node) = self.node.take() {
+            node.stop();
+        }
         while let Some(mut process) = self.processes.pop() {
             process.stop();
         }
@@ -465,13 +624,16 @@ impl Drop for ControlPlane {
 }
 
 async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
+    kube::Client::try_from(config_from_kubeconfig(path).await?).context("building a kube client")
+}
+
+async fn config_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Config> {
     metrics_registry::install_crypto_provider();
     let kubeconfig =
         Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .with_context(|| format!("loading {}", path.display()))?;
-    kube::Client::try_from(config).context("building a kube client")
+        .with_context(|| format!("loading {}", path.display()))
 }
 
 async fn etcd_healthy(http: &reqwest::Client, url: &str) -> Result<(), String> {
@@ -555,37 +717,77 @@ pub async fn binary_dir() -> anyhow::Result<PathBuf> {
 async fn find_binary_dir() -> anyhow::Result<PathBuf> {
     let dir = match std::env::var_os("K8S_BIN_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-k8s.sh");
-            // stderr stays attached: a first build takes minutes and reports progress there.
-            let output = tokio::process::Command::new("bash")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .await
-                .with_context(|| format!("running {}", script.display()))?;
-            if !output.status.success() {
-                bail!(
-                    "{} failed with {} (its messages are above); set K8S_BIN_DIR to use \
-                     binaries from elsewhere",
-                    script.display(),
-                    output.status
-                );
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let last = stdout
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .with_context(|| format!("{} printed no folder", script.display()))?;
-            PathBuf::from(last.trim())
-        }
+        // A first build takes minutes and reports progress on stderr.
+        None => script_output_dir("build-k8s.sh")
+            .await
+            .context("building the Kubernetes binaries (set K8S_BIN_DIR to use others)")?,
     };
-    for binary in [ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER] {
+    for binary in [
+        ETCD,
+        KUBE_APISERVER,
+        KUBE_CONTROLLER_MANAGER,
+        KUBE_SCHEDULER,
+        node::KUBELET,
+    ] {
         if !dir.join(binary).is_file() {
             bail!("{binary} not found in {}", dir.display());
         }
     }
     Ok(dir)
+}
+
+/// The pause and workload image archives (`scripts/build-test-images.sh`, run once per
+/// test binary; it returns at once when they are built).
+pub async fn test_images() -> anyhow::Result<Vec<PathBuf>> {
+    static DIR: OnceCell<PathBuf> = OnceCell::const_new();
+    let dir = DIR
+        .get_or_try_init(|| script_output_dir("build-test-images.sh"))
+        .await?;
+    Ok(vec![
+        dir.join("pause.oci.tar"),
+        dir.join("workload.oci.tar"),
+    ])
+}
+
+/// The metrics-registry image archive (`scripts/build-image.sh`: a static release build
+/// and buildah; minutes the first time). `METRICS_REGISTRY_IMAGE_ARCHIVE` skips the build.
+pub async fn product_image() -> anyhow::Result<PathBuf> {
+    static ARCHIVE: OnceCell<PathBuf> = OnceCell::const_new();
+    ARCHIVE
+        .get_or_try_init(|| async {
+            match std::env::var_os("METRICS_REGISTRY_IMAGE_ARCHIVE").filter(|a| !a.is_empty()) {
+                Some(archive) => Ok(PathBuf::from(archive)),
+                None => script_output_dir("build-image.sh").await,
+            }
+        })
+        .await
+        .cloned()
+}
+
+/// Runs `scripts/<name>` and returns the path it prints on its last line.
+async fn script_output_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name);
+    let output = tokio::process::Command::new("bash")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed with {} (its messages are above)",
+            script.display(),
+            output.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .with_context(|| format!("{} printed no path", script.display()))?;
+    Ok(PathBuf::from(last.trim()))
 }
