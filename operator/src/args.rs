@@ -129,7 +129,7 @@ pub struct LeaderElectionArgs {
     pub leader_election_namespace: String,
     #[arg(long, default_value = "metrics-registry")]
     pub leader_election_lease: String,
-    /// This replica's holder identity; defaults to the pod name.
+    /// This replica's name in the Lease (a per-process suffix is added); defaults to the pod name.
     #[arg(long, env = "POD_NAME")]
     pub leader_election_identity: Option<String>,
     /// A holder that stops renewing is replaced after this long.

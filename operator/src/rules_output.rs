@@ -10,6 +10,7 @@ use metrics_registry_crds::RuleGroup;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Label on every PrometheusRule this operator owns; orphans are found by it.
@@ -76,9 +77,7 @@ impl RulesOutput {
                 client,
                 namespace,
                 labels,
-            } => sync_prometheus_rules(client, namespace, labels, rules)
-                .await
-                .map_err(|error| format!("cannot write PrometheusRule objects: {error}")),
+            } => sync_prometheus_rules(client, namespace, labels, rules).await,
         }
     }
 
@@ -92,8 +91,10 @@ impl RulesOutput {
         mut leadership: Leadership,
     ) {
         let mut synced: Option<Arc<RuleGroups>> = None;
-        let mut retry = false;
+        // A failed sync is retried with a growing delay; its error is said once.
+        let mut retry: Option<(Duration, String)> = None;
         loop {
+            let delay = retry.as_ref().map(|(delay, _)| *delay);
             tokio::select! {
                 changed = latest.changed() => {
                     if changed.is_err() {
@@ -101,11 +102,11 @@ impl RulesOutput {
                     }
                 }
                 _ = leadership.changed() => {}
-                _ = tokio::time::sleep(RETRY_AFTER), if retry => {}
+                _ = tokio::time::sleep(delay.unwrap_or_default()), if delay.is_some() => {}
             }
             if !leadership.is_leader() {
                 synced = None;
-                retry = false;
+                retry = None;
                 continue;
             }
             let Some(want) = latest.borrow_and_update().clone() else {
@@ -116,28 +117,61 @@ impl RulesOutput {
             }
             match self.try_sync(&want).await {
                 Ok(()) => {
+                    if retry.take().is_some() {
+                        tracing::info!("rules handed to Prometheus again");
+                    }
                     synced = Some(want);
-                    retry = false;
                 }
                 Err(error) => {
-                    tracing::error!("{error}; retrying");
-                    retry = true;
+                    let delay = match retry.take() {
+                        Some((delay, previous)) => {
+                            if previous != error {
+                                tracing::error!("{error}; retrying");
+                            }
+                            (delay * 2).min(MAX_RETRY_AFTER)
+                        }
+                        None => {
+                            tracing::error!("{error}; retrying");
+                            FIRST_RETRY_AFTER
+                        }
+                    };
+                    retry = Some((delay, error));
                 }
             }
         }
     }
 }
 
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+const FIRST_RETRY_AFTER: Duration = Duration::from_secs(2);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 async fn sync_prometheus_rules(
     client: &kube::Client,
     namespace: &str,
     labels: &BTreeMap<String, String>,
     rules: &RuleGroups,
-) -> Result<(), kube::Error> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), namespace, &prometheus_rule_resource());
+) -> Result<(), String> {
+    let resource = prometheus_rule_resource();
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    // Ours anywhere, so objects left in a namespace used before are found too.
+    let owned = match all
+        .list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            if rules.is_empty() {
+                return Ok(());
+            }
+            return Err(
+                "the PrometheusRule CRD (prometheus-operator) is not installed; CustomPrometheusRules \
+                 are validated but not handed to Prometheus until it is"
+                    .to_string(),
+            );
+        }
+        Err(error) => return Err(format!("cannot list PrometheusRule objects: {error}")),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let mut wanted = BTreeSet::new();
     for (id, groups) in rules {
         let name = format!("metrics-registry-{}", id.name);
@@ -155,17 +189,31 @@ async fn sync_prometheus_rules(
             &PatchParams::apply("metrics-registry").force(),
             &Patch::Apply(&object),
         )
-        .await?;
-        wanted.insert(name);
+        .await
+        .map_err(|e| format!("cannot write PrometheusRule {namespace}/{name}: {e}"))?;
+        wanted.insert((namespace.to_string(), name));
     }
-    let owned = api
-        .list(&ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)))
-        .await?;
     for object in owned {
-        let name = object.metadata.name.unwrap_or_default();
-        if !wanted.contains(&name) {
-            api.delete(&name, &DeleteParams::default()).await?;
-            tracing::info!(%name, "deleted orphaned PrometheusRule");
+        let key = (
+            object.metadata.namespace.clone().unwrap_or_default(),
+            object.metadata.name.clone().unwrap_or_default(),
+        );
+        if wanted.contains(&key) {
+            continue;
+        }
+        let (orphan_namespace, name) = key;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &orphan_namespace, &resource);
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(namespace = %orphan_namespace, %name, "deleted orphaned PrometheusRule")
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot delete orphaned PrometheusRule {orphan_namespace}/{name}: {e}"
+                ));
+            }
         }
     }
     Ok(())

@@ -108,15 +108,23 @@ async fn kube_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
     }
 }
 
-/// Holder identity: the pod name in a cluster, else the host name and process.
-fn default_identity() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
+/// Holder identity: the pod name (else the host name) and a part unique to this process.
+/// A container restarted in the same pod is a new holder: it must not take the Lease of
+/// its dead predecessor for its own before that expires.
+fn holder_identity(name: Option<&str>) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let name = name
+        .map(str::to_string)
+        .or_else(|| std::env::var("HOSTNAME").ok())
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "metrics-registry".to_string());
-    format!("{host}-{}", std::process::id())
+    // RandomState is seeded randomly per process; no extra dependency for a nonce.
+    let nonce = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{name}_{:08x}", nonce as u32)
 }
 
 async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
@@ -153,10 +161,7 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
         leader_election: election.leader_elect.then(|| LeaseSettings {
             namespace: election.leader_election_namespace.clone(),
             name: election.leader_election_lease.clone(),
-            identity: election
-                .leader_election_identity
-                .clone()
-                .unwrap_or_else(default_identity),
+            identity: holder_identity(election.leader_election_identity.as_deref()),
             lease_duration: election.leader_election_lease_duration,
             renew_deadline: election.leader_election_renew_deadline,
             retry_period: election.leader_election_retry_period,

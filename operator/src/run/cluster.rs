@@ -10,7 +10,7 @@ use crate::cluster::objects::ObjectCaches;
 use crate::cluster::reviews::ClusterReviews;
 use crate::cluster::status_writer::{StatusQueue, StatusWriter};
 use crate::compiler::CompileOptions;
-use crate::rules_output::{RulesOutput, prometheus_rules_installed};
+use crate::rules_output::RulesOutput;
 use crate::supervise::Supervisor;
 use anyhow::{Context, anyhow};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
@@ -106,26 +106,21 @@ impl ClusterMode {
         Ok(ServingCertificate::self_signed(&hosts)?)
     }
 
-    async fn rules_output(&self, prometheus: &PrometheusClient) -> RulesOutput {
+    fn rules_output(&self, prometheus: &PrometheusClient) -> RulesOutput {
         let client = &self.kube.request;
         match (&self.rules_dir, &self.prometheus_rules) {
             (Some(dir), _) => RulesOutput::Files {
                 dir: dir.clone(),
                 prometheus: prometheus.clone(),
             },
-            (None, Some((namespace, labels))) if prometheus_rules_installed(client).await => {
-                RulesOutput::PrometheusRules {
-                    client: client.clone(),
-                    namespace: namespace.clone(),
-                    labels: labels.clone(),
-                }
-            }
-            _ => {
-                tracing::warn!(
-                    "CustomPrometheusRules are validated but not handed to Prometheus: no PrometheusRule CRD and no --rules-dir"
-                );
-                RulesOutput::None
-            }
+            // Whether the PrometheusRule CRD is installed is asked at every sync: it may
+            // come with prometheus-operator after this server started.
+            (None, Some((namespace, labels))) => RulesOutput::PrometheusRules {
+                client: client.clone(),
+                namespace: namespace.clone(),
+                labels: labels.clone(),
+            },
+            (None, None) => RulesOutput::None,
         }
     }
 
@@ -198,7 +193,6 @@ impl ClusterMode {
         supervisor.spawn(
             "rules writer",
             self.rules_output(prometheus)
-                .await
                 .run(rules_rx, leadership.clone()),
         );
         supervisor.spawn(
