@@ -5,11 +5,16 @@
 # prints its path on the last line.
 #
 #   IMAGE=localhost/metrics-registry:<version>   the name inside the archive (default)
+#   scripts/build-image.sh --push REGISTRY/metrics-registry:<version>
+#                                   also push it there (buildah's registry credentials)
 #
-# Load it with `ctr -n k8s.io images import ARCHIVE` or push it to a registry with
-# `buildah push IMAGE docker://REGISTRY/metrics-registry:<version>`.
+# Or load the archive into a node's containerd: `ctr -n k8s.io images import ARCHIVE`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+push=""
+if [ "${1:-}" = "--push" ]; then
+  push="${2:?--push needs a destination like REGISTRY/metrics-registry:TAG}"
+fi
 
 CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -54,4 +59,8 @@ rm -f "$archive.tmp"
 "${buildah_[@]}" push --quiet "$IMAGE" "oci-archive:$archive.tmp:$IMAGE" >&2
 mv "$archive.tmp" "$archive"
 echo "==> $(du -h "$archive" | cut -f1) $archive" >&2
+if [ -n "$push" ]; then
+  echo "==> pushing $IMAGE to $push" >&2
+  "${buildah_[@]}" push "$IMAGE" "docker://$push" >&2
+fi
 echo "$archive"

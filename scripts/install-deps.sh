@@ -1,16 +1,35 @@
 #!/usr/bin/env bash
-# Installs what the tests and the demo need on a fresh Debian machine: Prometheus
-# (Debian package) and a Rust toolchain if cargo is missing. Safe to run again.
+# Installs what the tests and the demo need on a fresh Debian machine, from Debian's
+# packages: Prometheus; buildah for the images; containerd, runc and the CNI plugins
+# for the test node; busybox-static for its pause and workload images; iproute2.
+# A Rust toolchain and Go must be present. Safe to run again.
 set -euo pipefail
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo sudo; fi; }
 
-if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
-  echo "==> installing Prometheus (Debian package)"
+# command (or file) → Debian package
+declare -A needed=(
+  [prometheus]=prometheus
+  [buildah]=buildah
+  [containerd]=containerd
+  [runc]=runc
+  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [/bin/busybox]=busybox-static
+  [ip]=iproute2
+)
+missing=()
+for what in "${!needed[@]}"; do
+  if [[ "$what" == /* ]]; then [ -e "$what" ] && continue; else command -v "$what" >/dev/null 2>&1 && continue; fi
+  missing+=("${needed[$what]}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing Debian packages: ${missing[*]}"
   $(need_root) apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq prometheus >/dev/null
-  # The package starts a system service where an init system runs; tests start their own.
-  ($(need_root) systemctl disable --now prometheus >/dev/null 2>&1 || true)
+  DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq "${missing[@]}" >/dev/null
+  # The packages start system services where an init system runs; tests start their own.
+  for service in prometheus containerd; do
+    ($(need_root) systemctl disable --now "$service" >/dev/null 2>&1 || true)
+  done
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -22,4 +41,5 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 echo "==> $(prometheus --version 2>&1 | head -1)"
+echo "==> $(containerd --version 2>&1 | head -1); $(buildah --version 2>&1 | head -1)"
 echo "==> $(cargo --version)"

@@ -1,9 +1,12 @@
-//! The end-to-end stack: a real control plane (with the kubelet stand-in), a real
-//! Prometheus scraping a test exporter, and metrics-registry in cluster mode behind the
-//! aggregator through an ExternalName Service — installed from the Helm chart's RBAC.
+//! The end-to-end stack: a real control plane with a real node (containerd + kubelet), a
+//! real Prometheus scraping a test exporter, and metrics-registry in cluster mode behind
+//! the aggregator — either installed with `helm install` from the chart and the built
+//! image ([`E2e::install`]), or run in the test process with the chart's RBAC behind a
+//! Service whose EndpointSlice points at it ([`E2e::start`]; rule files on the local disk
+//! and direct access to its internals).
 
 use crate::cluster::{
-    CertAuthority, ControlPlane, ControlPlaneOptions, KubeletStandin, start_kubelet_standin,
+    CertAuthority, ControlPlane, ControlPlaneOptions, WORKLOAD_IMAGE, product_image,
 };
 use crate::exporter::Exporter;
 use crate::prometheus::Prometheus;
@@ -17,48 +20,76 @@ use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
-use metrics_registry::cluster::apiservice::ServiceTarget;
+use metrics_registry::cluster::apiservice::{API_VERSIONS, ServiceTarget};
 use metrics_registry::compiler::CompileOptions;
-use metrics_registry::run::{ClusterMode, PrometheusConfig};
+use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig, ShutdownTiming};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub const NAMESPACE: &str = "metrics-registry";
+pub const RELEASE: &str = "metrics-registry";
 pub const IDENTITY: &str = "system:serviceaccount:metrics-registry:metrics-registry";
+/// The name the aggregator expects in metrics-registry's serving certificate.
+pub const SERVICE_HOST: &str = "metrics-registry.metrics-registry.svc";
+/// Requests through kube-apiserver fail fast instead of being retried for minutes.
+const RAW_TIMEOUT: Duration = Duration::from_secs(15);
 
-// Fields drop in order: clients of the control plane go before it.
+/// How metrics-registry runs in this stack.
+enum Registry {
+    InProcess {
+        addr: SocketAddr,
+        server: tokio::task::JoinHandle<anyhow::Result<()>>,
+        shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    },
+    Chart,
+}
+
+// Fields drop in order: metrics-registry and the clients go before the control plane.
 pub struct E2e {
-    _kubelet: KubeletStandin,
-    pub control_plane: ControlPlane,
+    registry: Registry,
     pub admin: kube::Client,
+    /// Admin client without retries and with a read timeout, for raw requests.
+    raw: kube::Client,
     pub exporter: Arc<Exporter>,
     pub prometheus: Prometheus,
-    pub registry_addr: SocketAddr,
     pub serving_ca: String,
+    /// Chart only: from `helm install` to the APIServices Available.
+    pub install_took: Option<Duration>,
     pub rules: TempDir,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub control_plane: ControlPlane,
 }
 
 impl E2e {
-    /// Stops metrics-registry gracefully before the control plane goes away.
+    /// Stops metrics-registry gracefully, then the cluster (pods deleted through the API).
     pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        if let Registry::InProcess {
+            server, shutdown, ..
+        } = &mut self.registry
+        {
+            if let Some(shutdown) = shutdown.take() {
+                let _ = shutdown.send(());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
+        let E2e { control_plane, .. } = self;
+        control_plane.shutdown().await;
     }
 }
 
-impl Drop for E2e {
+impl Drop for Registry {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+        if let Registry::InProcess {
+            server, shutdown, ..
+        } = self
+        {
+            if let Some(shutdown) = shutdown.take() {
+                let _ = shutdown.send(());
+            }
+            server.abort();
         }
-        self.server.abort();
     }
 }
 
@@ -105,38 +136,117 @@ impl Timeline {
     }
 }
 
-async fn helm_template() -> anyhow::Result<String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+fn chart_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/metrics-registry")
+}
+
+/// Runs the pinned helm against `kubeconfig`; returns stdout, or an error with stderr.
+pub async fn helm(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
     let bin_dir = crate::cluster::binary_dir().await?;
-    let output = std::process::Command::new(bin_dir.join("helm"))
-        .args(["template", "metrics-registry"])
-        .arg(repo.join("charts/metrics-registry"))
-        .args(["--namespace", NAMESPACE])
+    let output = tokio::process::Command::new(bin_dir.join("helm"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("metrics-registry-helm/cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("metrics-registry-helm/config"),
+        )
+        .env(
+            "HELM_DATA_HOME",
+            std::env::temp_dir().join("metrics-registry-helm/data"),
+        )
         .output()
-        .context("helm template")?;
+        .await
+        .context("running helm")?;
     if !output.status.success() {
         bail!(
-            "helm template failed: {}",
+            "helm {} failed: {}",
+            args.join(" "),
             String::from_utf8_lossy(&output.stderr)
         );
     }
     Ok(String::from_utf8(output.stdout)?)
 }
 
-impl E2e {
-    pub async fn start(publish: impl FnOnce(&Exporter)) -> anyhow::Result<E2e> {
-        crate::init_test_logging();
-        metrics_registry::install_crypto_provider();
-        let control_plane = ControlPlane::start(ControlPlaneOptions {
-            hpa_sync_period: Duration::from_secs(1),
-            ..Default::default()
-        })
-        .await?;
-        let admin = control_plane.admin_client().await?;
-        let kubelet = start_kubelet_standin(admin.clone()).await?;
+/// Control plane with a node, a Prometheus the pods can reach, and the exporter.
+async fn boot(
+    publish: impl FnOnce(&Exporter),
+    images: Vec<PathBuf>,
+) -> anyhow::Result<(ControlPlane, Exporter, Prometheus, TempDir)> {
+    crate::init_test_logging();
+    metrics_registry::install_crypto_provider();
+    let control_plane = ControlPlane::start(ControlPlaneOptions {
+        hpa_sync_period: Duration::from_secs(1),
+        node: true,
+        images,
+        ..Default::default()
+    })
+    .await?;
+    let exporter = Exporter::start().await?;
+    publish(&exporter);
+    let node_ip = control_plane.network().expect("a node's network").node_ip;
+    let (prometheus, rules) = crate::stack::scraping_on(&exporter, "up", node_ip).await?;
+    Ok((control_plane, exporter, prometheus, rules))
+}
 
-        // CRDs, then the chart's RBAC (everything but the Deployment and the Service: no kubelet
-        // runs containers here, so metrics-registry runs in the test and an ExternalName Service points at it).
+/// The three APIServices Available; returns the `caBundle` they trust.
+pub async fn wait_apiservices_available(
+    admin: &kube::Client,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let apiservices: Api<APIService> = Api::all(admin.clone());
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut available = Vec::new();
+        let mut states = Vec::new();
+        for (group, version, _) in API_VERSIONS {
+            let name = format!("{version}.{group}");
+            let service = apiservices.get_opt(&name).await?;
+            let is_available = service
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Available" && c.status == "True")
+                });
+            states.push(format!(
+                "{name}: {:?}",
+                service.as_ref().and_then(|s| s.status.clone())
+            ));
+            if is_available {
+                available.push(service.expect("exists"));
+            }
+        }
+        if available.len() == API_VERSIONS.len() {
+            return Ok(available[0]
+                .spec
+                .as_ref()
+                .and_then(|s| s.ca_bundle.as_ref())
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .unwrap_or_default());
+        }
+        if Instant::now() > deadline {
+            bail!("APIServices not Available within {timeout:?}: {states:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn raw_client(control_plane: &ControlPlane) -> anyhow::Result<kube::Client> {
+    Ok(KubeClients::from_config(control_plane.admin_config().await?, RAW_TIMEOUT)?.request)
+}
+
+impl E2e {
+    /// metrics-registry in this process, behind a Service whose EndpointSlice points at it;
+    /// the chart's RBAC (and its ServiceAccount's identity) apply.
+    pub async fn start(publish: impl FnOnce(&Exporter)) -> anyhow::Result<E2e> {
+        let (control_plane, exporter, prometheus, rules) = boot(publish, Vec::new()).await?;
+        let admin = control_plane.admin_client().await?;
         let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
         for crd in metrics_registry_crds::all_crds() {
             let name = crd.metadata.name.clone().unwrap_or_default();
@@ -150,33 +260,57 @@ impl E2e {
             )
             .await?;
         }
-        let mut stack_setup =
+        // The chart's RBAC; the server itself runs here, not as the chart's Deployment.
+        let template = helm(
+            control_plane.kubeconfig_path(),
+            &[
+                "template",
+                RELEASE,
+                &chart_dir().display().to_string(),
+                "--namespace",
+                NAMESPACE,
+            ],
+        )
+        .await?;
+        let mut setup =
             String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: metrics-registry}\n");
-        for document in helm_template().await?.split("\n---") {
-            if document.contains("\nkind: Deployment") || document.contains("\nkind: Service\n") {
-                continue;
+        for document in template.split("\n---") {
+            let rbac = [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+            ]
+            .iter()
+            .any(|kind| document.contains(&format!("\nkind: {kind}\n")));
+            let hook = document.contains("helm.sh/hook");
+            if rbac && !hook {
+                setup.push_str("\n---\n");
+                setup.push_str(document);
             }
-            stack_setup.push_str("\n---\n");
-            stack_setup.push_str(document);
         }
-        apply_yaml(&admin, &stack_setup).await?;
+        // Not in the chart (it manages the APIServices itself): what a server that
+        // registers them (`--register-apiservices`) needs on top.
+        setup.push_str(&format!(
+            "\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{name: metrics-registry-self-registration}}\nrules: [{{apiGroups: [apiregistration.k8s.io], resources: [apiservices], verbs: [get, list, create, update, patch]}}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: metrics-registry-self-registration}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: metrics-registry-self-registration}}\nsubjects: [{{kind: ServiceAccount, name: metrics-registry, namespace: {NAMESPACE}}}]\n"
+        ));
+        apply_yaml(&admin, &setup).await?;
 
-        let exporter = Arc::new(Exporter::start().await?);
-        publish(&exporter);
-        let (prometheus, rules) = crate::stack::scraping(&exporter, "up").await?;
-
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let node_ip = control_plane.network().expect("network").node_ip;
+        let listener = std::net::TcpListener::bind((node_ip, 0))?;
         let registry_addr = listener.local_addr()?;
         apply_yaml(
             &admin,
             &format!(
-                "apiVersion: v1\nkind: Service\nmetadata: {{name: metrics-registry, namespace: {NAMESPACE}}}\nspec:\n  type: ExternalName\n  externalName: localhost\n  ports: [{{name: https, port: {port}}}]\n",
-                port = registry_addr.port()
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: metrics-registry, namespace: {NAMESPACE}}}\nspec:\n  ports: [{{name: https, port: 443, targetPort: {port}}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: metrics-registry-in-test\n  namespace: {NAMESPACE}\n  labels: {{kubernetes.io/service-name: metrics-registry}}\naddressType: IPv4\nports: [{{name: https, port: {port}, protocol: TCP}}]\nendpoints: [{{addresses: [\"{ip}\"], conditions: {{ready: true}}}}]\n",
+                port = registry_addr.port(),
+                ip = registry_addr.ip(),
             ),
         )
         .await?;
         let identity = control_plane
-            .client_for(
+            .config_for(
                 IDENTITY,
                 &[
                     "system:serviceaccounts",
@@ -185,7 +319,7 @@ impl E2e {
             )
             .await?;
         let mode = ClusterMode {
-            client: identity,
+            kube: KubeClients::from_config(identity, Duration::from_secs(10))?,
             prometheus: PrometheusConfig::new(prometheus.url()),
             options: CompileOptions::default(),
             external_refresh: Duration::from_secs(1),
@@ -196,70 +330,144 @@ impl E2e {
             apiservice: Some(ServiceTarget {
                 namespace: NAMESPACE.into(),
                 name: "metrics-registry".into(),
-                port: registry_addr.port().into(),
+                port: 443,
             }),
+            leader_election: None,
+            shutdown: ShutdownTiming {
+                delay: Duration::ZERO,
+                grace: Duration::from_secs(2),
+            },
         };
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(mode.serve(listener, async move {
+        let mut server = tokio::spawn(mode.serve(listener, async move {
             let _ = signal.await;
         }));
+        let serving_ca = tokio::select! {
+            ca = wait_apiservices_available(&admin, Duration::from_secs(60)) => ca.map_err(|e| {
+                anyhow::anyhow!("{e:#}\n{}", control_plane.log_tail("kube-apiserver", 30))
+            })?,
+            stopped = &mut server => bail!("metrics-registry stopped: {stopped:?}"),
+        };
+        let raw = raw_client(&control_plane).await?;
+        Ok(E2e {
+            registry: Registry::InProcess {
+                addr: registry_addr,
+                server,
+                shutdown: Some(shutdown),
+            },
+            admin,
+            raw,
+            exporter: Arc::new(exporter),
+            prometheus,
+            serving_ca,
+            install_took: None,
+            rules,
+            control_plane,
+        })
+    }
 
-        let apiservices: Api<APIService> = Api::all(admin.clone());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let list = apiservices
-                .list(
-                    &ListParams::default().labels("app.kubernetes.io/managed-by=metrics-registry"),
+    /// `helm install` of the chart with the image built by `scripts/build-image.sh`,
+    /// Prometheus' address and `values` (`--set NAME=VALUE` each); waits for the
+    /// Deployment and the APIServices.
+    pub async fn install(
+        publish: impl FnOnce(&Exporter),
+        values: &[(&str, &str)],
+    ) -> anyhow::Result<E2e> {
+        let image = product_image().await?;
+        let (control_plane, exporter, prometheus, rules) =
+            boot(publish, vec![image.clone()]).await?;
+        let admin = control_plane.admin_client().await?;
+        let raw = raw_client(&control_plane).await?;
+        let mut e2e = E2e {
+            registry: Registry::Chart,
+            admin,
+            raw,
+            exporter: Arc::new(exporter),
+            prometheus,
+            serving_ca: String::new(),
+            install_took: None,
+            rules,
+            control_plane,
+        };
+        let started = Instant::now();
+        let mut args = vec!["install".to_string(), RELEASE.to_string()];
+        args.extend(e2e.chart_args(values));
+        args.push("--create-namespace".into());
+        e2e.helm(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", e2e.pod_diagnostics_blocking()))?;
+        e2e.serving_ca = wait_apiservices_available(&e2e.admin, Duration::from_secs(60)).await?;
+        e2e.install_took = Some(started.elapsed());
+        Ok(e2e)
+    }
+
+    /// `--namespace`, the chart, the image and Prometheus, `values`, and `--wait`: the
+    /// arguments `helm install` and `helm upgrade` share.
+    pub fn chart_args(&self, values: &[(&str, &str)]) -> Vec<String> {
+        let version = env!("CARGO_PKG_VERSION");
+        let mut args = vec![
+            chart_dir().display().to_string(),
+            "--namespace".into(),
+            NAMESPACE.into(),
+            "--set".into(),
+            format!("image.tag={version}"),
+            "--set".into(),
+            "image.pullPolicy=Never".into(),
+            "--set".into(),
+            format!("prometheus.url={}", self.prometheus.url()),
+        ];
+        for (name, value) in values {
+            args.push("--set".into());
+            args.push(format!("{name}={value}"));
+        }
+        args.extend(["--wait".into(), "--timeout".into(), "180s".into()]);
+        args
+    }
+
+    pub async fn helm(&self, args: &[&str]) -> anyhow::Result<String> {
+        helm(self.control_plane.kubeconfig_path(), args).await
+    }
+
+    /// Pods of `namespace` with their state and last log lines, and the kubelet's log
+    /// tail: what a failure message needs.
+    pub async fn diagnostics(&self, namespace: &str) -> String {
+        let pods: Api<Pod> = Api::namespaced(self.admin.clone(), namespace);
+        let mut out = String::new();
+        for pod in pods
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let status = pod.status.clone().unwrap_or_default();
+            out.push_str(&format!(
+                "--- pod {name}: phase {:?}, containers {}\n",
+                status.phase,
+                serde_json::to_string(&status.container_statuses).unwrap_or_default()
+            ));
+            let logs = pods
+                .logs(
+                    &name,
+                    &kube::api::LogParams {
+                        tail_lines: Some(20),
+                        ..Default::default()
+                    },
                 )
-                .await?;
-            let available = list
-                .items
-                .iter()
-                .filter(|s| {
-                    s.status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|c| {
-                            c.iter()
-                                .any(|c| c.type_ == "Available" && c.status == "True")
-                        })
-                })
-                .count();
-            if available == 3 {
-                let ca = list.items[0]
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.ca_bundle.as_ref())
-                    .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-                    .unwrap_or_default();
-                return Ok(E2e {
-                    control_plane,
-                    admin,
-                    exporter,
-                    prometheus,
-                    registry_addr,
-                    serving_ca: ca,
-                    rules,
-                    _kubelet: kubelet,
-                    server,
-                    shutdown: Some(shutdown),
-                });
-            }
-            if server.is_finished() {
-                bail!("metrics-registry stopped: {:?}", server.await);
-            }
-            if Instant::now() > deadline {
-                let conditions: Vec<_> = list
-                    .items
-                    .iter()
-                    .map(|s| format!("{:?}: {:?}", s.metadata.name, s.status))
-                    .collect();
-                bail!(
-                    "APIServices not Available within 60 s: {conditions:#?}\n{}",
-                    control_plane.log_tail("kube-apiserver", 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+                .await
+                .unwrap_or_else(|e| format!("(no logs: {e})"));
+            out.push_str(&logs);
+            out.push('\n');
+        }
+        out.push_str(&self.pod_diagnostics_blocking());
+        out
+    }
+
+    /// Pod phases and the kubelet's log tail, for failure messages.
+    fn pod_diagnostics_blocking(&self) -> String {
+        match self.control_plane.node() {
+            Some(node) => format!("--- kubelet ---\n{}", node.log_tail("kubelet", 30)),
+            None => String::new(),
         }
     }
 
@@ -270,14 +478,14 @@ impl E2e {
     /// Namespace + Deployment (label app=<name>) + Service of the same name.
     pub fn workload(&self, namespace: &str, name: &str, replicas: i32) -> String {
         format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: app, image: registry.invalid/app}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{selector: {{app: {name}}}, ports: [{{port: 80}}]}}\n"
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{terminationGracePeriodSeconds: 2, containers: [{{name: app, image: {WORKLOAD_IMAGE}, imagePullPolicy: Never}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec: {{selector: {{app: {name}}}, ports: [{{port: 80}}]}}\n"
         )
     }
 
     /// GET through kube-apiserver (and so through the aggregator) as admin.
     pub async fn get_raw(&self, path: &str) -> anyhow::Result<serde_json::Value> {
         let request = http::Request::get(path).body(Vec::new())?;
-        Ok(self.admin.request::<serde_json::Value>(request).await?)
+        Ok(self.raw.request::<serde_json::Value>(request).await?)
     }
 
     /// Polls `get_raw` until `done`; returns how long it took.
@@ -477,6 +685,43 @@ impl E2e {
         }))
     }
 
+    /// The admin client that fails fast (read timeout, no retries).
+    pub fn raw_client(&self) -> kube::Client {
+        self.raw.clone()
+    }
+
+    /// HTTPS straight to one server at `addr`, trusting the serving CA and checking the
+    /// name the aggregator uses.
+    pub fn direct_client_to(&self, addr: SocketAddr) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(self.serving_ca.as_bytes()).expect("serving CA");
+        reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve(SERVICE_HOST, addr)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client")
+    }
+
+    /// Where metrics-registry listens: this process's server, or each Ready pod of the chart.
+    pub async fn server_addrs(&self) -> Vec<SocketAddr> {
+        match &self.registry {
+            Registry::InProcess { addr, .. } => vec![*addr],
+            Registry::Chart => {
+                let pods: Api<Pod> = Api::namespaced(self.admin.clone(), NAMESPACE);
+                let list = pods
+                    .list(&ListParams::default().labels("app.kubernetes.io/name=metrics-registry"))
+                    .await
+                    .expect("listing metrics-registry pods");
+                list.items
+                    .iter()
+                    .filter(|pod| pod_ready(pod))
+                    .filter_map(|pod| pod.status.as_ref()?.pod_ip.as_ref()?.parse().ok())
+                    .map(|ip| SocketAddr::new(ip, 6443))
+                    .collect()
+            }
+        }
+    }
+
     /// Status code of a request straight to metrics-registry (bypassing kube-apiserver).
     pub async fn direct_status(
         &self,
@@ -493,11 +738,10 @@ impl E2e {
                 reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).expect("identity"),
             );
         }
-        let client = builder.build().expect("client");
-        let mut request = client.get(format!(
-            "https://localhost:{}{path}",
-            self.registry_addr.port()
-        ));
+        let addr = self.server_addrs().await[0];
+        // Dialled by address, checked against the name the aggregator uses.
+        let client = builder.resolve(SERVICE_HOST, addr).build().expect("client");
+        let mut request = client.get(format!("https://{SERVICE_HOST}:{}{path}", addr.port()));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -571,4 +815,13 @@ pub fn apply_yaml<'a>(
         }
         Ok(())
     })
+}
+
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }

@@ -19,4 +19,5 @@ pub fn init_test_logging() {
         .try_init();
 }
 pub mod e2e;
+pub mod scenarios;
 pub mod stack;

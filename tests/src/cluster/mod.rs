@@ -769,7 +769,31 @@ async fn script_output_dir(name: &str) -> anyhow::Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../scripts")
         .join(name);
-    let output = tokio::process::Command::new("bash")
+    let mut command = tokio::process::Command::new("bash");
+    // Only what the scripts need: the variables cargo sets for a test would make a
+    // nested cargo build see a different environment and rebuild everything.
+    command.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let keep = key.to_str().is_some_and(|k| {
+            matches!(
+                k,
+                "PATH"
+                    | "HOME"
+                    | "USER"
+                    | "TMPDIR"
+                    | "XDG_CACHE_HOME"
+                    | "CARGO_HOME"
+                    | "RUSTUP_HOME"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "CARGO_TARGET_DIR"
+                    | "METRICS_REGISTRY_CACHE"
+            )
+        });
+        if keep {
+            command.env(key, value);
+        }
+    }
+    let output = command
         .arg(&script)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
