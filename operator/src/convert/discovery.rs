@@ -96,14 +96,14 @@ fn assume(
         (None, None) => {
             return Err(format!(
                 "metric names come from the names of the series {:?} matches, which only Prometheus knows; {list_hint}",
-                rule.series_query
+                rule.series_query.trim()
             ));
         }
     };
     if needs_series && facts.name.is_none() {
         return Err(format!(
             "metricsQuery uses <<.Series>> and {:?} may match several series names; {list_hint}",
-            rule.series_query
+            rule.series_query.trim()
         ));
     }
     let mut labels: BTreeSet<String> = facts.required_labels.into_iter().collect();

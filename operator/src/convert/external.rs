@@ -46,7 +46,7 @@ pub(super) fn convert_rule(
             NoteKind::NotConverted,
             format!(
                 "Prometheus lists no series for seriesQuery {:?} that pass the rule's filters; the adapter serves nothing for it either",
-                prepared.rule.series_query
+                prepared.rule.series_query.trim()
             ),
         );
         return;
