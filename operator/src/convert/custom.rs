@@ -155,8 +155,9 @@ pub(super) fn convert_rule(
                 continue;
             }
         };
-        if options.scope == Scope::Namespaced && metric.object != ObjectKind::Namespace {
-            note_isolation(origin, &query, &namespace_label, conversion);
+        // Namespace isolation pins every namespaced definition, NamespaceMetrics included.
+        if options.scope == Scope::Namespaced || metric.object == ObjectKind::Namespace {
+            note_isolation(origin, &metric.name, &query, &namespace_label, conversion);
         }
         let spec = spec(metric, &query, &namespace_label);
         let comment = match &metric.series {
@@ -225,13 +226,19 @@ fn placements(
 }
 
 /// Namespaced definitions have every selector pinned to `namespace="<their namespace>"`.
-fn note_isolation(origin: &str, query: &str, namespace_label: &str, conversion: &mut Conversion) {
+fn note_isolation(
+    origin: &str,
+    metric: &str,
+    query: &str,
+    namespace_label: &str,
+    conversion: &mut Conversion,
+) {
     if namespace_label != ISOLATION_LABEL {
         conversion.note(
             origin,
             NoteKind::Differs,
             format!(
-                "namespaced definitions are pinned to {ISOLATION_LABEL}=\"<their namespace>\", but these series keep the namespace in {namespace_label}; use --scope cluster (or run with --disable-namespace-isolation)"
+                "{metric}: namespaced definitions (NamespaceMetrics always) are pinned to {ISOLATION_LABEL}=\"<their namespace>\", but these series keep the namespace in {namespace_label}, so they answer only when metrics-registry runs with --disable-namespace-isolation (or, but for NamespaceMetrics, with --scope cluster)"
             ),
         );
     }

@@ -145,7 +145,7 @@ rules:
     );
     let notes = notes(&conversion);
     assert!(
-        notes.contains("these series keep the namespace in exported_namespace"),
+        notes.contains("kong_latency: namespaced definitions (NamespaceMetrics always) are pinned to namespace=\"<their namespace>\", but these series keep the namespace in exported_namespace"),
         "{notes}"
     );
     assert!(
@@ -153,6 +153,49 @@ rules:
         "{notes}"
     );
     assert_eq!(conversion.documents.len(), 2, "{notes}");
+}
+
+#[test]
+fn namespace_metrics_are_isolated_in_cluster_scope_too() {
+    let options = Options {
+        scope: Scope::Cluster,
+        namespaces: vec!["production".into()],
+    };
+    let conversion = run(
+        r#"
+rules:
+- seriesQuery: 'http_requests_total{kubernetes_namespace!="",kubernetes_pod_name!=""}'
+  resources:
+    overrides:
+      kubernetes_namespace: {resource: "namespace"}
+      kubernetes_pod_name: {resource: "pod"}
+  name: {matches: "^(.*)_total", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+"#,
+        Discovery::Assumed,
+        &options,
+    );
+    assert_eq!(
+        kinds(&conversion),
+        vec![
+            (
+                DefinitionKind::NamespaceMetric,
+                Some("production"),
+                "http-requests-per-second"
+            ),
+            (
+                DefinitionKind::ClusterPodMetric,
+                None,
+                "http-requests-per-second"
+            ),
+        ]
+    );
+    let notes = notes(&conversion);
+    assert!(
+        notes.contains("rules[0]: differs: http_requests_per_second: namespaced definitions (NamespaceMetrics always) are pinned to namespace=\"<their namespace>\", but these series keep the namespace in kubernetes_namespace"),
+        "{notes}"
+    );
+    assert_eq!(notes.matches("pinned").count(), 1, "{notes}");
 }
 
 #[test]
