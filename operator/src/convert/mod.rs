@@ -146,9 +146,51 @@ pub fn convert(
             external::convert_rule(&prepared, discovery, &mut conversion);
         }
     }
+    keep_last_of_each_metric(&mut conversion);
     output::make_names_unique(&mut conversion.documents);
     keep_valid(&mut conversion);
     conversion
+}
+
+/// When rules produce the same metric (or external metric) twice, the adapter serves the
+/// one of the last rule; the earlier ones are dropped with a line.
+fn keep_last_of_each_metric(conversion: &mut Conversion) {
+    let key = |document: &Document| {
+        let metric = document.spec["metricName"]
+            .as_str()
+            .or(document.spec["groups"][0]["rules"][0]["record"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| document.name.clone());
+        (document.kind, document.namespace.clone(), metric)
+    };
+    let keys: Vec<_> = conversion.documents.iter().map(key).collect();
+    let mut dropped = Vec::new();
+    for (index, document_key) in keys.iter().enumerate() {
+        if let Some(later) = keys[index + 1..].iter().position(|k| k == document_key) {
+            let later = &conversion.documents[index + 1 + later];
+            let earlier = &conversion.documents[index];
+            dropped.push(index);
+            let note = Note {
+                origin: earlier.origin.clone(),
+                kind: NoteKind::Overlap,
+                message: format!(
+                    "{} {}: {} produces it too; like the adapter, the last rule's is kept",
+                    document_key.0.name(),
+                    document_key.2,
+                    later.origin
+                ),
+            };
+            if !conversion.notes.contains(&note) {
+                conversion.notes.push(note);
+            }
+        }
+    }
+    let mut index = 0;
+    conversion.documents.retain(|_| {
+        let keep = !dropped.contains(&index);
+        index += 1;
+        keep
+    });
 }
 
 /// A rule whose parts are all understood.

@@ -327,6 +327,47 @@ rules:
 }
 
 #[test]
+fn the_last_rule_producing_a_metric_wins_as_in_the_adapter() {
+    let conversion = run(
+        r#"
+rules:
+- seriesQuery: 'a_total{pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {as: requests}
+  metricsQuery: sum(first{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+- seriesQuery: 'b_total{pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {as: requests}
+  metricsQuery: sum(second{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+externalRules:
+- seriesQuery: 'q{name!=""}'
+  resources: {namespaced: false}
+  metricsQuery: sum(q) by (name)
+- seriesQuery: 'r{name!=""}'
+  resources: {namespaced: false}
+  name: {as: q}
+  metricsQuery: max(r) by (name)
+"#,
+        Discovery::Assumed,
+        &cluster(),
+    );
+    let specs: Vec<String> = conversion
+        .documents
+        .iter()
+        .map(|d| d.spec.to_string())
+        .collect();
+    assert_eq!(specs.len(), 2, "{specs:?}");
+    assert!(specs[0].contains("second"), "{specs:?}");
+    assert!(specs[1].contains("max by (name) (r)"), "{specs:?}");
+    let notes = notes(&conversion);
+    assert!(
+        notes.contains("rules[0]: overlap: ClusterPodMetric requests: rules[1] produces it too"),
+        "{notes}"
+    );
+    assert!(notes.contains("externalRules[0]: overlap: CustomPrometheusRules kube_adapter_metric_q: externalRules[1] produces it too"), "{notes}");
+}
+
+#[test]
 fn helm_values_with_the_chart_defaults_say_so() {
     let conversion = run("rules: {custom: []}", Discovery::Assumed, &cluster());
     assert!(
