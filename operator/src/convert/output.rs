@@ -42,7 +42,11 @@ impl Document {
     }
 
     pub fn to_yaml(&self) -> String {
-        let body = serde_saphyr::to_string(&self.object()).expect("objects serialise");
+        // Queries stay on their own lines as written instead of being folded at 80 columns.
+        let mut options = serde_saphyr::SerializerOptions::default();
+        options.folded_wrap_chars = usize::MAX;
+        let body = serde_saphyr::to_string_with_options(&self.object(), options)
+            .expect("objects serialise");
         let comment: String = format!("{}: {}", self.origin, self.comment)
             .lines()
             .map(|line| format!("# {line}\n"))
@@ -141,7 +145,7 @@ mod tests {
             namespace: Some("team".into()),
             name: "rps".into(),
             comment: "series x".into(),
-            spec: json!({"query": "sum(x{<<.LabelMatchers>>})\n  by (<<.GroupBy>>)"}),
+            spec: json!({"query": "sum(x{<<.LabelMatchers>>})\n  by (<<.GroupBy>>)", "long": "x".repeat(60) + &" y".repeat(40)}),
         };
         let text = to_yaml("converted", std::slice::from_ref(&document));
         assert!(
@@ -150,6 +154,7 @@ mod tests {
         );
         let back: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
         assert_eq!(back.last().unwrap(), &document.object());
+        assert!(text.contains("long: xxx"), "{text}");
         assert_eq!(
             document.file_name(),
             PathBuf::from("podmetric-team-rps.yaml")
