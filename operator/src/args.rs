@@ -29,7 +29,7 @@ pub enum Command {
     /// Validate definition files offline; exit 1 with one line per problem.
     Check(CheckArgs),
     /// Turn a prometheus-adapter configuration into definitions; one line on stderr per
-    /// part that does not carry over as it was.
+    /// part that does not carry over as it was; exit 1 when nothing converts.
     Convert(crate::convert::command::ConvertArgs),
 }
 

@@ -27,7 +27,7 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "FILE", requires = "prometheus_url")]
     pub prometheus_ca_file: Option<PathBuf>,
     /// Series seen within this long are listed (the adapter's --metrics-max-age).
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub metrics_max_age: Duration,
     /// cluster: Cluster* kinds, served in every namespace; namespaced: the namespaced kinds,
     /// written into each --namespace.
