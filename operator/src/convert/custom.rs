@@ -83,16 +83,15 @@ pub(super) fn convert_rule(
                     {
                         Some(existing) => {
                             if prepared.uses("Series") && existing.series != metric.series {
+                                let earlier = existing.series.as_deref().unwrap_or_default();
+                                let later = metric.series.as_deref().unwrap_or_default();
                                 conversion.note(
                                     origin,
                                     NoteKind::Overlap,
                                     format!(
-                                        "{}/{}: series {} and {} both map to this name; like the adapter, the last one listed ({}) is used for <<.Series>>",
+                                        "{}/{}: series {earlier} and {later} both map to this name; like the adapter, the last one listed ({later}) is used for <<.Series>>",
                                         object.resource(),
                                         metric.name,
-                                        existing.series.clone().unwrap_or_default(),
-                                        metric.series.clone().unwrap_or_default(),
-                                        metric.series.clone().unwrap_or_default(),
                                     ),
                                 );
                             }
