@@ -14,6 +14,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "==> Kubernetes components and helm (built once from their Go modules, then cached)"
 K8S_BIN_DIR="$(bash scripts/build-k8s.sh | tail -1)"
 export K8S_BIN_DIR
+echo "==> prometheus-adapter (the baseline the migration tests compare against; built once)"
+ADAPTER_DIR="$(bash scripts/build-adapter.sh | tail -1)"
+export ADAPTER_DIR
 echo "==> images: metrics-registry (Containerfile, buildah) and the test node's pause/workload images"
 METRICS_REGISTRY_IMAGE_ARCHIVE="$(bash scripts/build-image.sh | tail -1)"
 export METRICS_REGISTRY_IMAGE_ARCHIVE

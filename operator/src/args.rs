@@ -28,6 +28,9 @@ pub enum Command {
     Crds(CrdsArgs),
     /// Validate definition files offline; exit 1 with one line per problem.
     Check(CheckArgs),
+    /// Turn a prometheus-adapter configuration into definitions; one line on stderr per
+    /// part that does not carry over as it was; exit 1 when nothing converts.
+    Convert(crate::convert::command::ConvertArgs),
     /// Remove what a running installation created by itself — PrometheusRules,
     /// self-registered APIServices, the Lease — after stopping its Deployment so that no
     /// replica writes them again (the Helm chart runs this before `helm uninstall`).
@@ -268,12 +271,12 @@ pub struct CheckArgs {
     pub disable_namespace_isolation: bool,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     promql_parser::util::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like 10s or 500ms: {e}"))
 }
 
-fn parse_header(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text.split_once('=').ok_or("expected NAME=VALUE")?;
     if name.is_empty() {
         return Err("header name is empty".into());

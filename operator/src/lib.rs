@@ -5,6 +5,7 @@ pub mod args;
 pub mod check;
 pub mod cluster;
 pub mod compiler;
+pub mod convert;
 pub mod crdgen;
 pub mod definitions;
 pub mod manifests;

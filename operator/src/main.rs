@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use metrics_registry::args::{Cli, Command, LogFormat};
 use metrics_registry::compiler::CompileOptions;
-use metrics_registry::{check, crdgen, install_crypto_provider, run};
+use metrics_registry::{check, convert, crdgen, install_crypto_provider, run};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -76,5 +76,6 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Convert(args) => convert::command::execute(args),
     }
 }

@@ -19,7 +19,17 @@ type Labels = Vec<(String, String)>;
 struct Family {
     // A Vec rather than a map keeps series in the order they were first set,
     // so the exposition is stable and readable when a test prints it.
-    series: Vec<(Labels, f64)>,
+    series: Vec<(Labels, Sample)>,
+}
+
+#[derive(Clone, Copy)]
+enum Sample {
+    Fixed(f64),
+    /// A counter at `per_second × (now − since)`, exposed with `now` as its timestamp.
+    Growing {
+        per_second: f64,
+        since_ms: i64,
+    },
 }
 
 // Names ordered so every scrape renders identically.
@@ -73,6 +83,26 @@ impl Exporter {
     /// Panics on names Prometheus would reject, because one bad line makes
     /// Prometheus drop the whole scrape and the test would only see missing data.
     pub fn set(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.put(name, labels, Sample::Fixed(value));
+    }
+
+    /// Set a counter that grows by `per_second` each second of wall time (starting an hour
+    /// back, far from zero). A scrape gets its value at that instant with the instant as
+    /// the sample's timestamp, so Prometheus stores exact (time, value) pairs and `rate`
+    /// and `irate` return `per_second` whatever the scrape jitter.
+    pub fn set_growing(&self, name: &str, labels: &[(&str, &str)], per_second: f64) {
+        let since_ms = now_ms() - 3_600_000;
+        self.put(
+            name,
+            labels,
+            Sample::Growing {
+                per_second,
+                since_ms,
+            },
+        );
+    }
+
+    fn put(&self, name: &str, labels: &[(&str, &str)], value: Sample) {
         assert_valid_metric_name(name);
         for (i, (label, _)) in labels.iter().enumerate() {
             assert_valid_label_name(label);
@@ -153,8 +183,15 @@ async fn metrics(State(families): State<Arc<Mutex<Families>>>) -> impl IntoRespo
     )
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 fn render(families: &Families) -> String {
     let mut out = String::new();
+    let now = now_ms();
     for (name, family) in families {
         let _ = writeln!(out, "# TYPE {name} gauge");
         for (labels, value) in &family.series {
@@ -169,7 +206,18 @@ fn render(families: &Families) -> String {
                 }
                 out.push('}');
             }
-            let _ = writeln!(out, " {}", format_value(*value));
+            match *value {
+                Sample::Fixed(value) => {
+                    let _ = writeln!(out, " {}", format_value(value));
+                }
+                Sample::Growing {
+                    per_second,
+                    since_ms,
+                } => {
+                    let value = per_second * (now - since_ms) as f64 / 1000.0;
+                    let _ = writeln!(out, " {} {now}", format_value(value));
+                }
+            }
         }
     }
     out

@@ -1,9 +1,12 @@
 //! Test harness: a real Prometheus scraping exporters the tests control, and helpers to
 //! run metrics-registry against it.
 
+pub mod adapter;
+pub mod adapter_examples;
 pub mod cluster;
 pub mod exporter;
 pub mod fixtures;
+pub mod parity;
 pub mod ports;
 pub mod prometheus;
 pub mod registry;

@@ -1,0 +1,165 @@
+//! `externalRules` → `CustomPrometheusRules`: external metric `<name>` is the series
+//! `kube_adapter_metric_<name>` here, so each metric becomes a recording rule of that name
+//! whose expression is the rule's metricsQuery without the request's label matchers.
+//!
+//! What moves: the adapter applies the HPA's `labelSelector` (and, unless `namespaced:
+//! false`, its namespace) to the series *before* the query aggregates them; here the
+//! selector filters the recorded series *after*. The recording therefore keeps the
+//! namespace label, and the notes say which labels a selector can still use.
+
+use super::discovery::{self, Discovery};
+use super::output::{Document, object_name};
+use super::promql::{self, MATCHERS_SENTINEL};
+use super::resources::Resource;
+use super::template;
+use super::{Conversion, NoteKind, Prepared};
+use crate::definitions::DefinitionKind;
+use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, is_valid_external_name};
+use metrics_registry_apiserver::rules::ObjectKind;
+use serde_json::json;
+
+pub(super) fn convert_rule(
+    prepared: &Prepared<'_>,
+    discovery: Discovery<'_>,
+    conversion: &mut Conversion,
+) {
+    let origin = prepared.origin.as_str();
+    let discovered = match discovery::discover(
+        prepared.rule,
+        &prepared.naming,
+        &prepared.resources,
+        prepared.uses("Series"),
+        discovery,
+    ) {
+        Ok(discovered) => discovered,
+        Err(message) => {
+            conversion.note(origin, NoteKind::NotConverted, message);
+            return;
+        }
+    };
+    if let Some(assumption) = discovered.assumption {
+        conversion.note(origin, NoteKind::Assumed, assumption);
+    }
+    if discovered.found.is_empty() {
+        conversion.note(
+            origin,
+            NoteKind::NotConverted,
+            format!(
+                "Prometheus lists no series for seriesQuery {:?} that pass the rule's filters; the adapter serves nothing for it either",
+                prepared.rule.series_query.trim()
+            ),
+        );
+        return;
+    }
+    // Names map to the last series listed, as in the adapter's external registry.
+    let mut metrics: Vec<(String, Option<String>)> = Vec::new();
+    for found in discovered.found {
+        match metrics.iter_mut().find(|(name, _)| *name == found.metric) {
+            Some(existing) => existing.1 = found.series,
+            None => metrics.push((found.metric, found.series)),
+        }
+    }
+
+    let namespace_label = prepared
+        .resources
+        .label_for(&Resource::Object(ObjectKind::Namespace))
+        .map(str::to_string);
+    let namespaced = prepared.rule.resources.namespaced.unwrap_or(true);
+    if namespaced && namespace_label.is_none() {
+        conversion.note(
+            origin,
+            NoteKind::Differs,
+            "the adapter fails every request for this rule (namespaced by default, but no label maps to namespaces); converted without a namespace filter, as `namespaced: false` would read",
+        );
+    }
+    if !prepared.uses("LabelMatchers") {
+        conversion.note(
+            origin,
+            NoteKind::Differs,
+            "the adapter ignores the HPA's labelSelector for this rule (no <<.LabelMatchers>>); metrics-registry applies it to the recorded series",
+        );
+    }
+    for (metric, series) in metrics {
+        if !is_valid_external_name(&metric) {
+            conversion.note(
+                origin,
+                NoteKind::NotConverted,
+                format!(
+                    "external metric {metric:?} cannot follow {EXTERNAL_PREFIX} in a series name"
+                ),
+            );
+            continue;
+        }
+        let filled = template::render(&prepared.query, |field| match field {
+            "Series" => Some(series.clone().unwrap_or_default()),
+            "LabelMatchers" => Some(MATCHERS_SENTINEL.to_string()),
+            _ => Some(String::new()),
+        });
+        let mut expr = match promql::without_sentinel(&filled) {
+            Ok(expr) => expr,
+            Err(e) => {
+                conversion.note(
+                    origin,
+                    NoteKind::NotConverted,
+                    format!(
+                        "{metric}: the query is not valid PromQL once filled in ({filled}): {e}"
+                    ),
+                );
+                continue;
+            }
+        };
+        if namespaced && let Some(label) = &namespace_label {
+            match promql::keep_label(&mut expr, label) {
+                Ok(()) => conversion.note(
+                    origin,
+                    NoteKind::Differs,
+                    format!(
+                        "{metric}: the adapter reads only the HPA's namespace; the recording keeps the label {label}, so add `{label}: <the HPA's namespace>` to the HPA's metric selector for the same value"
+                    ),
+                ),
+                Err(reason) => conversion.note(
+                    origin,
+                    NoteKind::Differs,
+                    format!(
+                        "{metric}: the adapter reads only the HPA's namespace, but the recording cannot keep the label {label} ({reason}), so it covers every namespace"
+                    ),
+                ),
+            }
+        }
+        if prepared.uses("LabelMatchers")
+            && let Some(labels) = promql::result_labels(&expr)
+        {
+            conversion.note(
+                origin,
+                NoteKind::Differs,
+                format!(
+                    "{metric}: an HPA's labelSelector filters the recorded series, which keep only {}; the adapter filtered the series before aggregating them",
+                    if labels.is_empty() {
+                        "no labels".to_string()
+                    } else {
+                        format!("the label(s) {}", labels.join(", "))
+                    }
+                ),
+            );
+        }
+        let record = format!("{EXTERNAL_PREFIX}{metric}");
+        conversion.documents.push(Document {
+            origin: origin.to_string(),
+            kind: DefinitionKind::CustomPrometheusRules,
+            namespace: None,
+            name: object_name(&metric),
+            comment: format!(
+                "external metric {metric}{}",
+                series
+                    .map(|s| format!(" of series {s}"))
+                    .unwrap_or_default()
+            ),
+            spec: json!({
+                "groups": [{
+                    "name": metric,
+                    "rules": [{"record": record, "expr": expr.to_string()}],
+                }]
+            }),
+        });
+    }
+}

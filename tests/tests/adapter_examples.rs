@@ -1,0 +1,230 @@
+//! Integration (needs the prometheus-adapter build, `scripts/build-adapter.sh`): every
+//! example configuration in prometheus-adapter v0.12.0's documentation and deploy
+//! manifests, read from its module source, converted without a Prometheus. Each one either
+//! converts into definitions `check` accepts or is refused with the reason; the two the
+//! adapter itself cannot load are shown to be refused by the adapter binary too.
+
+use metrics_registry::check::check;
+use metrics_registry::compiler::CompileOptions;
+use metrics_registry::convert::discovery::Discovery;
+use metrics_registry::convert::{Conversion, Options, Scope, config, convert, output};
+use metrics_registry_tests::adapter::{module_source, refusal};
+use metrics_registry_tests::adapter_examples::{Example, examples, repair_quoting};
+
+/// What converting an example gives: how many objects, and lines the notes must hold.
+struct Expected {
+    origin: &'static str,
+    objects: usize,
+    notes: &'static [&'static str],
+}
+
+const INVALID_YAML: usize = usize::MAX;
+
+const EXPECTED: &[Expected] = &[
+    Expected {
+        origin: "README.md yaml block 1",
+        objects: 0,
+        notes: &["rules[0]: not converted: the adapter also serves these metrics on nodes"],
+    },
+    Expected {
+        origin: "docs/config.md yaml block 1",
+        objects: INVALID_YAML,
+        notes: &[],
+    },
+    Expected {
+        origin: "docs/config-walkthrough.md yaml block 1",
+        objects: 0,
+        notes: &["rules[0]: not converted: no seriesQuery"],
+    },
+    Expected {
+        origin: "docs/config-walkthrough.md yaml block 2",
+        objects: 0,
+        notes: &["rules[0]: not converted: no metricsQuery"],
+    },
+    Expected {
+        origin: "docs/config-walkthrough.md yaml block 3",
+        objects: 0,
+        notes: &["rules[0]: not converted: no metricsQuery"],
+    },
+    Expected {
+        origin: "docs/config-walkthrough.md yaml block 4",
+        objects: 0,
+        notes: &["rules[0]: not converted: no metricsQuery"],
+    },
+    Expected {
+        origin: "docs/config-walkthrough.md yaml block 5",
+        objects: 1,
+        notes: &[
+            "rules[0]: assumed: without --prometheus-url, assumed the series name http_requests_total and series carrying the label(s) kubernetes_namespace, kubernetes_pod_name",
+            "rules[0]: not converted: namespaces/http_requests_per_second: metrics-registry has no cluster-wide NamespaceMetric",
+        ],
+    },
+    Expected {
+        origin: "docs/externalmetrics.md yaml block 1",
+        objects: 1,
+        notes: &[
+            "externalRules[0]: differs: queue_consumer_lag: the adapter reads only the HPA's namespace; the recording keeps the label namespace",
+        ],
+    },
+    Expected {
+        origin: "docs/externalmetrics.md yaml block 2",
+        objects: 1,
+        notes: &[
+            "externalRules[0]: differs: queue_depth: an HPA's labelSelector filters the recorded series, which keep only the label(s) name",
+        ],
+    },
+    Expected {
+        origin: "docs/walkthrough.md yaml block 5",
+        objects: 0,
+        notes: &["rules[0]: not converted: metric names come from the names of the series"],
+    },
+    Expected {
+        origin: "docs/sample-config.yaml",
+        objects: INVALID_YAML,
+        notes: &[],
+    },
+    Expected {
+        origin: "deploy/manifests/config-map.yaml",
+        objects: 0,
+        notes: &["resourceRules: not applicable: metrics-registry does not serve metrics.k8s.io"],
+    },
+];
+
+fn run(text: &str) -> Result<Conversion, String> {
+    let (adapter_config, source) = config::parse(text).map_err(|e| e.to_string())?;
+    let options = Options {
+        scope: Scope::Cluster,
+        namespaces: vec![],
+    };
+    Ok(convert(
+        &adapter_config,
+        &source,
+        Discovery::Assumed,
+        &options,
+    ))
+}
+
+/// The documents pass `metrics-registry check` once written to a file.
+fn assert_checked(example: &Example, conversion: &Conversion) {
+    if conversion.documents.is_empty() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("converted.yaml");
+    std::fs::write(&file, output::to_yaml("test", &conversion.documents)).unwrap();
+    let report = check(&[file], CompileOptions::default());
+    assert_eq!(
+        (report.definitions, report.problems.clone()),
+        (conversion.documents.len(), vec![]),
+        "{}",
+        example.origin
+    );
+}
+
+fn notes(conversion: &Conversion) -> String {
+    conversion
+        .notes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn every_example_configuration_of_the_adapter_converts_or_says_why_not() {
+    let source = module_source()
+        .await
+        .expect("prometheus-adapter module source");
+    let examples = examples(&source).expect("the adapter's docs");
+    let origins: Vec<&str> = examples.iter().map(|e| e.origin.as_str()).collect();
+    let expected: Vec<&str> = EXPECTED.iter().map(|e| e.origin).collect();
+    assert_eq!(
+        origins, expected,
+        "the adapter's docs hold other examples now"
+    );
+
+    for (example, expected) in examples.iter().zip(EXPECTED) {
+        let result = run(&example.text);
+        if expected.objects == INVALID_YAML {
+            let error = result.err().unwrap_or_default();
+            assert!(
+                error.contains("invalid YAML"),
+                "{}: {error}",
+                example.origin
+            );
+            println!(
+                "{}: refused: {}",
+                example.origin,
+                error.lines().next().unwrap_or("")
+            );
+            continue;
+        }
+        let conversion = result.unwrap_or_else(|e| panic!("{}: {e}", example.origin));
+        let notes = notes(&conversion);
+        println!(
+            "{}: {} object(s)\n  {}",
+            example.origin,
+            conversion.documents.len(),
+            notes.replace('\n', "\n  ")
+        );
+        assert_eq!(
+            conversion.documents.len(),
+            expected.objects,
+            "{}: {notes}",
+            example.origin
+        );
+        for line in expected.notes {
+            assert!(
+                notes.contains(line),
+                "{}: missing {line:?} in\n{notes}",
+                example.origin
+            );
+        }
+        assert_checked(example, &conversion);
+    }
+}
+
+#[tokio::test]
+async fn the_sample_configuration_the_adapter_cannot_load_converts_once_its_quoting_is_fixed() {
+    let source = module_source()
+        .await
+        .expect("prometheus-adapter module source");
+    let sample = std::fs::read_to_string(source.join("docs/sample-config.yaml")).unwrap();
+    let refused = refusal(&sample).await.expect("the adapter exits");
+    assert!(
+        refused.contains("unable to parse metrics discovery config"),
+        "{refused}"
+    );
+
+    let repaired = repair_quoting(&sample);
+    assert_ne!(repaired, sample);
+    let conversion = run(&repaired).expect("the repaired sample reads");
+    let notes = notes(&conversion);
+    println!("{notes}");
+    let records: Vec<String> = conversion
+        .documents
+        .iter()
+        .map(|d| d.spec["groups"][0]["rules"][0]["expr"].to_string())
+        .collect();
+    assert_eq!(
+        records,
+        vec![
+            "\"sum by (name) (queue_consumer_lag)\"",
+            "\"sum by (name) (queue_depth)\""
+        ],
+        "{notes}"
+    );
+    for line in [
+        "rules[0]: not converted: metric names come from the names of the series",
+        "rules[3]: not converted: resources.overrides.brand: brand.cheese.io is not a built-in resource",
+        "rules[3]: not converted: metricsQuery has no <<.LabelMatchers>>",
+        "externalRules[0]: differs: the adapter fails every request for this rule",
+    ] {
+        assert!(notes.contains(line), "missing {line:?} in\n{notes}");
+    }
+    let example = Example {
+        origin: "docs/sample-config.yaml, quoting repaired".into(),
+        text: repaired,
+    };
+    assert_checked(&example, &conversion);
+}
