@@ -729,6 +729,25 @@ impl E2e {
         identity: Option<(String, String)>,
         headers: &[(&str, &str)],
     ) -> u16 {
+        let (client, base) = self.direct_client(identity).await;
+        let mut request = client.get(format!("{base}{path}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        match request.send().await {
+            Ok(response) => response.status().as_u16(),
+            // A handshake refused over the certificate never reached the API: as unauthenticated as it gets.
+            Err(_) => 401,
+        }
+    }
+
+    /// A client straight to (the first) metrics-registry server, presenting `identity`
+    /// (certificate and key PEM) if given, and the base URL to use with it; owned, so it
+    /// can outlive a borrow of this stack.
+    pub async fn direct_client(
+        &self,
+        identity: Option<(String, String)>,
+    ) -> (reqwest::Client, String) {
         let ca = reqwest::Certificate::from_pem(self.serving_ca.as_bytes()).expect("serving CA");
         let mut builder = reqwest::Client::builder()
             .tls_certs_only([ca])
@@ -741,15 +760,7 @@ impl E2e {
         let addr = self.server_addrs().await[0];
         // Dialled by address, checked against the name the aggregator uses.
         let client = builder.resolve(SERVICE_HOST, addr).build().expect("client");
-        let mut request = client.get(format!("https://{SERVICE_HOST}:{}{path}", addr.port()));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        match request.send().await {
-            Ok(response) => response.status().as_u16(),
-            // A handshake refused over the certificate never reached the API: as unauthenticated as it gets.
-            Err(_) => 401,
-        }
+        (client, format!("https://{SERVICE_HOST}:{}", addr.port()))
     }
 
     /// A client certificate from a CA nobody trusts.

@@ -140,6 +140,23 @@ impl ClusterCerts {
         })
     }
 
+    /// Replaces the front-proxy CA and the aggregator's client certificate (same files), as
+    /// an operator rotating them would; kube-apiserver picks them up when it restarts.
+    pub fn rotate_front_proxy(&mut self) -> anyhow::Result<()> {
+        let ca = new_ca("metrics-registry-test-front-proxy-ca-rotated")?;
+        write(&self.front_proxy_ca_path, &ca.pem())?;
+        let dir = self
+            .front_proxy_ca_path
+            .parent()
+            .context("the front-proxy CA has a folder")?
+            .to_path_buf();
+        self.front_proxy_client = issue(&ca, Leaf::client(FRONT_PROXY_CLIENT_CN, &[]))?
+            .write(&dir, "front-proxy-client")?;
+        self.front_proxy_ca_cert_pem = ca.pem();
+        self.front_proxy_ca = ca;
+        Ok(())
+    }
+
     /// A client certificate for `cn` with organizations `orgs`, signed by `authority`;
     /// returns `(cert_pem, key_pem)`. The apiserver maps CN to the user name and O to groups.
     pub fn sign_client_cert(

@@ -109,6 +109,8 @@ pub struct ControlPlane {
     next_user: AtomicUsize,
     // Addresses are removed once every process that used them is gone.
     network: Option<ClusterNetwork>,
+    /// What kube-apiserver was started with, to start it again.
+    apiserver_command: Option<(PathBuf, Vec<String>)>,
     // Declared last so the processes are gone before their data is deleted.
     dir: TempDir,
 }
@@ -143,6 +145,7 @@ impl ControlPlane {
             timings: BootTimings::default(),
             next_user: AtomicUsize::new(0),
             network,
+            apiserver_command: None,
             dir,
         };
 
@@ -219,6 +222,47 @@ impl ControlPlane {
 
     pub fn node(&self) -> Option<&Node> {
         self.node.as_ref()
+    }
+
+    /// Stops kube-apiserver and starts it again on the same address with the same flags —
+    /// an upgrade or crash of the control plane as clients see it: connections drop and
+    /// watches resume, typically with "too old resource version" (410) and a relist. With
+    /// `rotate_front_proxy_ca` it comes back with a new front-proxy CA and client
+    /// certificate, which it publishes in kube-system/extension-apiserver-authentication.
+    /// Returns how long it was down.
+    pub async fn restart_apiserver(
+        &mut self,
+        rotate_front_proxy_ca: bool,
+    ) -> anyhow::Result<Duration> {
+        let (bin_dir, args) = self
+            .apiserver_command
+            .clone()
+            .context("kube-apiserver was never started")?;
+        let position = self
+            .processes
+            .iter()
+            .position(|p| p.name() == KUBE_APISERVER)
+            .context("kube-apiserver is not running")?;
+        let started = Instant::now();
+        self.processes[position].stop();
+        if rotate_front_proxy_ca {
+            self.certs.rotate_front_proxy()?;
+        }
+        let log = self.log_path(KUBE_APISERVER);
+        let _ = std::fs::rename(&log, log.with_extension("before-restart.log"));
+        let mut apiserver = self.spawn(&bin_dir, KUBE_APISERVER, &args)?;
+        let admin_http = admin_http_client(&self.certs)?;
+        let readyz = format!("{}/readyz", self.server_url());
+        apiserver
+            .wait_until(
+                "kube-apiserver /readyz after a restart",
+                APISERVER_TIMEOUT,
+                || apiserver_ready(&admin_http, &readyz),
+            )
+            .await
+            .map_err(|error| failure(&apiserver, error))?;
+        self.processes[position] = apiserver;
+        Ok(started.elapsed())
     }
 
     /// Stops the cluster the way an operator would: the controller-manager first (so
@@ -434,6 +478,7 @@ impl ControlPlane {
             match ready {
                 Ok(()) => {
                     self.processes.push(apiserver);
+                    self.apiserver_command = Some((bin_dir.to_path_buf(), args));
                     return Ok(());
                 }
                 Err(error) => {
