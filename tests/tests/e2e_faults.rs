@@ -179,7 +179,7 @@ spec:
         .await
         .expect("a definition applied after the restart is served");
 
-    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
     println!(
         "kube-apiserver down {:.1}s (restart with a new front-proxy CA); served through the \
          aggregator {:.1}s after it was back; direct answers with the old certificate until the \
@@ -210,6 +210,5 @@ spec:
         "only 200 (old CA in force) or 401 (old CA retired): {:?}",
         seen.statuses
     );
-    drop(seen);
     e2e.stop().await;
 }
