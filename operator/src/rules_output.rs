@@ -218,3 +218,103 @@ async fn sync_prometheus_rules(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use crate::definitions::DefinitionKind;
+    use http::Method;
+    use serde_json::json;
+
+    const OWNED: &str = "/apis/monitoring.coreos.com/v1/prometheusrules?&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dmetrics-registry";
+
+    fn output(client: kube::Client) -> RulesOutput {
+        RulesOutput::PrometheusRules {
+            client,
+            namespace: "monitoring".into(),
+            labels: [("prometheus".to_string(), "main".to_string())].into(),
+        }
+    }
+
+    fn rules(name: &str) -> RuleGroups {
+        let id = DefinitionId {
+            kind: DefinitionKind::CustomPrometheusRules,
+            namespace: None,
+            name: name.into(),
+        };
+        let groups: Vec<RuleGroup> = serde_json::from_value(json!([
+            {"name": "sqs", "rules": [{"record": "kube_adapter_metric_sqs", "expr": "sum(x) by (queue)"}]}
+        ]))
+        .unwrap();
+        [(id, groups)].into()
+    }
+
+    fn listed(items: &[(&str, &str)]) -> serde_json::Value {
+        json!({
+            "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRuleList",
+            "metadata": {"resourceVersion": "1"},
+            "items": items.iter().map(|(namespace, name)| json!({
+                "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                "metadata": {"name": name, "namespace": namespace},
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    #[tokio::test]
+    async fn writes_ours_by_server_side_apply_and_deletes_orphans_wherever_they_are() {
+        let (client, played) = scripted(vec![
+            Exchange::new(
+                Method::GET,
+                OWNED,
+                200,
+                listed(&[("monitoring", "metrics-registry-sqs"), ("old", "metrics-registry-gone")]),
+            ),
+            Exchange::new(
+                Method::PATCH,
+                "/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/metrics-registry-sqs?&force=true&fieldManager=metrics-registry",
+                200,
+                json!({}),
+            )
+            .with_body(|body| {
+                assert_eq!(body["kind"], "PrometheusRule");
+                assert_eq!(body["metadata"]["labels"]["prometheus"], "main");
+                assert_eq!(body["metadata"]["labels"]["app.kubernetes.io/managed-by"], "metrics-registry");
+                assert_eq!(body["spec"]["groups"][0]["rules"][0]["record"], "kube_adapter_metric_sqs");
+            }),
+            Exchange::new(
+                Method::DELETE,
+                "/apis/monitoring.coreos.com/v1/namespaces/old/prometheusrules/metrics-registry-gone?",
+                200,
+                json!({}),
+            ),
+        ]);
+        assert_eq!(output(client).try_sync(&rules("sqs")).await, Ok(()));
+        played.await.expect("every expected request, nothing else");
+    }
+
+    #[tokio::test]
+    async fn without_the_crd_nothing_to_do_is_fine_and_rules_to_hand_over_are_an_error() {
+        let (client, played) = scripted(vec![Exchange::new(
+            Method::GET,
+            OWNED,
+            404,
+            status(404, "NotFound"),
+        )]);
+        assert_eq!(output(client).try_sync(&RuleGroups::new()).await, Ok(()));
+        played.await.expect("one list");
+
+        let (client, played) = scripted(vec![Exchange::new(
+            Method::GET,
+            OWNED,
+            404,
+            status(404, "NotFound"),
+        )]);
+        let error = output(client).try_sync(&rules("sqs")).await.unwrap_err();
+        assert!(
+            error.contains("PrometheusRule CRD (prometheus-operator) is not installed"),
+            "{error}"
+        );
+        played.await.expect("one list, no write");
+    }
+}

@@ -96,6 +96,9 @@ pub fn claimed_spec(
     takeover: bool,
     now: jiff::Timestamp,
 ) -> LeaseSpec {
+    // A claim of an existing Lease by someone other than its holder (released or expired)
+    // is a transition, as client-go counts them; creating one is not.
+    let existed = previous.is_some();
     let previous = previous.cloned().unwrap_or_default();
     let transitions = previous.lease_transitions.unwrap_or(0);
     LeaseSpec {
@@ -107,7 +110,7 @@ pub fn claimed_spec(
             previous.acquire_time
         },
         renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(if takeover && previous.holder_identity.is_some() {
+        lease_transitions: Some(if takeover && existed {
             transitions + 1
         } else {
             transitions
@@ -389,5 +392,154 @@ mod tests {
         assert_eq!(renewed.lease_duration_seconds, Some(15));
         let created = claimed_spec(None, &settings, true, t1);
         assert_eq!(created.lease_transitions, Some(0));
+    }
+
+    mod against_the_api {
+        use super::super::*;
+        use crate::cluster::mock_api::{Exchange, scripted, status};
+        use http::Method;
+        use serde_json::json;
+
+        const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/ns/leases/lease";
+
+        fn settings() -> LeaseSettings {
+            LeaseSettings {
+                namespace: "ns".into(),
+                name: "lease".into(),
+                identity: "a_1".into(),
+                lease_duration: Duration::from_secs(15),
+                renew_deadline: Duration::from_secs(10),
+                retry_period: Duration::from_secs(2),
+            }
+        }
+
+        fn lease(holder: Option<&str>, resource_version: &str) -> serde_json::Value {
+            json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": "lease", "namespace": "ns", "resourceVersion": resource_version},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                         "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 3},
+            })
+        }
+
+        async fn attempt(script: Vec<Exchange>) -> Result<bool, String> {
+            let (client, played) = scripted(script);
+            let election = LeaderElection {
+                client: client.clone(),
+                settings: settings(),
+            };
+            let api: Api<Lease> = Api::namespaced(client, "ns");
+            let result = election.attempt(&api, &mut Elector::new("a_1")).await;
+            played.await.expect("every expected request, nothing else");
+            result
+        }
+
+        #[tokio::test]
+        async fn a_missing_lease_is_created_naming_us() {
+            let result = attempt(vec![
+                Exchange::new(Method::GET, LEASE, 404, status(404, "NotFound")),
+                Exchange::new(
+                    Method::POST,
+                    "/apis/coordination.k8s.io/v1/namespaces/ns/leases?",
+                    201,
+                    lease(Some("a_1"), "1"),
+                )
+                .with_body(|body| {
+                    assert_eq!(body["metadata"]["name"], "lease");
+                    assert_eq!(body["spec"]["holderIdentity"], "a_1");
+                    assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
+                    assert_eq!(body["spec"]["leaseTransitions"], 0);
+                }),
+            ])
+            .await;
+            assert_eq!(result, Ok(true));
+        }
+
+        #[tokio::test]
+        async fn our_lease_is_renewed_with_the_resource_version_we_read() {
+            let result = attempt(vec![
+                Exchange::new(Method::GET, LEASE, 200, lease(Some("a_1"), "7")),
+                Exchange::new(
+                    Method::PUT,
+                    format!("{LEASE}?"),
+                    200,
+                    lease(Some("a_1"), "8"),
+                )
+                .with_body(|body| {
+                    assert_eq!(body["metadata"]["resourceVersion"], "7");
+                    assert_eq!(body["spec"]["holderIdentity"], "a_1");
+                    assert_eq!(
+                        body["spec"]["leaseTransitions"], 3,
+                        "a renewal is no transition"
+                    );
+                    assert_ne!(body["spec"]["renewTime"], "2026-01-01T00:00:00.000000Z");
+                }),
+            ])
+            .await;
+            assert_eq!(result, Ok(true));
+        }
+
+        #[tokio::test]
+        async fn a_live_lease_of_another_replica_is_only_read() {
+            let result = attempt(vec![Exchange::new(
+                Method::GET,
+                LEASE,
+                200,
+                lease(Some("b_2"), "7"),
+            )])
+            .await;
+            assert_eq!(result, Ok(false));
+        }
+
+        #[tokio::test]
+        async fn losing_the_race_for_a_released_lease_is_not_an_error() {
+            let result = attempt(vec![
+                Exchange::new(Method::GET, LEASE, 200, lease(None, "7")),
+                Exchange::new(
+                    Method::PUT,
+                    format!("{LEASE}?"),
+                    409,
+                    status(409, "Conflict"),
+                )
+                .with_body(|body| {
+                    assert_eq!(body["spec"]["holderIdentity"], "a_1");
+                    assert_eq!(body["spec"]["leaseTransitions"], 4, "a takeover counts");
+                }),
+            ])
+            .await;
+            assert_eq!(result, Ok(false));
+        }
+
+        #[tokio::test]
+        async fn a_failing_api_server_is_an_error_not_a_verdict() {
+            let result = attempt(vec![Exchange::new(
+                Method::GET,
+                LEASE,
+                500,
+                status(500, "InternalError"),
+            )])
+            .await;
+            assert!(result.unwrap_err().contains("cannot read the Lease"));
+        }
+
+        #[tokio::test]
+        async fn release_gives_the_lease_up_for_the_next_replica() {
+            let (client, played) = scripted(vec![
+                Exchange::new(Method::GET, LEASE, 200, lease(Some("a_1"), "9")),
+                Exchange::new(Method::PUT, format!("{LEASE}?"), 200, lease(None, "10")).with_body(
+                    |body| {
+                        assert!(body["spec"]["holderIdentity"].is_null(), "{body}");
+                        assert_eq!(body["spec"]["leaseDurationSeconds"], 1);
+                        assert_eq!(body["metadata"]["resourceVersion"], "9");
+                    },
+                ),
+            ]);
+            let election = LeaderElection {
+                client: client.clone(),
+                settings: settings(),
+            };
+            election.release(&Api::namespaced(client, "ns")).await;
+            played.await.expect("every expected request, nothing else");
+        }
     }
 }

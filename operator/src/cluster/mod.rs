@@ -5,6 +5,8 @@ pub mod apiservice;
 pub mod authconfig;
 pub mod controller;
 pub mod leader;
+#[cfg(test)]
+pub(crate) mod mock_api;
 pub mod objects;
 pub mod reviews;
 pub mod status;

@@ -103,3 +103,106 @@ impl AccessReviewer for ClusterReviews {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use http::Method;
+    use metrics_registry_apiserver::auth::ResourceAttributes;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn token_review_sends_the_token_and_reads_the_user() {
+        let (client, played) = scripted(vec![
+            Exchange::new(
+                Method::POST,
+                "/apis/authentication.k8s.io/v1/tokenreviews?",
+                201,
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {},
+                       "status": {"authenticated": true, "user": {"username": "hpa", "uid": "1",
+                                  "groups": ["system:serviceaccounts"], "extra": {"k": ["v"]}}}}),
+            )
+            .with_body(|body| assert_eq!(body["spec"]["token"], "secret-token")),
+            Exchange::new(
+                Method::POST,
+                "/apis/authentication.k8s.io/v1/tokenreviews?",
+                201,
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {},
+                       "status": {"authenticated": false}}),
+            ),
+        ]);
+        let reviews = ClusterReviews { client };
+        let user = TokenReviewer::review(&reviews, "secret-token")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(user.username, "hpa");
+        assert_eq!(user.groups, vec!["system:serviceaccounts".to_string()]);
+        assert_eq!(user.extra["k"], vec!["v".to_string()]);
+        assert_eq!(
+            TokenReviewer::review(&reviews, "other").await.unwrap(),
+            None
+        );
+        played.await.expect("two reviews");
+    }
+
+    #[tokio::test]
+    async fn access_review_sends_the_request_attributes_and_a_failure_is_an_error() {
+        let (client, played) = scripted(vec![
+            Exchange::new(
+                Method::POST,
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews?",
+                201,
+                json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {},
+                       "status": {"allowed": false, "reason": "no RBAC rule"}}),
+            )
+            .with_body(|body| {
+                assert_eq!(body["spec"]["user"], "bob");
+                assert_eq!(body["spec"]["groups"], json!(["team"]));
+                assert_eq!(
+                    body["spec"]["resourceAttributes"],
+                    json!({"verb": "get", "group": "custom.metrics.k8s.io", "version": "v1beta2",
+                           "resource": "services", "subresource": "latency", "name": "web",
+                           "namespace": "shop"})
+                );
+            }),
+            Exchange::new(
+                Method::POST,
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews?",
+                500,
+                status(500, "InternalError"),
+            ),
+        ]);
+        let reviews = ClusterReviews { client };
+        let user = UserInfo {
+            username: "bob".into(),
+            groups: vec!["team".into()],
+            ..UserInfo::default()
+        };
+        let attributes = Attributes::Resource(ResourceAttributes {
+            verb: "get".into(),
+            group: "custom.metrics.k8s.io".into(),
+            version: "v1beta2".into(),
+            resource: "services".into(),
+            subresource: "latency".into(),
+            name: "web".into(),
+            namespace: "shop".into(),
+        });
+        let decision = AccessReviewer::review(&reviews, &user, &attributes)
+            .await
+            .unwrap();
+        assert_eq!(
+            decision,
+            Decision::Denied {
+                reason: "no RBAC rule".into()
+            }
+        );
+        let failed = AccessReviewer::review(&reviews, &user, &attributes).await;
+        assert!(
+            matches!(&failed, Err(AuthError::Review(message)) if message.contains("SubjectAccessReview failed")),
+            "{failed:?}"
+        );
+        played.await.expect("two reviews");
+    }
+}

@@ -171,4 +171,65 @@ mod tests {
             "a failed write is retried"
         );
     }
+
+    mod against_the_api {
+        use super::*;
+        use crate::cluster::controller::api_resources;
+        use crate::cluster::leader::Leadership;
+        use crate::cluster::mock_api::{Exchange, scripted, status};
+        use http::Method;
+
+        const STATUS: &str = "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/x/status?";
+
+        #[tokio::test]
+        async fn the_leader_merge_patches_the_status_subresource_and_skips_deleted_objects() {
+            // Queued objects are written in id order.
+            let (client, played) = scripted(vec![
+                Exchange::new(
+                    Method::PATCH,
+                    "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/gone/status?",
+                    404,
+                    status(404, "NotFound"),
+                ),
+                Exchange::new(Method::PATCH, STATUS, 200, json!({})).with_body(|body| {
+                    assert_eq!(body, &json!({"status": {"observedGeneration": 2}}));
+                }),
+            ]);
+            let queue = StatusQueue::default();
+            queue.push(id("x"), json!({"observedGeneration": 2}));
+            queue.push(id("gone"), json!({"observedGeneration": 1}));
+            let writer = tokio::spawn(
+                StatusWriter {
+                    client,
+                    queue: queue.clone(),
+                    leadership: Leadership::Always,
+                    resources: api_resources(),
+                }
+                .run(),
+            );
+            played.await.expect("every expected request, nothing else");
+            assert!(queue.is_empty(), "a deleted object is not retried");
+            writer.abort();
+        }
+
+        #[tokio::test]
+        async fn a_follower_writes_nothing_and_forgets_what_was_queued() {
+            let (client, played) = scripted(vec![]);
+            let (_elected, receiver) = tokio::sync::watch::channel(false);
+            let queue = StatusQueue::default();
+            queue.push(id("x"), json!({"observedGeneration": 2}));
+            let writer = tokio::spawn(
+                StatusWriter {
+                    client,
+                    queue: queue.clone(),
+                    leadership: Leadership::Elected(receiver),
+                    resources: api_resources(),
+                }
+                .run(),
+            );
+            played.await.expect("no request at all");
+            assert!(queue.is_empty());
+            writer.abort();
+        }
+    }
 }

@@ -149,3 +149,77 @@ impl Uninstall {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use http::Method;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn stops_the_deployment_before_deleting_what_it_wrote() {
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "mr", "namespace": "ns"},
+            "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "metrics-registry"}},
+                     "template": {"spec": {"containers": []}}},
+        });
+        let pods = |n: usize| {
+            json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
+                   "items": (0..n).map(|i| json!({"metadata": {"name": format!("p{i}")}})).collect::<Vec<_>>()})
+        };
+        let pods_path =
+            "/api/v1/namespaces/ns/pods?&labelSelector=app.kubernetes.io%2Fname%3Dmetrics-registry";
+        let (client, played) = scripted(vec![
+            Exchange::new(
+                Method::GET,
+                "/apis/apps/v1/namespaces/ns/deployments/mr",
+                200,
+                deployment.clone(),
+            ),
+            Exchange::new(
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/ns/deployments/mr?",
+                200,
+                deployment,
+            )
+            .with_body(|body| assert_eq!(body, &json!({"spec": {"replicas": 0}}))),
+            // Still stopping, then gone: only then is anything deleted.
+            Exchange::new(Method::GET, pods_path, 200, pods(1)),
+            Exchange::new(Method::GET, pods_path, 200, pods(0)),
+            Exchange::new(
+                Method::GET,
+                "/apis/monitoring.coreos.com/v1/prometheusrules?&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dmetrics-registry",
+                200,
+                json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRuleList", "metadata": {},
+                       "items": [{"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                                  "metadata": {"name": "metrics-registry-sqs", "namespace": "monitoring"}}]}),
+            ),
+            Exchange::new(
+                Method::DELETE,
+                "/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/metrics-registry-sqs?",
+                200,
+                json!({}),
+            ),
+            Exchange::new(
+                Method::DELETE,
+                "/apis/coordination.k8s.io/v1/namespaces/ns/leases/mr?",
+                404,
+                status(404, "NotFound"),
+            ),
+        ]);
+        Uninstall {
+            client,
+            namespace: "ns".into(),
+            deployment: Some("mr".into()),
+            lease: "mr".into(),
+            apiservices: false,
+            timeout: Duration::from_secs(10),
+        }
+        .run()
+        .await
+        .expect("uninstall");
+        played.await.expect("every expected request, nothing else");
+    }
+}
