@@ -1,0 +1,118 @@
+//! The binaries and images the clusters need, built by scripts in `scripts/` into a cache
+//! folder outside the clone (once; later runs find them).
+
+use super::node::KUBELET;
+use super::{ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER};
+use anyhow::{Context as _, bail};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::sync::OnceCell;
+
+/// `K8S_BIN_DIR` if set, else the folder `scripts/build-k8s.sh` prints on its last line.
+/// Run once per test binary: parallel first-time builds would race on the same outputs.
+pub async fn binary_dir() -> anyhow::Result<PathBuf> {
+    static DIR: OnceCell<PathBuf> = OnceCell::const_new();
+    DIR.get_or_try_init(find_binary_dir).await.cloned()
+}
+
+async fn find_binary_dir() -> anyhow::Result<PathBuf> {
+    let dir = match std::env::var_os("K8S_BIN_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        // A first build takes minutes and reports progress on stderr.
+        None => script_output_dir("build-k8s.sh")
+            .await
+            .context("building the Kubernetes binaries (set K8S_BIN_DIR to use others)")?,
+    };
+    for binary in [
+        ETCD,
+        KUBE_APISERVER,
+        KUBE_CONTROLLER_MANAGER,
+        KUBE_SCHEDULER,
+        KUBELET,
+    ] {
+        if !dir.join(binary).is_file() {
+            bail!("{binary} not found in {}", dir.display());
+        }
+    }
+    Ok(dir)
+}
+
+/// The pause and workload image archives (`scripts/build-test-images.sh`, run once per
+/// test binary; it returns at once when they are built).
+pub async fn test_images() -> anyhow::Result<Vec<PathBuf>> {
+    static DIR: OnceCell<PathBuf> = OnceCell::const_new();
+    let dir = DIR
+        .get_or_try_init(|| script_output_dir("build-test-images.sh"))
+        .await?;
+    Ok(vec![
+        dir.join("pause.oci.tar"),
+        dir.join("workload.oci.tar"),
+    ])
+}
+
+/// The metrics-registry image archive (`scripts/build-image.sh`: a static release build
+/// and buildah; minutes the first time). `METRICS_REGISTRY_IMAGE_ARCHIVE` skips the build.
+pub async fn product_image() -> anyhow::Result<PathBuf> {
+    static ARCHIVE: OnceCell<PathBuf> = OnceCell::const_new();
+    ARCHIVE
+        .get_or_try_init(|| async {
+            match std::env::var_os("METRICS_REGISTRY_IMAGE_ARCHIVE").filter(|a| !a.is_empty()) {
+                Some(archive) => Ok(PathBuf::from(archive)),
+                None => script_output_dir("build-image.sh").await,
+            }
+        })
+        .await
+        .cloned()
+}
+
+/// Runs `scripts/<name>` and returns the path it prints on its last line.
+async fn script_output_dir(name: &str) -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name);
+    let mut command = tokio::process::Command::new("bash");
+    // Only what the scripts need: the variables cargo sets for a test would make a
+    // nested cargo build see a different environment and rebuild everything.
+    command.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let keep = key.to_str().is_some_and(|k| {
+            matches!(
+                k,
+                "PATH"
+                    | "HOME"
+                    | "USER"
+                    | "TMPDIR"
+                    | "XDG_CACHE_HOME"
+                    | "CARGO_HOME"
+                    | "RUSTUP_HOME"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "CARGO_TARGET_DIR"
+                    | "METRICS_REGISTRY_CACHE"
+            )
+        });
+        if keep {
+            command.env(key, value);
+        }
+    }
+    let output = command
+        .arg(&script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .with_context(|| format!("running {}", script.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed with {} (its messages are above)",
+            script.display(),
+            output.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .with_context(|| format!("{} printed no path", script.display()))?;
+    Ok(PathBuf::from(last.trim()))
+}
