@@ -260,11 +260,10 @@ mod tests {
         let mut store = DefinitionStore::default();
         let kind = DefinitionKind::PodMetric;
         let fresh = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
-        assert!(
-            store
-                .apply(kind, WatchEvent::Apply(fresh.clone()))
-                .definitions_changed
-        );
+        // The first full list of a kind is a change by itself (the table becomes complete).
+        store.apply(kind, WatchEvent::Init);
+        store.apply(kind, WatchEvent::InitApply(fresh.clone()));
+        assert!(store.apply(kind, WatchEvent::InitDone).definitions_changed);
         let mut with_status = fresh.clone();
         with_status["status"] = json!({"observedGeneration": 1});
         let applied = store.apply(kind, WatchEvent::Apply(with_status.clone()));
