@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod parity;
 pub mod ports;
 pub mod prometheus;
+pub mod query_api;
 pub mod registry;
 
 /// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
