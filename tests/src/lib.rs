@@ -11,6 +11,8 @@ pub mod ports;
 pub mod prometheus;
 pub mod query_api;
 pub mod registry;
+pub mod thanos;
+pub mod third_party;
 pub mod victoria_metrics;
 
 /// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
