@@ -4,6 +4,7 @@
 pub mod adapter;
 pub mod adapter_examples;
 pub mod cluster;
+pub mod cluster_mode;
 pub mod exporter;
 pub mod fixtures;
 pub mod parity;

@@ -1,11 +1,15 @@
 //! Third-party components taken from their Go modules at pinned versions by scripts in
-//! `scripts/`, cached outside the clone: Thanos (built).
+//! `scripts/`, cached outside the clone: Thanos (built) and prometheus-operator's
+//! `PrometheusRule` CRD (read from the module's files, never copied into the clone).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context as _, bail};
 use tokio::sync::OnceCell;
+
+const PROMETHEUS_RULE_CRD_PATH: &str =
+    "source/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml";
 
 /// The folder holding the `thanos` binary: `THANOS_DIR` if set, else what
 /// `scripts/build-thanos.sh` prints (building Thanos the first time, which takes minutes).
@@ -14,6 +18,24 @@ pub async fn thanos_dir() -> anyhow::Result<PathBuf> {
     DIR.get_or_try_init(|| script_folder("THANOS_DIR", "build-thanos.sh", &["thanos"]))
         .await
         .cloned()
+}
+
+/// prometheus-operator's `PrometheusRule` CustomResourceDefinition as the project
+/// publishes it (YAML), at the version `scripts/fetch-prometheus-operator.sh` pins; from
+/// `PROMETHEUS_OPERATOR_DIR` if set.
+pub async fn prometheus_rule_crd() -> anyhow::Result<String> {
+    static DIR: OnceCell<PathBuf> = OnceCell::const_new();
+    let dir = DIR
+        .get_or_try_init(|| {
+            script_folder(
+                "PROMETHEUS_OPERATOR_DIR",
+                "fetch-prometheus-operator.sh",
+                &[PROMETHEUS_RULE_CRD_PATH],
+            )
+        })
+        .await?;
+    let path = dir.join(PROMETHEUS_RULE_CRD_PATH);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// `env` if set, else the folder `scripts/<script>` prints on its last line; `needed`

@@ -113,9 +113,10 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
 async fn scenario_prometheus_rule_objects(e2e: &E2e) {
     use metrics_registry::definitions::{DefinitionId, DefinitionKind};
     use metrics_registry::rules_output::{RulesOutput, prometheus_rules_installed};
-    e2e.apply_yaml(metrics_registry_tests::fixtures::PROMETHEUS_RULE_CRD)
+    let crd = metrics_registry_tests::third_party::prometheus_rule_crd()
         .await
         .unwrap();
+    e2e.apply_yaml(&crd).await.unwrap();
     e2e.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: monitoring}\n")
         .await
         .unwrap();
