@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need on a fresh Debian machine, from Debian's
-# packages: Prometheus; buildah for the images; containerd, runc and the CNI plugins
-# for the test node; busybox-static for its pause and workload images; iproute2.
+# packages: Prometheus and VictoriaMetrics (a second backend); buildah for the images;
+# containerd, runc and the CNI plugins for the test node; busybox-static for its pause
+# and workload images; iproute2.
 # A Rust toolchain and Go must be present. Safe to run again.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ need_root() { if [ "$(id -u)" -ne 0 ]; then echo sudo; fi; }
 # command (or file) → Debian package
 declare -A needed=(
   [prometheus]=prometheus
+  [victoria-metrics]=victoria-metrics
   [buildah]=buildah
   [containerd]=containerd
   [runc]=runc
@@ -27,7 +29,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $(need_root) apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq "${missing[@]}" >/dev/null
   # The packages start system services where an init system runs; tests start their own.
-  for service in prometheus containerd; do
+  for service in prometheus victoria-metrics containerd; do
     ($(need_root) systemctl disable --now "$service" >/dev/null 2>&1 || true)
   done
 fi

@@ -17,6 +17,12 @@ export K8S_BIN_DIR
 echo "==> prometheus-adapter (the baseline the migration tests compare against; built once)"
 ADAPTER_DIR="$(bash scripts/build-adapter.sh | tail -1)"
 export ADAPTER_DIR
+echo "==> Thanos (Query in front of Prometheus, for the backend tests; built once)"
+THANOS_DIR="$(bash scripts/build-thanos.sh | tail -1)"
+export THANOS_DIR
+echo "==> prometheus-operator's module (its PrometheusRule CRD, for the rule sink tests; fetched once)"
+PROMETHEUS_OPERATOR_DIR="$(bash scripts/fetch-prometheus-operator.sh | tail -1)"
+export PROMETHEUS_OPERATOR_DIR
 echo "==> images: metrics-registry (Containerfile, buildah) and the test node's pause/workload images"
 METRICS_REGISTRY_IMAGE_ARCHIVE="$(bash scripts/build-image.sh | tail -1)"
 export METRICS_REGISTRY_IMAGE_ARCHIVE

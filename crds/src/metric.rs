@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricStatus {
-    /// `Ready` condition: True when the definition is served, False with a reason
-    /// (`InvalidQuery`, `UnknownPlaceholder`, `NamespaceEscape`, `Conflict`, ...) otherwise.
+    /// `Ready` condition: True (`Served`) when the definition is served, False with a reason
+    /// (`InvalidQuery`, `UnknownPlaceholder`, `NamespaceEscape`, `Conflict`, ...) and the
+    /// problem in its message otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The `metadata.generation` the status describes.
+    /// The `metadata.generation` the status describes; older than the object's means
+    /// metrics-registry has not looked at the latest change yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// The metric name HPAs use (`spec.metricName` or `metadata.name`).
@@ -57,7 +59,8 @@ macro_rules! metric_kind {
             printcolumn = r#"{"name":"Metric","type":"string","jsonPath":".status.metricName"}"#,
             printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
             printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-            printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+            printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+            printcolumn = r#"{"name":"Message","type":"string","description":"The Ready condition's message: why the definition is not served (the last error), or what is served","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
         )]
         #[serde(rename_all = "camelCase")]
         pub struct $spec {

@@ -26,11 +26,12 @@ use std::collections::BTreeMap;
     derive = "Default",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","description":"The Ready condition's message: every problem of invalid rules, or the external metrics valid ones declare","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CustomPrometheusRulesSpec {
-    /// Rule groups, as in a Prometheus rule file.
+    /// Rule groups, as in a Prometheus rule file; group names must be unique.
     pub groups: Vec<RuleGroup>,
 }
 
@@ -40,10 +41,11 @@ pub struct CustomPrometheusRulesSpec {
 pub struct RuleGroup {
     /// Group name, unique within the object.
     pub name: String,
-    /// Evaluation interval, e.g. `30s`; Prometheus' global interval when empty.
+    /// How often the group's rules are evaluated, e.g. `30s` or `1m30s` (a unit is
+    /// required); Prometheus' global evaluation interval when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
-    /// Rules evaluated in order.
+    /// The group's rules, evaluated in order.
     #[serde(default)]
     pub rules: Vec<Rule>,
 }
@@ -52,21 +54,26 @@ pub struct RuleGroup {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
-    /// Name of the series to record, e.g. `kube_adapter_metric_queue_depth`.
+    /// Recording rules: name of the series to record. `kube_adapter_metric_<name>` serves
+    /// external metric `<name>`, e.g. `kube_adapter_metric_queue_depth` → `queue_depth`.
+    /// Set exactly one of `record` and `alert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<String>,
-    /// Name of the alert.
+    /// Alerting rules: name of the alert. Set exactly one of `record` and `alert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alert: Option<String>,
-    /// PromQL expression.
+    /// PromQL expression evaluated at every interval (a string; an integer is read as a
+    /// number literal).
     pub expr: IntOrString,
-    /// Alerting rules: how long the condition must hold before firing, e.g. `5m`.
+    /// Alerting rules: how long the expression must return results before the alert fires,
+    /// e.g. `5m` (a unit is required); at once when unset.
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
     pub for_: Option<String>,
-    /// Labels added to the result.
+    /// Labels added to every series the rule records or every alert it fires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
-    /// Alerting rules: annotations.
+    /// Alerting rules: annotations of the alert, e.g. `summary`; values may use
+    /// Prometheus' template language (`{{ $value }}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
 }
@@ -75,10 +82,13 @@ pub struct Rule {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RulesStatus {
-    /// `Ready` condition: True when every rule is valid and handed to Prometheus.
+    /// `Ready` condition: True (`Accepted`) when every rule is valid and handed to
+    /// Prometheus, False (`InvalidRule`, or `InvalidSpec` for an object that cannot be
+    /// read) with every problem in the message otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The `metadata.generation` the status describes.
+    /// The `metadata.generation` the status describes; older than the object's means
+    /// metrics-registry has not looked at the latest change yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// External metrics these rules record (`kube_adapter_metric_<name>` → `<name>`).

@@ -173,6 +173,9 @@ async fn sync_prometheus_rules(
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let mut wanted = BTreeSet::new();
+    // One object the API server refuses must not keep the others from Prometheus: every
+    // object is tried, and the refusals are reported together.
+    let mut failures = Vec::new();
     for (id, groups) in rules {
         let name = format!("metrics-registry-{}", id.name);
         let mut all_labels = labels.clone();
@@ -184,13 +187,19 @@ async fn sync_prometheus_rules(
                          "annotations": {"metrics-registry.io/source": format!("CustomPrometheusRules/{}", id.name)}},
             "spec": {"groups": groups},
         });
-        api.patch(
-            &name,
-            &PatchParams::apply("metrics-registry").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map_err(|e| format!("cannot write PrometheusRule {namespace}/{name}: {e}"))?;
+        if let Err(e) = api
+            .patch(
+                &name,
+                &PatchParams::apply("metrics-registry").force(),
+                &Patch::Apply(&object),
+            )
+            .await
+        {
+            failures.push(format!(
+                "cannot write PrometheusRule {namespace}/{name}: {e}"
+            ));
+        }
+        // Kept even when refused: an older version of it is still wanted over none.
         wanted.insert((namespace.to_string(), name));
     }
     for object in owned {
@@ -209,14 +218,16 @@ async fn sync_prometheus_rules(
                 tracing::info!(namespace = %orphan_namespace, %name, "deleted orphaned PrometheusRule")
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => {
-                return Err(format!(
-                    "cannot delete orphaned PrometheusRule {orphan_namespace}/{name}: {e}"
-                ));
-            }
+            Err(e) => failures.push(format!(
+                "cannot delete orphaned PrometheusRule {orphan_namespace}/{name}: {e}"
+            )),
         }
     }
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
 }
 
 #[cfg(test)]

@@ -271,26 +271,6 @@ spec:
       target: {type: Value, value: 42}
 "#;
 
-/// prometheus-operator's PrometheusRule CRD, reduced to what the API server needs to
-/// serve the kind (the real one carries the full schema).
-pub const PROMETHEUS_RULE_CRD: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: prometheusrules.monitoring.coreos.com}
-spec:
-  group: monitoring.coreos.com
-  names: {kind: PrometheusRule, listKind: PrometheusRuleList, plural: prometheusrules, singular: prometheusrule}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
-"#;
-
 /// Seed 000's HPA for Deployment `command` in namespace `kong`: keep the 60 s average
 /// upstream latency at 40 ms, 1–10 replicas, with the seed's behavior block.
 pub const KONG_HPA: &str = r#"

@@ -4,12 +4,17 @@
 pub mod adapter;
 pub mod adapter_examples;
 pub mod cluster;
+pub mod cluster_mode;
 pub mod exporter;
 pub mod fixtures;
 pub mod parity;
 pub mod ports;
 pub mod prometheus;
+pub mod query_api;
 pub mod registry;
+pub mod thanos;
+pub mod third_party;
+pub mod victoria_metrics;
 
 /// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
 pub fn init_test_logging() {

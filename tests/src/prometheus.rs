@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 
 use crate::cluster::process::kill_and_reap;
 use crate::ports::free_port;
+use crate::query_api::{query_data_at, wait_for_series_at};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -33,6 +34,8 @@ pub struct PrometheusOptions {
     pub evaluation_interval_secs: u32,
     /// Where it listens: loopback, or a node's address when pods must reach it.
     pub listen_ip: Ipv4Addr,
+    /// `global.external_labels`: a Thanos sidecar refuses a Prometheus without them.
+    pub external_labels: Vec<(String, String)>,
 }
 
 impl Default for PrometheusOptions {
@@ -43,6 +46,7 @@ impl Default for PrometheusOptions {
             rule_files: Vec::new(),
             evaluation_interval_secs: 1,
             listen_ip: Ipv4Addr::LOCALHOST,
+            external_labels: Vec::new(),
         }
     }
 }
@@ -125,33 +129,7 @@ impl Prometheus {
     /// Fails at once on a PromQL syntax error or a non-vector result, since
     /// waiting longer cannot change either.
     pub async fn wait_for_series(&self, promql: &str, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.query_data(promql).await {
-                Ok(data) => {
-                    if data["resultType"] != "vector" {
-                        bail!(
-                            "query {promql:?} returns a {} instead of a vector",
-                            data["resultType"]
-                        );
-                    }
-                    if data["result"].as_array().is_some_and(|r| !r.is_empty()) {
-                        return Ok(());
-                    }
-                    "an empty vector".to_owned()
-                }
-                Err(error) => {
-                    if let Some(QueryError::BadData(_)) = error.downcast_ref::<QueryError>() {
-                        return Err(error);
-                    }
-                    format!("{error:#}")
-                }
-            };
-            if Instant::now() >= deadline {
-                bail!("query {promql:?} still returned {last} after {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_series_at(&self.client, &self.url(), promql, timeout, &[]).await
     }
 
     /// POST `/-/reload`, e.g. after rule files changed on disk.
@@ -271,36 +249,7 @@ impl Prometheus {
     }
 
     async fn query_data(&self, promql: &str) -> anyhow::Result<Value> {
-        let response = self
-            .client
-            .get(format!("{}/api/v1/query", self.url()))
-            .query(&[("query", promql)])
-            .send()
-            .await
-            .with_context(|| format!("querying {promql:?}"))?;
-        let status = response.status();
-        // Prometheus reports query errors as JSON with a 4xx/5xx status, so the
-        // body is worth parsing before looking at the status.
-        let text = response.text().await?;
-        let body: Value = serde_json::from_str(&text).map_err(|_| {
-            anyhow!(
-                "query {promql:?}: {status} with a non-JSON body: {}",
-                text.trim()
-            )
-        })?;
-        if body["status"] != "success" {
-            let message = format!(
-                "query {promql:?} failed ({status}, {}): {}",
-                body["errorType"].as_str().unwrap_or("?"),
-                body["error"].as_str().unwrap_or("?")
-            );
-            return Err(if body["errorType"] == "bad_data" {
-                QueryError::BadData(message).into()
-            } else {
-                anyhow!(message)
-            });
-        }
-        Ok(body["data"].clone())
+        query_data_at(&self.client, &self.url(), promql, &[]).await
     }
 
     fn log_path(&self) -> PathBuf {
@@ -325,22 +274,8 @@ impl Drop for Prometheus {
     }
 }
 
-#[derive(Debug)]
-enum QueryError {
-    BadData(String),
-}
-
-impl std::fmt::Display for QueryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            QueryError::BadData(message) => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for QueryError {}
-
-fn http_client() -> anyhow::Result<reqwest::Client> {
+/// A plain-HTTP client for test servers.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
     // reqwest is built without a default crypto provider and refuses to build a
     // client until one is installed, even for plain http.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -392,6 +327,11 @@ fn render_config(options: &PrometheusOptions) -> anyhow::Result<String> {
         .map(|p| cwd.join(p).to_string_lossy().into_owned())
         .collect();
     let targets: Vec<String> = options.targets.iter().map(ToString::to_string).collect();
+    let external_labels: serde_json::Map<String, Value> = options
+        .external_labels
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+        .collect();
     // JSON is valid YAML, and serde_json takes care of quoting paths.
     let config = json!({
         "global": {
@@ -399,6 +339,7 @@ fn render_config(options: &PrometheusOptions) -> anyhow::Result<String> {
             // The 10 s default would exceed short scrape intervals, which Prometheus rejects.
             "scrape_timeout": scrape_interval,
             "evaluation_interval": format!("{}s", options.evaluation_interval_secs),
+            "external_labels": external_labels,
         },
         "rule_files": rule_files,
         "scrape_configs": [{

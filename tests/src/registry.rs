@@ -19,6 +19,8 @@ pub struct RegistryOptions {
     pub namespace_isolation: bool,
     pub external_refresh: Duration,
     pub rules_dir: Option<std::path::PathBuf>,
+    /// Sent with every request to Prometheus (`--prometheus-header NAME=VALUE`).
+    pub prometheus_headers: Vec<(String, String)>,
 }
 
 impl RegistryOptions {
@@ -29,6 +31,7 @@ impl RegistryOptions {
             namespace_isolation: true,
             external_refresh: Duration::from_millis(500),
             rules_dir: None,
+            prometheus_headers: Vec::new(),
         }
     }
 }
@@ -81,6 +84,7 @@ impl Registry {
         let base = format!("http://{}", listener.local_addr()?);
         let mut prometheus = PrometheusConfig::new(options.prometheus_url.clone());
         prometheus.timeout = options.prometheus_timeout;
+        prometheus.headers = options.prometheus_headers.clone();
         let standalone = Standalone {
             manifests: dir.path().to_path_buf(),
             prometheus,

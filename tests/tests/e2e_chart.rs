@@ -11,8 +11,8 @@ use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::discovery::ApiResource;
 use metrics_registry_tests::e2e::{E2e, NAMESPACE, RELEASE, pod_ready};
-use metrics_registry_tests::fixtures::PROMETHEUS_RULE_CRD;
 use metrics_registry_tests::scenarios::{KONG_PATH, events, kong_latency, set_latency};
+use metrics_registry_tests::third_party::prometheus_rule_crd;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -335,7 +335,8 @@ async fn prometheus_rule_names(e2e: &E2e) -> BTreeSet<String> {
 /// takes over once the lease has not been renewed for its duration, and writes what
 /// changed meanwhile; it never stopped serving.
 async fn leader_killed(e2e: &E2e) {
-    e2e.apply_yaml(PROMETHEUS_RULE_CRD).await.unwrap();
+    let crd = prometheus_rule_crd().await.unwrap();
+    e2e.apply_yaml(&crd).await.unwrap();
     e2e.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: monitoring}\n")
         .await
         .unwrap();

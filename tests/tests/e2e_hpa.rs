@@ -85,7 +85,10 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(columns, ["Name", "Metric", "Ready", "Reason", "Age"]);
+    assert_eq!(
+        columns,
+        ["Name", "Metric", "Ready", "Reason", "Age", "Message"]
+    );
     let row = &table["rows"]
         .as_array()
         .unwrap()
@@ -97,6 +100,9 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
         (&json!("broken"), &json!("False"), &json!("InvalidQuery")),
         "{row}"
     );
+    // The last error, as the status has it (the parser's message).
+    assert_eq!(row[5], broken["conditions"][0]["message"], "{row}");
+    assert!(row[5].as_str().is_some_and(|m| !m.is_empty()), "{row}");
     let served = e2e
         .status(
             "ClusterServiceMetric",
@@ -113,9 +119,10 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
 async fn scenario_prometheus_rule_objects(e2e: &E2e) {
     use metrics_registry::definitions::{DefinitionId, DefinitionKind};
     use metrics_registry::rules_output::{RulesOutput, prometheus_rules_installed};
-    e2e.apply_yaml(metrics_registry_tests::fixtures::PROMETHEUS_RULE_CRD)
+    let crd = metrics_registry_tests::third_party::prometheus_rule_crd()
         .await
         .unwrap();
+    e2e.apply_yaml(&crd).await.unwrap();
     e2e.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: monitoring}\n")
         .await
         .unwrap();

@@ -13,6 +13,16 @@ fn is_metric_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// A duration as Prometheus rule files and prometheus-operator's `PrometheusRule` take it:
+/// units required (`30s`, `1m30s`). PromQL also reads a bare number as seconds, which
+/// both of those refuse, so such a group would never reach Prometheus.
+fn check_rule_duration(text: &str) -> Result<(), String> {
+    if text.parse::<f64>().is_ok() {
+        return Err("needs a unit, as in 30s or 1m30s".to_string());
+    }
+    promql::parse_duration(text)
+}
+
 /// Every problem in one message; on success, the external metrics the groups record.
 pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
     let mut problems = Vec::new();
@@ -29,7 +39,7 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
             problems.push(format!("{at} appears twice"));
         }
         if let Some(interval) = &group.interval
-            && let Err(e) = promql::parse_duration(interval)
+            && let Err(e) = check_rule_duration(interval)
         {
             problems.push(format!("{at}: interval {interval:?}: {e}"));
         }
@@ -61,7 +71,7 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
                         problems.push(format!("{at}: alert name is empty"));
                     }
                     if let Some(duration) = &rule.for_
-                        && let Err(e) = promql::parse_duration(duration)
+                        && let Err(e) = check_rule_duration(duration)
                     {
                         problems.push(format!("{at}: for {duration:?}: {e}"));
                     }
@@ -82,5 +92,32 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
         Ok(external.into_iter().collect())
     } else {
         Err(problems.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(interval: &str, for_: &str) -> RuleGroup {
+        serde_json::from_value(serde_json::json!({
+            "name": "g", "interval": interval,
+            "rules": [{"alert": "A", "expr": "up == 0", "for": for_}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rule_durations_need_units() {
+        assert_eq!(validate(&[group("30s", "1m30s")]), Ok(vec![]));
+        let problems = validate(&[group("30", "1.5")]).unwrap_err();
+        assert!(
+            problems.contains(r#"interval "30": needs a unit, as in 30s or 1m30s"#),
+            "{problems}"
+        );
+        assert!(
+            problems.contains(r#"for "1.5": needs a unit, as in 30s or 1m30s"#),
+            "{problems}"
+        );
     }
 }
