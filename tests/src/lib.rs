@@ -20,8 +20,13 @@ pub mod victoria_metrics;
 pub fn init_test_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(
+                    // kube's client logs every failed request of the tests' own clients at
+                    // ERROR, which buries what the code under test says during fault tests.
+                    "warn,kube_client::client::builder=off",
+                )
+            }),
         )
         .with_test_writer()
         .try_init();
