@@ -2,9 +2,12 @@
 //! definition out. No kube, no I/O, so every rule of precedence, conflict and validation
 //! is tested by plain unit tests.
 
+mod incremental;
 mod promql;
 mod rules;
 mod template;
+
+pub use incremental::{Change, Delta, IncrementalCompiler};
 
 pub use promql::ISOLATION_LABEL;
 
@@ -252,5 +255,7 @@ fn compile_metric(
     ))
 }
 
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;
