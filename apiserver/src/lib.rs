@@ -13,6 +13,7 @@ pub mod quantity;
 pub mod render;
 pub mod rules;
 pub mod selector;
+pub mod serve;
 pub mod server;
 pub mod tls;
 pub mod wire;

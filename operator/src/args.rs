@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use metrics_registry_apiserver::prometheus::{PrometheusConfig, QueryMethod};
+use metrics_registry_apiserver::serve::ServeLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +79,29 @@ pub struct ServingArgs {
     /// Extra names for the generated certificate (the Service's DNS names and localhost are always in it).
     #[arg(long = "tls-host", value_name = "NAME")]
     pub tls_hosts: Vec<String>,
+    /// Close connections that do not complete a request head (and TLS handshake) within this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Answer 504 to a request that takes longer than this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in flight may take before the process exits anyway.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServingArgs {
+    pub fn limits(&self) -> ServeLimits {
+        ServeLimits {
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -220,15 +244,15 @@ pub fn require_loopback(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The manifests folder must exist before anything is served.
+/// The manifests folder must exist before anything is served. The path is kept as given
+/// (made absolute, symlinks not resolved) so that a re-pointed symlink is followed.
 pub fn manifests_dir(path: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let canonical = path
-        .canonicalize()
+    let metadata = std::fs::metadata(path)
         .with_context(|| format!("--manifests {}: folder not found", path.display()))?;
-    if !canonical.is_dir() {
+    if !metadata.is_dir() {
         bail!("--manifests {}: not a folder", path.display());
     }
-    Ok(canonical)
+    std::path::absolute(path).with_context(|| format!("--manifests {}", path.display()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod compiler;
 pub mod crdgen;
 pub mod definitions;
+pub mod folder;
 pub mod manifests;
 pub mod reload;
 pub mod rulefiles;

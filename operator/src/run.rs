@@ -19,6 +19,7 @@ use metrics_registry_apiserver::objects::NoCluster;
 use metrics_registry_apiserver::prometheus::PrometheusClient;
 pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
 use metrics_registry_apiserver::rules::shared_rule_table;
+use metrics_registry_apiserver::serve::{PlainHttp, ServeHandle, ServeLimits, serve};
 use metrics_registry_apiserver::server;
 use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
 use std::collections::BTreeMap;
@@ -37,6 +38,7 @@ pub struct Standalone {
     pub external_refresh: Duration,
     /// Write `CustomPrometheusRules` as rule files here and reload Prometheus.
     pub rules_dir: Option<PathBuf>,
+    pub limits: ServeLimits,
 }
 
 impl Standalone {
@@ -89,10 +91,15 @@ impl Standalone {
             prometheus = %self.prometheus.url,
             "serving custom.metrics.k8s.io and external.metrics.k8s.io over plain HTTP (standalone)"
         );
-        axum::serve(listener, server::insecure_router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")
+        serve(
+            listener,
+            server::insecure_router(state),
+            PlainHttp,
+            self.limits,
+            shutdown,
+        )
+        .await
+        .context("HTTP server failed")
     }
 }
 
@@ -213,13 +220,14 @@ impl ClusterMode {
             prometheus = %self.prometheus.url,
             "serving custom.metrics.k8s.io and external.metrics.k8s.io over HTTPS"
         );
-        let handle = axum_server::Handle::new();
+        let handle = ServeHandle::new();
         let stopper = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
-            stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+            stopper.shutdown();
         });
-        let mut server = tokio::spawn(serve_https(listener, app, tls, handle.clone()));
+        let limits = ServeLimits::default();
+        let mut server = tokio::spawn(serve_https(listener, app, tls, limits, handle.signalled()));
         // The aggregator fetches discovery as soon as an APIService appears and, if that
         // fails, marks the group stale for up to a minute (HPAs then see no metrics API):
         // register only once this server answers with a complete table.
@@ -308,6 +316,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         external_refresh: args.prometheus.external_refresh_interval,
         rules_dir: args.definitions.rules_dir.clone(),
+        limits: args.serving.limits(),
     };
     let listener = TcpListener::bind(addr)
         .await
