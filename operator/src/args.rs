@@ -173,6 +173,9 @@ pub struct PrometheusArgs {
     /// HTTP method of queries: auto uses POST only when the URL would be too long.
     #[arg(long, value_enum, default_value_t = Method::Auto)]
     pub prometheus_method: Method,
+    /// Largest Prometheus answer read (bytes); a larger one is answered with a 502 naming this limit.
+    #[arg(long, default_value_t = metrics_registry_apiserver::prometheus::DEFAULT_MAX_RESPONSE_BYTES)]
+    pub prometheus_max_response_bytes: usize,
     /// How often the list of kube_adapter_metric_* series is refreshed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub external_refresh_interval: Duration,
@@ -196,6 +199,7 @@ impl PrometheusArgs {
         config.client_cert_file = self.prometheus_client_cert_file.clone();
         config.client_key_file = self.prometheus_client_key_file.clone();
         config.headers = self.prometheus_headers.clone();
+        config.max_response_bytes = self.prometheus_max_response_bytes;
         config.method = match self.prometheus_method {
             Method::Auto => QueryMethod::Auto,
             Method::Get => QueryMethod::Get,
