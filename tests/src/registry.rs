@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 pub struct RegistryOptions {
     pub prometheus_url: String,
     pub prometheus_timeout: Duration,
+    pub prometheus_max_response_bytes: usize,
     pub namespace_isolation: bool,
     pub external_refresh: Duration,
     pub rules_dir: Option<std::path::PathBuf>,
@@ -31,6 +32,8 @@ impl RegistryOptions {
         RegistryOptions {
             prometheus_url: prometheus_url.into(),
             prometheus_timeout: Duration::from_secs(5),
+            prometheus_max_response_bytes:
+                metrics_registry_apiserver::prometheus::DEFAULT_MAX_RESPONSE_BYTES,
             namespace_isolation: true,
             external_refresh: Duration::from_millis(500),
             rules_dir: None,
@@ -98,6 +101,7 @@ impl Registry {
         let base = format!("http://{}", listener.local_addr()?);
         let mut prometheus = PrometheusConfig::new(options.prometheus_url.clone());
         prometheus.timeout = options.prometheus_timeout;
+        prometheus.max_response_bytes = options.prometheus_max_response_bytes;
         let standalone = Standalone {
             manifests: dir.clone(),
             prometheus,
