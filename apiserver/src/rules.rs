@@ -97,7 +97,7 @@ impl ObjectKind {
 }
 
 /// One piece of a query template.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Segment {
     Literal(String),
     LabelMatchers,

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What identifies one version of a file without reading it. Symlinks are followed, so a
 /// ConfigMap's `..data` swap shows as a new inode behind the same name.
@@ -44,9 +45,19 @@ struct FileState {
     seen: Option<Fingerprint>,
     /// Hash of the text the definitions came from.
     good_text: Option<u64>,
-    definitions: BTreeMap<DefinitionId, Definition>,
+    /// Sorted by id; shared with the compiler.
+    definitions: Vec<Arc<Definition>>,
     /// The problem last reported, so it is reported once.
     problem: Option<String>,
+}
+
+impl FileState {
+    fn find(&self, id: &DefinitionId) -> Option<&Arc<Definition>> {
+        self.definitions
+            .binary_search_by(|d| d.id.cmp(id))
+            .ok()
+            .map(|at| &self.definitions[at])
+    }
 }
 
 /// What one scan found.
@@ -66,8 +77,10 @@ pub struct Scan {
 pub struct ManifestFolder {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
-    /// Which files define each id; the first (sorted) is served, the others are reported.
-    owners: HashMap<DefinitionId, BTreeSet<PathBuf>>,
+    /// Which files define each id, sorted; the first is served, the others are reported.
+    owners: HashMap<DefinitionId, Vec<Arc<Path>>>,
+    /// One allocation per file path, shared by `owners`.
+    paths: HashMap<PathBuf, Arc<Path>>,
     reported_duplicates: BTreeSet<(DefinitionId, Vec<PathBuf>)>,
     folder_problem: Option<String>,
 }
@@ -92,6 +105,7 @@ impl ManifestFolder {
             dir: dir.into(),
             files: BTreeMap::new(),
             owners: HashMap::new(),
+            paths: HashMap::new(),
             reported_duplicates: BTreeSet::new(),
             folder_problem: None,
         }
@@ -130,8 +144,13 @@ impl ManifestFolder {
             self.forget(path, &mut touched);
         }
         let unseen = FileState::default();
-        for path in names {
-            match look(&path, self.files.get(&path).unwrap_or(&unseen)) {
+        let names: Vec<PathBuf> = names.into_iter().collect();
+        // Reading and parsing is most of a start-up load: on every core.
+        let looks = crate::parallel::map(&names, |path| {
+            look(path, self.files.get(path).unwrap_or(&unseen))
+        });
+        for (path, looked) in names.into_iter().zip(looks) {
+            match looked {
                 Look::Unchanged => {}
                 Look::Gone | Look::NotAFile => self.forget(&path, &mut touched),
                 Look::Problem(fingerprint, problem) => {
@@ -164,23 +183,37 @@ impl ManifestFolder {
                         continue;
                     }
                     state.good_text = Some(hash);
-                    let new: BTreeMap<DefinitionId, Definition> =
-                        definitions.into_iter().map(|d| (d.id.clone(), d)).collect();
+                    // Sorted by id; of a definition named twice in one file the last counts.
+                    let new: Vec<Arc<Definition>> = definitions
+                        .into_iter()
+                        .map(|d| (d.id.clone(), Arc::new(d)))
+                        .collect::<BTreeMap<_, _>>()
+                        .into_values()
+                        .collect();
                     let old = std::mem::replace(&mut state.definitions, new);
+                    let shared = self
+                        .paths
+                        .entry(path.clone())
+                        .or_insert_with(|| Arc::from(path.as_path()))
+                        .clone();
                     let state = &self.files[&path];
-                    for id in old.keys().filter(|id| !state.definitions.contains_key(*id)) {
-                        if let Some(files) = self.owners.get_mut(id) {
-                            files.remove(&path);
+                    for gone in old.iter().filter(|d| state.find(&d.id).is_none()) {
+                        if let Some(files) = self.owners.get_mut(&gone.id) {
+                            files.retain(|f| **f != *path);
                         }
-                        touched.insert(id.clone());
+                        touched.insert(gone.id.clone());
                     }
-                    for (id, definition) in &state.definitions {
-                        self.owners
-                            .entry(id.clone())
-                            .or_default()
-                            .insert(path.clone());
-                        if old.get(id) != Some(definition) {
-                            touched.insert(id.clone());
+                    for definition in &state.definitions {
+                        let files = self.owners.entry(definition.id.clone()).or_default();
+                        if let Err(at) = files.binary_search(&shared) {
+                            files.insert(at, shared.clone());
+                        }
+                        let before = old
+                            .binary_search_by(|d| d.id.cmp(&definition.id))
+                            .ok()
+                            .map(|at| &old[at]);
+                        if before != Some(definition) {
+                            touched.insert(definition.id.clone());
                         }
                     }
                 }
@@ -194,12 +227,13 @@ impl ManifestFolder {
 
     /// A file that is gone takes its definitions with it.
     fn forget(&mut self, path: &Path, touched: &mut BTreeSet<DefinitionId>) {
+        self.paths.remove(path);
         if let Some(state) = self.files.remove(path) {
-            for id in state.definitions.into_keys() {
-                if let Some(files) = self.owners.get_mut(&id) {
-                    files.remove(path);
+            for definition in state.definitions {
+                if let Some(files) = self.owners.get_mut(&definition.id) {
+                    files.retain(|f| **f != *path);
                 }
-                touched.insert(id);
+                touched.insert(definition.id.clone());
             }
         }
     }
@@ -209,7 +243,7 @@ impl ManifestFolder {
         let files: Vec<PathBuf> = self
             .owners
             .get(id)
-            .map(|f| f.iter().cloned().collect())
+            .map(|f| f.iter().map(|p| p.to_path_buf()).collect())
             .unwrap_or_default();
         let Some(first) = files.first() else {
             self.owners.remove(id);
@@ -226,7 +260,10 @@ impl ManifestFolder {
                 });
             }
         }
-        Change::Upsert(self.files[first].definitions[id].clone())
+        let definition = self.files[first]
+            .find(id)
+            .expect("owners list only files that define the id");
+        Change::Upsert(definition.clone())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod crdgen;
 pub mod definitions;
 pub mod folder;
 pub mod manifests;
+pub mod parallel;
 pub mod reload;
 pub mod rulefiles;
 pub mod rules_output;

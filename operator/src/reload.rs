@@ -94,6 +94,10 @@ impl Loader {
         watch.refresh();
         let started = Instant::now();
         let scan = self.folder.scan();
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "folder read"
+        );
         self.publish(scan, started, true);
         // Every file has been tried; bad ones are reported and do not hold the rest back.
         self.readiness.set_ready();

@@ -7,6 +7,7 @@
 //! metric group, so a change recompiles its own definition and re-decides the one or two
 //! groups it leaves or joins, never the whole table.
 
+use super::memo::ParseMemo;
 use super::{CompileOptions, Problem, Reason, Verdict, compile_metric, rules};
 use crate::definitions::{Definition, DefinitionBody, DefinitionId};
 use metrics_registry_apiserver::rules::{
@@ -19,7 +20,9 @@ use std::sync::Arc;
 /// One change from a source of definitions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    Upsert(Definition),
+    /// Shared, so a source that keeps its own copy (the manifest folder) does not double
+    /// the memory definitions take.
+    Upsert(Arc<Definition>),
     Remove(DefinitionId),
 }
 
@@ -59,12 +62,39 @@ enum Unit {
 }
 
 type GroupKey = (ObjectKind, String);
-/// Older definitions win conflicts (then by id), as in [`super::compile`].
-type Seniority = (String, DefinitionId);
+
+/// A group member, ordered as conflicts are decided: older first (`created`), then by
+/// id, as in [`super::compile`].
+#[derive(Clone, Debug)]
+struct Member(Arc<Definition>);
+
+impl Ord for Member {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        fn created(definition: &Definition) -> &str {
+            definition.created.as_deref().unwrap_or("")
+        }
+        let (a, b) = (&self.0, &other.0);
+        created(a).cmp(created(b)).then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+impl PartialOrd for Member {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Member {}
 
 #[derive(Debug)]
 struct Entry {
-    definition: Definition,
+    definition: Arc<Definition>,
     unit: Unit,
     verdict: Verdict,
 }
@@ -100,11 +130,48 @@ struct Before {
     rule_groups: Option<Vec<RuleGroup>>,
 }
 
-fn seniority(definition: &Definition) -> Seniority {
-    (
-        definition.created.clone().unwrap_or_default(),
-        definition.id.clone(),
-    )
+/// A definition compiled on its own; members of a group get their verdict when the
+/// group is decided.
+fn compile_unit(
+    options: CompileOptions,
+    memo: &ParseMemo,
+    definition: &Definition,
+) -> (Unit, Verdict) {
+    let id = &definition.id;
+    let unit = match &definition.body {
+        DefinitionBody::Metric(spec) => {
+            let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+            let compiled = compile_metric(id, spec, &metric_name, options, Some(memo))
+                .map(|(scope, rule)| (scope, Arc::new(rule)));
+            Unit::Metric {
+                metric_name,
+                compiled,
+            }
+        }
+        DefinitionBody::Rules(spec) => Unit::Rules(
+            rules::validate(&spec.groups).map_err(|m| Problem::new(Reason::InvalidRule, m)),
+        ),
+    };
+    let verdict = match &unit {
+        Unit::Metric {
+            metric_name,
+            compiled: Err(problem),
+        } => Verdict {
+            problem: Some(problem.clone()),
+            metric_name: Some(metric_name.clone()),
+            ..Verdict::default()
+        },
+        Unit::Metric { .. } => Verdict::default(),
+        Unit::Rules(Ok(external)) => Verdict {
+            external_metrics: external.clone(),
+            ..Verdict::default()
+        },
+        Unit::Rules(Err(problem)) => Verdict {
+            problem: Some(problem.clone()),
+            ..Verdict::default()
+        },
+    };
+    (unit, verdict)
 }
 
 /// Definitions in, a table and verdicts out, kept up to date change by change.
@@ -113,10 +180,11 @@ pub struct IncrementalCompiler {
     options: CompileOptions,
     entries: BTreeMap<DefinitionId, Entry>,
     /// Valid metric definitions by group and scope, most senior first.
-    groups: HashMap<GroupKey, BTreeMap<Scope, BTreeSet<Seniority>>>,
+    groups: HashMap<GroupKey, BTreeMap<Scope, BTreeSet<Member>>>,
     /// How many valid `CustomPrometheusRules` declare each external metric.
     external: BTreeMap<String, usize>,
     table: Arc<RuleTable>,
+    memo: ParseMemo,
 }
 
 impl IncrementalCompiler {
@@ -127,6 +195,7 @@ impl IncrementalCompiler {
             groups: HashMap::new(),
             external: BTreeMap::new(),
             table: Arc::new(RuleTable::default()),
+            memo: ParseMemo::default(),
         }
     }
 
@@ -136,7 +205,7 @@ impl IncrementalCompiler {
 
     /// Adds or replaces one definition.
     pub fn upsert(&mut self, definition: Definition) -> Delta {
-        self.apply([Change::Upsert(definition)])
+        self.apply([Change::Upsert(Arc::new(definition))])
     }
 
     /// Removes one definition (unknown ids change nothing).
@@ -152,7 +221,21 @@ impl IncrementalCompiler {
         let mut before: HashMap<DefinitionId, Before> = HashMap::new();
         let mut dirty_groups: HashSet<GroupKey> = HashSet::new();
         let mut external_dirty = false;
+        let changes: Vec<Change> = changes.into_iter().collect();
+        // Definitions that differ from what is held are compiled first, on every core
+        // (a start-up load is one batch of them all); the rest is sequential.
+        let (options, memo) = (self.options, &self.memo);
+        let mut compiled = crate::parallel::map(&changes, |change| match change {
+            Change::Upsert(definition)
+                if self.entries.get(&definition.id).map(|e| &e.definition) != Some(definition) =>
+            {
+                Some(compile_unit(options, memo, definition))
+            }
+            _ => None,
+        })
+        .into_iter();
         for change in changes {
+            let precompiled = compiled.next().flatten();
             let (id, definition) = match change {
                 Change::Upsert(definition) => (definition.id.clone(), Some(definition)),
                 Change::Remove(id) => (id, None),
@@ -167,7 +250,7 @@ impl IncrementalCompiler {
             });
             if let Some(old) = self.entries.remove(&id) {
                 if let Some((key, scope)) = old.group_key() {
-                    self.leave_group(&key, &scope, &seniority(&old.definition));
+                    self.leave_group(&key, &scope, &Member(old.definition.clone()));
                     dirty_groups.insert(key);
                 }
                 external_dirty |= self.count_external(old.external_metrics(), false);
@@ -175,14 +258,21 @@ impl IncrementalCompiler {
             let Some(definition) = definition else {
                 continue;
             };
-            let entry = self.compile_entry(definition);
+            // Only a definition named twice in one batch is compiled here.
+            let (unit, verdict) =
+                precompiled.unwrap_or_else(|| compile_unit(self.options, &self.memo, &definition));
+            let entry = Entry {
+                definition,
+                unit,
+                verdict,
+            };
             if let Some((key, scope)) = entry.group_key() {
                 self.groups
                     .entry(key.clone())
                     .or_default()
                     .entry(scope)
                     .or_default()
-                    .insert(seniority(&entry.definition));
+                    .insert(Member(entry.definition.clone()));
                 dirty_groups.insert(key);
             }
             external_dirty |= self.count_external(entry.external_metrics(), true);
@@ -231,7 +321,7 @@ impl IncrementalCompiler {
     }
 
     pub fn definition(&self, id: &DefinitionId) -> Option<&Definition> {
-        self.entries.get(id).map(|e| &e.definition)
+        self.entries.get(id).map(|e| &*e.definition)
     }
 
     /// Number of definitions held.
@@ -251,50 +341,7 @@ impl IncrementalCompiler {
             .collect()
     }
 
-    fn compile_entry(&self, definition: Definition) -> Entry {
-        let id = &definition.id;
-        let unit = match &definition.body {
-            DefinitionBody::Metric(spec) => {
-                let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
-                let compiled = compile_metric(id, spec, &metric_name, self.options)
-                    .map(|(scope, rule)| (scope, Arc::new(rule)));
-                Unit::Metric {
-                    metric_name,
-                    compiled,
-                }
-            }
-            DefinitionBody::Rules(spec) => Unit::Rules(
-                rules::validate(&spec.groups).map_err(|m| Problem::new(Reason::InvalidRule, m)),
-            ),
-        };
-        // Members of a group get theirs when the group is decided.
-        let verdict = match &unit {
-            Unit::Metric {
-                metric_name,
-                compiled: Err(problem),
-            } => Verdict {
-                problem: Some(problem.clone()),
-                metric_name: Some(metric_name.clone()),
-                ..Verdict::default()
-            },
-            Unit::Metric { .. } => Verdict::default(),
-            Unit::Rules(Ok(external)) => Verdict {
-                external_metrics: external.clone(),
-                ..Verdict::default()
-            },
-            Unit::Rules(Err(problem)) => Verdict {
-                problem: Some(problem.clone()),
-                ..Verdict::default()
-            },
-        };
-        Entry {
-            definition,
-            unit,
-            verdict,
-        }
-    }
-
-    fn leave_group(&mut self, key: &GroupKey, scope: &Scope, member: &Seniority) {
+    fn leave_group(&mut self, key: &GroupKey, scope: &Scope, member: &Member) {
         if let Some(scopes) = self.groups.get_mut(key) {
             if let Some(members) = scopes.get_mut(scope) {
                 members.remove(member);
@@ -345,7 +392,8 @@ impl IncrementalCompiler {
             .collect();
         for (scope, members) in scopes {
             let mut winner: Option<&Arc<MetricRule>> = None;
-            for (_, id) in members {
+            for Member(definition) in members {
+                let id = &definition.id;
                 let entry = &self.entries[id];
                 let Unit::Metric {
                     metric_name,

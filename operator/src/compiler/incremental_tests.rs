@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_crds::{CustomPrometheusRulesSpec, Rule};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 const KINDS: [DefinitionKind; 5] = [
     DefinitionKind::ServiceMetric,
@@ -82,7 +83,7 @@ fn definition() -> impl Strategy<Value = Definition> {
 
 fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
-        3 => definition().prop_map(Change::Upsert),
+        3 => definition().prop_map(|d| Change::Upsert(Arc::new(d))),
         1 => definition().prop_map(|d| Change::Remove(d.id)),
     ]
 }
@@ -111,7 +112,7 @@ proptest! {
             let rules_before = compiler.rule_groups();
             for change in &batch {
                 match change {
-                    Change::Upsert(d) => { current.insert(d.id.clone(), d.clone()); }
+                    Change::Upsert(d) => { current.insert(d.id.clone(), (**d).clone()); }
                     Change::Remove(id) => { current.remove(id); }
                 }
             }
@@ -159,8 +160,8 @@ fn one_edit_touches_only_its_group() {
     let cluster = metric(ClusterServiceMetric, None, "latency", good);
     let other = metric(ClusterPodMetric, None, "workers", good);
     compiler.apply([
-        Change::Upsert(cluster.clone()),
-        Change::Upsert(other.clone()),
+        Change::Upsert(Arc::new(cluster.clone())),
+        Change::Upsert(Arc::new(other)),
     ]);
     let before = compiler.table();
 
