@@ -125,12 +125,19 @@ pub async fn serve<A: Acceptor>(
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
+        // Finished connections are reaped as they end: a task's memory is only released
+        // once it is joined, and a quiet server would otherwise keep every closed one.
         let permit = tokio::select! {
             _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let tcp = tokio::select! {
             _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {
+                drop(permit);
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
                 Err(error) => {
@@ -141,7 +148,6 @@ pub async fn serve<A: Acceptor>(
                 }
             },
         };
-        while connections.try_join_next().is_some() {}
         let (app, acceptor, stopping) = (app.clone(), acceptor.clone(), stopping.clone());
         connections.spawn(async move {
             serve_connection(tcp, app, acceptor, limits, stopping).await;
