@@ -48,10 +48,10 @@ impl Acceptor for TlsAcceptor {
     async fn accept(&self, tcp: TcpStream) -> std::io::Result<Accepted<Self::Stream>> {
         let config = self.tls.rustls_config().get_inner();
         let stream = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
-        let session = stream.get_ref().1;
-        let http2 = session.alpn_protocol() == Some(b"h2".as_slice());
+        let connection = stream.get_ref().1;
+        let http2 = connection.alpn_protocol() == Some(b"h2".as_slice());
         let mut extensions = http::Extensions::new();
-        if let Some(chain) = session
+        if let Some(chain) = connection
             .peer_certificates()
             .filter(|chain| !chain.is_empty())
         {
