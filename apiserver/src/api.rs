@@ -186,7 +186,7 @@ pub async fn custom_metric(
         } => {
             let mut namespaces = table.namespaces_defining(ObjectKind::Namespace, metric);
             if namespaces.is_empty() {
-                return Err(unknown_metric(&table, ObjectKind::Namespace, metric, None));
+                return Err(unknown_metric(ObjectKind::Namespace, metric, None));
             }
             if !object_selector.is_empty() {
                 let selected: HashSet<String> =
@@ -240,25 +240,22 @@ fn lookup<'t>(
 ) -> Result<&'t Arc<MetricRule>, ApiError> {
     table
         .lookup(kind, metric, namespace)
-        .ok_or_else(|| unknown_metric(table, kind, metric, Some(namespace)))
+        .ok_or_else(|| unknown_metric(kind, metric, Some(namespace)))
 }
 
-fn unknown_metric(
-    table: &RuleTable,
-    kind: ObjectKind,
-    metric: &str,
-    namespace: Option<&str>,
-) -> ApiError {
-    let elsewhere = table.namespaces_defining(kind, metric);
-    let hint = match (elsewhere.is_empty(), namespace) {
-        (false, Some(namespace)) => format!(
-            "; it is defined only in namespace(s) {} and not in {namespace}",
-            elsewhere.join(", ")
+/// Says only what holds for the requester's namespace and the cluster: whether another
+/// namespace defines the metric is none of its business (tenants would learn each
+/// other's metric names and namespaces), so that case reads exactly like a metric
+/// nobody defines.
+fn unknown_metric(kind: ObjectKind, metric: &str, namespace: Option<&str>) -> ApiError {
+    let place = match namespace {
+        Some(namespace) => format!(
+            ": there is no definition of it in namespace {namespace} and no cluster-wide one"
         ),
-        _ => String::new(),
+        None => String::new(),
     };
     ApiError::not_found(format!(
-        "the server could not find the metric {metric} for {}{hint}",
+        "the server could not find the metric {metric} for {}{place}",
         kind.resource()
     ))
 }
@@ -369,8 +366,7 @@ async fn values_for(
         let Some(name) = sample.labels.get(&rule.object_label) else {
             continue;
         };
-        if wanted.as_ref().is_some_and(|w| !w.contains(name.as_str())) || !seen.insert(name.clone())
-        {
+        if wanted.as_ref().is_some_and(|w| !w.contains(name)) || !seen.insert(name) {
             continue;
         }
         match make(name, sample) {
@@ -408,15 +404,12 @@ fn pick_sample<'s>(
     name: &str,
     query: &str,
 ) -> Result<&'s Sample, ApiError> {
-    if let Some(sample) = samples
-        .iter()
-        .find(|s| s.labels.get(label).map(String::as_str) == Some(name))
-    {
+    if let Some(sample) = samples.iter().find(|s| s.labels.get(label) == Some(name)) {
         return Ok(sample);
     }
     // A query without `by (<<.GroupBy>>)` returns one unlabelled series; it can only be this object's.
     if let [sample] = samples
-        && !sample.labels.contains_key(label)
+        && !sample.labels.contains(label)
     {
         return Ok(sample);
     }
@@ -461,8 +454,12 @@ pub async fn external_metric(
     for sample in &samples {
         match milli_quantity(&sample.value) {
             Ok(value) => {
-                let mut labels = sample.labels.clone();
-                labels.remove("__name__");
+                let labels = sample
+                    .labels
+                    .iter()
+                    .filter(|(name, _)| *name != "__name__")
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect();
                 items.push(ExternalMetricValue {
                     metric_name: metric.to_string(),
                     metric_labels: labels,
@@ -561,6 +558,45 @@ mod tests {
             ObjectSelection::All
         ));
         assert!(matches!(object_selection(None), ObjectSelection::All));
+    }
+
+    #[test]
+    fn a_metric_of_another_namespace_is_not_revealed() {
+        use crate::rules::{MetricRule, QueryTemplate, Scope, Segment};
+        let mut table = RuleTable::default();
+        table
+            .insert(
+                Scope::Namespace("tenant-b".into()),
+                MetricRule {
+                    object: ObjectKind::Service,
+                    metric: "secret_sauce".into(),
+                    template: QueryTemplate::new(vec![Segment::Literal("x".into())]),
+                    object_label: "service".into(),
+                    namespace_label: "namespace".into(),
+                    window_seconds: None,
+                    source: "ServiceMetric tenant-b/secret-sauce".into(),
+                },
+            )
+            .unwrap();
+        let defined_elsewhere = lookup(&table, ObjectKind::Service, "secret_sauce", "tenant-a")
+            .unwrap_err()
+            .message;
+        let defined_nowhere = lookup(&table, ObjectKind::Service, "nothing_here", "tenant-a")
+            .unwrap_err()
+            .message;
+        assert!(
+            !defined_elsewhere.contains("tenant-b"),
+            "{defined_elsewhere}"
+        );
+        assert_eq!(
+            defined_elsewhere.replace("secret_sauce", "nothing_here"),
+            defined_nowhere
+        );
+        assert!(
+            defined_nowhere.contains("in namespace tenant-a"),
+            "{defined_nowhere}"
+        );
+        assert!(lookup(&table, ObjectKind::Service, "secret_sauce", "tenant-b").is_ok());
     }
 
     fn sample(labels: &[(&str, &str)], value: &str) -> Sample {

@@ -2,19 +2,16 @@
 //! the handlers.
 //!
 //! hyper knows nothing of TLS, so the certificates a client presented are lost once
-//! the handshake is done unless they are copied into each request: the acceptor
-//! below wraps the per-connection service so that every request on the connection
-//! carries them as [`PeerCertificates`].
+//! the handshake is done unless they are copied into each request: the acceptor below
+//! hands them to [`crate::serve`], which puts them on every request of the connection
+//! as [`PeerCertificates`].
 
+use crate::serve::{Accepted, Acceptor, ServeLimits, serve};
 use crate::tls::ReloadableTls;
-use axum_server::accept::{Accept, DefaultAcceptor};
-use axum_server::tls_rustls::RustlsAcceptor;
-use futures::future::BoxFuture;
 use rustls::pki_types::CertificateDer;
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 /// The chain the client presented in the TLS handshake, leaf first. Present only
@@ -23,84 +20,48 @@ use tokio_rustls::server::TlsStream;
 #[derive(Clone, Debug)]
 pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
 
-/// Serves `app` over TLS on `listener` until `handle` shuts it down, inserting the
-/// peer's certificate chain into each request's extensions as [`PeerCertificates`].
+/// Serves `app` over TLS on `listener` until `shutdown` completes (within the bounds of
+/// `limits`), inserting the peer's certificate chain into each request's extensions as
+/// [`PeerCertificates`].
 pub async fn serve_https(
     listener: std::net::TcpListener,
     app: axum::Router,
     tls: Arc<ReloadableTls>,
-    handle: axum_server::Handle<SocketAddr>,
+    limits: ServeLimits,
+    shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     // tokio requires it of a std listener, and a blocking one would stall the runtime.
     listener.set_nonblocking(true)?;
-    let acceptor = PeerCertificateAcceptor {
-        tls: RustlsAcceptor::new(tls.rustls_config()),
-    };
-    axum_server::from_tcp(listener)?
-        .acceptor(acceptor)
-        .handle(handle)
-        .serve(app.into_make_service())
-        .await
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    serve(listener, app, TlsAcceptor { tls }, limits, shutdown).await
 }
 
+/// The TLS handshake with the configuration in force when the connection came.
 #[derive(Clone)]
-struct PeerCertificateAcceptor {
-    tls: RustlsAcceptor<DefaultAcceptor>,
+struct TlsAcceptor {
+    tls: Arc<ReloadableTls>,
 }
 
-impl<I, S> Accept<I, S> for PeerCertificateAcceptor
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Send + 'static,
-{
-    type Stream = TlsStream<I>;
-    type Service = WithPeerCertificates<S>;
-    type Future = BoxFuture<'static, std::io::Result<(Self::Stream, Self::Service)>>;
+impl Acceptor for TlsAcceptor {
+    type Stream = TlsStream<TcpStream>;
 
-    fn accept(&self, stream: I, service: S) -> Self::Future {
-        let handshake = self.tls.accept(stream, service);
-        Box::pin(async move {
-            let (stream, service) = handshake.await?;
-            let peer = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .filter(|chain| !chain.is_empty())
-                .map(|chain| PeerCertificates(Arc::new(chain.to_vec())));
-            Ok((
-                stream,
-                WithPeerCertificates {
-                    inner: service,
-                    peer,
-                },
-            ))
-        })
-    }
-}
-
-#[derive(Clone)]
-struct WithPeerCertificates<S> {
-    inner: S,
-    peer: Option<PeerCertificates>,
-}
-
-impl<S, B> tower::Service<http::Request<B>> for WithPeerCertificates<S>
-where
-    S: tower::Service<http::Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if let Some(peer) = &self.peer {
-            request.extensions_mut().insert(peer.clone());
+    async fn accept(&self, tcp: TcpStream) -> std::io::Result<Accepted<Self::Stream>> {
+        let config = self.tls.rustls_config().get_inner();
+        let stream = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await?;
+        let connection = stream.get_ref().1;
+        let http2 = connection.alpn_protocol() == Some(b"h2".as_slice());
+        let mut extensions = http::Extensions::new();
+        if let Some(chain) = connection
+            .peer_certificates()
+            .filter(|chain| !chain.is_empty())
+        {
+            extensions.insert(PeerCertificates(Arc::new(chain.to_vec())));
         }
-        self.inner.call(request)
+        Ok(Accepted {
+            stream,
+            http2,
+            extensions,
+        })
     }
 }
 
@@ -126,8 +87,14 @@ mod tests {
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("https://{}/", listener.local_addr().unwrap());
-        let handle = axum_server::Handle::new();
-        tokio::spawn(serve_https(listener, app, tls, handle.clone()));
+        let handle = crate::serve::ServeHandle::new();
+        tokio::spawn(serve_https(
+            listener,
+            app,
+            tls,
+            ServeLimits::default(),
+            handle.signalled(),
+        ));
 
         let trust = reqwest::Certificate::from_pem(serving.ca_bundle().as_bytes()).unwrap();
         let get = |identity: Option<reqwest::Identity>| {

@@ -14,6 +14,7 @@ pub mod readiness;
 pub mod render;
 pub mod rules;
 pub mod selector;
+pub mod serve;
 pub mod server;
 pub mod tls;
 pub mod wire;

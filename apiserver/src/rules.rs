@@ -97,7 +97,7 @@ impl ObjectKind {
 }
 
 /// One piece of a query template.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Segment {
     Literal(String),
     LabelMatchers,
@@ -155,10 +155,18 @@ pub enum Scope {
     Namespace(String),
 }
 
+/// Every rule of one metric name for one kind of object: the cluster one and the
+/// namespaced ones. Shared by pointer between table snapshots.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct MetricEntry {
-    cluster: Option<Arc<MetricRule>>,
-    namespaced: BTreeMap<String, Arc<MetricRule>>,
+pub struct MetricGroup {
+    pub cluster: Option<Arc<MetricRule>>,
+    pub namespaced: BTreeMap<String, Arc<MetricRule>>,
+}
+
+impl MetricGroup {
+    pub fn is_empty(&self) -> bool {
+        self.cluster.is_none() && self.namespaced.is_empty()
+    }
 }
 
 /// Returned when a slot is already taken; the compiler turns it into a `Conflict` verdict.
@@ -170,48 +178,85 @@ pub struct SlotTaken {
     pub existing: String,
 }
 
+/// The metric groups of one object kind, by metric name.
+type KindGroups = BTreeMap<Arc<str>, Arc<MetricGroup>>;
+
 /// Everything the API serves.
+///
+/// Groups sit behind `Arc`s at two levels (per kind, per metric), so cloning a table to
+/// publish a changed snapshot copies pointers, never rules, and a change to one group
+/// copies only the map of its object kind.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleTable {
-    metrics: BTreeMap<(ObjectKind, String), MetricEntry>,
-    external: BTreeSet<String>,
+    metrics: BTreeMap<ObjectKind, Arc<KindGroups>>,
+    external: Arc<BTreeSet<String>>,
 }
 
 impl RuleTable {
     /// Adds a rule; fails if the same (kind, metric, scope) is taken.
     pub fn insert(&mut self, scope: Scope, rule: MetricRule) -> Result<(), SlotTaken> {
-        let entry = self
-            .metrics
-            .entry((rule.object, rule.metric.clone()))
-            .or_default();
-        let slot = match scope {
-            Scope::Cluster => &mut entry.cluster,
-            Scope::Namespace(namespace) => {
-                if let Some(existing) = entry.namespaced.get(&namespace) {
-                    return Err(SlotTaken {
-                        metric: rule.metric,
-                        resource: rule.object.resource(),
-                        existing: existing.source.clone(),
-                    });
-                }
-                entry.namespaced.insert(namespace, Arc::new(rule));
-                return Ok(());
+        if let Some(group) = self.group(rule.object, &rule.metric) {
+            let existing = match &scope {
+                Scope::Cluster => group.cluster.as_ref(),
+                Scope::Namespace(namespace) => group.namespaced.get(namespace),
+            };
+            if let Some(existing) = existing {
+                return Err(SlotTaken {
+                    metric: rule.metric,
+                    resource: rule.object.resource(),
+                    existing: existing.source.clone(),
+                });
             }
-        };
-        if let Some(existing) = slot {
-            return Err(SlotTaken {
-                metric: rule.metric,
-                resource: rule.object.resource(),
-                existing: existing.source.clone(),
-            });
         }
-        *slot = Some(Arc::new(rule));
+        // In place: nothing else holds these maps while a table is being built.
+        let groups = Arc::make_mut(self.metrics.entry(rule.object).or_default());
+        let group = Arc::make_mut(groups.entry(Arc::from(rule.metric.as_str())).or_default());
+        match scope {
+            Scope::Cluster => group.cluster = Some(Arc::new(rule)),
+            Scope::Namespace(namespace) => {
+                group.namespaced.insert(namespace, Arc::new(rule));
+            }
+        }
         Ok(())
+    }
+
+    /// Replaces every rule of one (kind, metric); an empty group removes the metric.
+    /// Returns whether anything changed.
+    pub fn set_group(&mut self, object: ObjectKind, metric: &str, group: MetricGroup) -> bool {
+        if self.group(object, metric) == Some(&group)
+            || (group.is_empty() && !self.defines(object, metric))
+        {
+            return false;
+        }
+        let groups = Arc::make_mut(self.metrics.entry(object).or_default());
+        if group.is_empty() {
+            groups.remove(metric);
+            if groups.is_empty() {
+                self.metrics.remove(&object);
+            }
+        } else {
+            groups.insert(Arc::from(metric), Arc::new(group));
+        }
+        true
+    }
+
+    /// Every rule of one (kind, metric).
+    pub fn group(&self, object: ObjectKind, metric: &str) -> Option<&MetricGroup> {
+        self.metrics.get(&object)?.get(metric).map(|group| &**group)
     }
 
     /// Declares an external metric known from a recording rule.
     pub fn insert_external(&mut self, name: String) {
-        self.external.insert(name);
+        Arc::make_mut(&mut self.external).insert(name);
+    }
+
+    /// Replaces the external metrics declared by recording rules; returns whether they changed.
+    pub fn set_external(&mut self, names: BTreeSet<String>) -> bool {
+        if *self.external == names {
+            return false;
+        }
+        self.external = Arc::new(names);
+        true
     }
 
     /// Precedence: the namespaced definition in `namespace`, else the cluster one.
@@ -221,28 +266,27 @@ impl RuleTable {
         metric: &str,
         namespace: &str,
     ) -> Option<&Arc<MetricRule>> {
-        let entry = self.metrics.get(&(object, metric.to_string()))?;
-        entry.namespaced.get(namespace).or(entry.cluster.as_ref())
+        let group = self.group(object, metric)?;
+        group.namespaced.get(namespace).or(group.cluster.as_ref())
     }
 
     /// Whether `metric` is defined for `object` in any scope.
     pub fn defines(&self, object: ObjectKind, metric: &str) -> bool {
-        self.metrics.contains_key(&(object, metric.to_string()))
+        self.group(object, metric).is_some()
     }
 
     /// Namespaces that have their own definition of a metric.
     pub fn namespaces_defining(&self, object: ObjectKind, metric: &str) -> Vec<String> {
-        self.metrics
-            .get(&(object, metric.to_string()))
-            .map(|entry| entry.namespaced.keys().cloned().collect())
+        self.group(object, metric)
+            .map(|group| group.namespaced.keys().cloned().collect())
             .unwrap_or_default()
     }
 
     /// Each (kind, metric) once, whichever scopes define it, sorted.
     pub fn discovery(&self) -> impl Iterator<Item = (ObjectKind, &str)> {
         self.metrics
-            .keys()
-            .map(|(kind, metric)| (*kind, metric.as_str()))
+            .iter()
+            .flat_map(|(kind, groups)| groups.keys().map(move |metric| (*kind, &**metric)))
     }
 
     /// External metric names declared by recording rules.
@@ -254,12 +298,13 @@ impl RuleTable {
     pub fn len(&self) -> usize {
         self.metrics
             .values()
-            .map(|entry| usize::from(entry.cluster.is_some()) + entry.namespaced.len())
+            .flat_map(|groups| groups.values())
+            .map(|group| usize::from(group.cluster.is_some()) + group.namespaced.len())
             .sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.metrics.is_empty()
     }
 }
 

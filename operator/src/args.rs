@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use metrics_registry_apiserver::prometheus::{PrometheusConfig, QueryMethod};
+use metrics_registry_apiserver::serve::ServeLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -85,6 +86,29 @@ pub struct ServingArgs {
     /// Extra names for the generated certificate (the Service's DNS names and localhost are always in it).
     #[arg(long = "tls-host", value_name = "NAME")]
     pub tls_hosts: Vec<String>,
+    /// Close connections that do not complete a request head (and TLS handshake) within this.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Answer 504 to a request that takes longer than this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// On SIGTERM, how long requests in flight may take before the process exits anyway.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServingArgs {
+    pub fn limits(&self) -> ServeLimits {
+        ServeLimits {
+            header_read_timeout: self.header_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -145,15 +169,13 @@ pub struct LeaderElectionArgs {
     pub leader_election_retry_period: Duration,
 }
 
-/// What happens on SIGTERM: `/readyz` fails at once, requests are still served for
-/// `--shutdown-delay` (while endpoints and the aggregator stop routing here), then open
-/// requests get `--shutdown-grace` to finish.
+/// What happens on SIGTERM in cluster mode: `/readyz` fails at once, requests are still
+/// served for `--shutdown-delay` (while endpoints and the aggregator stop routing here),
+/// then open requests get `--shutdown-grace` to finish.
 #[derive(Debug, Args)]
 pub struct ShutdownArgs {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +224,9 @@ pub struct PrometheusArgs {
     /// HTTP method of queries: auto uses POST only when the URL would be too long.
     #[arg(long, value_enum, default_value_t = Method::Auto)]
     pub prometheus_method: Method,
+    /// Largest Prometheus answer read (bytes); a larger one is answered with a 502 naming this limit.
+    #[arg(long, default_value_t = metrics_registry_apiserver::prometheus::DEFAULT_MAX_RESPONSE_BYTES)]
+    pub prometheus_max_response_bytes: usize,
     /// How often the list of kube_adapter_metric_* series is refreshed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub external_refresh_interval: Duration,
@@ -225,6 +250,7 @@ impl PrometheusArgs {
         config.client_cert_file = self.prometheus_client_cert_file.clone();
         config.client_key_file = self.prometheus_client_key_file.clone();
         config.headers = self.prometheus_headers.clone();
+        config.max_response_bytes = self.prometheus_max_response_bytes;
         config.method = match self.prometheus_method {
             Method::Auto => QueryMethod::Auto,
             Method::Get => QueryMethod::Get,
@@ -294,15 +320,15 @@ pub fn require_loopback(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The manifests folder must exist before anything is served.
+/// The manifests folder must exist before anything is served. The path is kept as given
+/// (made absolute, symlinks not resolved) so that a re-pointed symlink is followed.
 pub fn manifests_dir(path: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let canonical = path
-        .canonicalize()
+    let metadata = std::fs::metadata(path)
         .with_context(|| format!("--manifests {}: folder not found", path.display()))?;
-    if !canonical.is_dir() {
+    if !metadata.is_dir() {
         bail!("--manifests {}: not a folder", path.display());
     }
-    Ok(canonical)
+    std::path::absolute(path).with_context(|| format!("--manifests {}", path.display()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+// With glibc's allocator, what 10,000 closed connections or a large reload freed stayed
+// resident; jemalloc with its background thread returns it to the system.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
@@ -23,6 +28,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log.log_level, cli.log.log_format);
     install_crypto_provider();
+    // Purges freed pages after jemalloc's decay time (10 s) even when the process is idle.
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::debug!(%error, "jemalloc background thread not started");
+    }
     match execute(cli.command) {
         Ok(code) => code,
         Err(error) => {

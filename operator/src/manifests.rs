@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A problem with one file; any such problem keeps the last good table in place.
+/// A problem with one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestError {
     pub file: PathBuf,
@@ -26,7 +26,58 @@ pub struct Located {
     pub definition: Definition,
 }
 
-fn is_manifest(path: &Path) -> bool {
+/// Largest manifest file read; a ConfigMap holds at most 1 MiB, so this leaves room for
+/// generated folders while keeping a stray dump from filling memory.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// YAML documents per file (the YAML library's default of 1,024 is too small for
+/// generated files holding one definition per document).
+pub const MAX_DOCUMENTS: usize = 100_000;
+/// Nodes (scalars, mappings, sequences) per file; a definition has about 15.
+pub const MAX_NODES: usize = 5_000_000;
+/// Parser events per file; about twice the nodes.
+pub const MAX_EVENTS: usize = 12_000_000;
+
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = MAX_DOCUMENTS;
+    budget.max_nodes = MAX_NODES;
+    budget.max_events = MAX_EVENTS;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
+/// Names the limit a file broke, so its author knows what to split.
+fn yaml_error(error: serde_saphyr::Error) -> String {
+    use serde_saphyr::budget::BudgetBreach;
+    let mut original = &error;
+    while let serde_saphyr::Error::WithSnippet { error, .. } = original {
+        original = error;
+    }
+    let limit = match original {
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            BudgetBreach::Documents { .. } => {
+                Some(format!("more than {MAX_DOCUMENTS} YAML documents"))
+            }
+            BudgetBreach::Nodes { .. } => Some(format!("more than {MAX_NODES} YAML nodes")),
+            BudgetBreach::Events { .. } => {
+                Some(format!("more than {MAX_EVENTS} YAML parser events"))
+            }
+            other => Some(format!("a YAML safety limit ({other:?})")),
+        },
+        _ => None,
+    };
+    match limit {
+        Some(limit) => {
+            format!("the file has {limit}, the per-file limit; split it into several files")
+        }
+        None => format!("invalid YAML: {error}"),
+    }
+}
+
+/// Whether a folder entry's name marks it as a manifest. Hidden entries are skipped, which
+/// also skips the `..data` folders of mounted ConfigMaps (their files appear as symlinks).
+pub fn is_manifest(path: &Path) -> bool {
     let hidden = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -43,9 +94,36 @@ pub fn read_file(path: &Path) -> Result<Vec<Located>, Vec<ManifestError>> {
             message,
         }]
     };
-    let text = std::fs::read_to_string(path).map_err(|e| error(format!("cannot read: {e}")))?;
+    let text = read_text(path).map_err(error)?;
+    parse_text(path, &text)
+}
+
+/// The file's text, refusing files over [`MAX_FILE_BYTES`].
+pub fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is larger than {} MiB, the per-file limit; split it into several files",
+            MAX_FILE_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok(text)
+}
+
+/// Every definition in the text of one file (`path` names it in errors).
+pub fn parse_text(path: &Path, text: &str) -> Result<Vec<Located>, Vec<ManifestError>> {
     let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| error(format!("invalid YAML: {e}")))?;
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| {
+            vec![ManifestError {
+                file: path.to_path_buf(),
+                message: yaml_error(e),
+            }]
+        })?;
     let mut found = Vec::new();
     let mut problems = Vec::new();
     for (index, document) in documents.iter().enumerate() {
@@ -78,8 +156,7 @@ pub fn read_file(path: &Path) -> Result<Vec<Located>, Vec<ManifestError>> {
     }
 }
 
-/// The files of a folder that hold manifests, sorted. Hidden entries are skipped, which
-/// also skips the `..data` folders of mounted ConfigMaps (their files appear as symlinks).
+/// The files of a folder that hold manifests, sorted (see [`is_manifest`]).
 pub fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, ManifestError> {
     let entries = std::fs::read_dir(dir).map_err(|e| ManifestError {
         file: dir.to_path_buf(),
@@ -189,5 +266,31 @@ metadata: {name: myhpa, namespace: mynamespace}
             "{}",
             errors[0]
         );
+    }
+
+    fn definitions_yaml(count: usize) -> String {
+        (0..count)
+            .map(|i| format!("apiVersion: metrics-registry.io/v1beta1\nkind: ClusterPodMetric\nmetadata: {{name: m{i}}}\nspec: {{query: 'x{{<<.LabelMatchers>>}}'}}\n---\n"))
+            .collect()
+    }
+
+    #[test]
+    fn big_generated_files_fit_the_budget() {
+        // The YAML library's default budget stops at 1,024 documents.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("many.yaml"), definitions_yaml(5_000)).unwrap();
+        assert_eq!(read_dir(dir.path()).unwrap().len(), 5_000);
+    }
+
+    #[test]
+    fn a_file_over_a_budget_names_the_limit() {
+        let text = "---\n".repeat(MAX_DOCUMENTS + 5);
+        let errors = parse_text(Path::new("huge.yaml"), &text).unwrap_err();
+        let message = &errors[0].message;
+        assert!(
+            message.contains(&format!("more than {MAX_DOCUMENTS} YAML documents")),
+            "{message}"
+        );
+        assert!(message.contains("split it"), "{message}");
     }
 }

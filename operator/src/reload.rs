@@ -1,26 +1,33 @@
-//! Standalone mode: compile the manifest folder, publish the table, and do it again
-//! whenever a file changes. A folder that cannot be read keeps the last good table.
+//! Standalone mode: the manifest folder compiled into the served table, kept current as
+//! files change.
+//!
+//! Reading and compiling run on a thread of their own, never on the async workers, so
+//! requests (and `/healthz`) are answered while a large folder is loaded. The thread
+//! wakes on file events that can change a file (not on the loader's own reads), waits a
+//! fixed [`DEBOUNCE`] for the burst to end, and then reads only the files that changed.
 
-use crate::compiler::{CompileOptions, Compiled, compile};
+use crate::compiler::{CompileOptions, IncrementalCompiler};
 use crate::definitions::DefinitionId;
-use crate::manifests::{self, ManifestError};
+use crate::folder::{ManifestFolder, Scan};
 use crate::rules_output::RulesOutput;
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
 use metrics_registry_crds::RuleGroup;
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
-/// Bursts of file events (editors write, rename and chmod) are folded into one reload.
-const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Bursts of file events (editors write, rename and chmod) are folded into one reload;
+/// the delay is fixed from the first event, so a steady stream cannot postpone it.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
 /// Safety net for file systems that miss events (some network and overlay mounts).
-const RESCAN: Duration = Duration::from_secs(5);
+pub const RESCAN: Duration = Duration::from_secs(5);
 
 pub struct ManifestSource {
+    /// As given: a symlink is followed anew on every scan, so replacing the folder or
+    /// re-pointing the link is picked up.
     pub dir: PathBuf,
     pub options: CompileOptions,
     pub table: SharedRuleTable,
@@ -29,110 +36,211 @@ pub struct ManifestSource {
     pub rules: RulesOutput,
 }
 
-/// What one load did, for logs and tests.
-#[derive(Debug)]
-pub enum LoadOutcome {
-    Published {
-        definitions: usize,
-        not_ready: usize,
-        rule_groups: BTreeMap<DefinitionId, Vec<RuleGroup>>,
-    },
-    Unchanged,
-    KeptLastGood(Vec<ManifestError>),
+type RuleGroups = BTreeMap<DefinitionId, Vec<RuleGroup>>;
+
+enum Wake {
+    Changed,
+    Stop,
+}
+
+/// Stops the loader thread when the task that owns it ends or is aborted.
+struct StopLoader(mpsc::Sender<Wake>);
+
+impl Drop for StopLoader {
+    fn drop(&mut self) {
+        let _ = self.0.send(Wake::Stop);
+    }
 }
 
 impl ManifestSource {
-    /// Loads once; publishes only if every file could be read.
-    pub fn load(&self, last: &mut Option<Vec<crate::definitions::Definition>>) -> LoadOutcome {
-        let located = match manifests::read_dir(&self.dir) {
-            Ok(located) => located,
-            Err(errors) => return LoadOutcome::KeptLastGood(errors),
+    /// Loads, then reloads on every change until this future is dropped. Rule files are
+    /// written from here (they may wait on Prometheus), everything else on the thread.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (wake_tx, wake_rx) = mpsc::channel();
+        let (rules_tx, mut rules_rx) = tokio::sync::watch::channel(None::<RuleGroups>);
+        let loader = Loader {
+            folder: ManifestFolder::new(&self.dir),
+            compiler: IncrementalCompiler::new(self.options),
+            table: self.table,
+            readiness: self.readiness,
+            rules: rules_tx,
         };
-        let definitions: Vec<_> = located.into_iter().map(|l| l.definition).collect();
-        if last.as_ref() == Some(&definitions) {
-            return LoadOutcome::Unchanged;
+        let events = wake_tx.clone();
+        let _stop = StopLoader(wake_tx);
+        std::thread::Builder::new()
+            .name("manifests".into())
+            .spawn(move || loader.run(events, wake_rx))?;
+        while rules_rx.changed().await.is_ok() {
+            let groups = rules_rx.borrow_and_update().clone();
+            if let Some(groups) = groups {
+                self.rules.sync(&groups).await;
+            }
         }
-        let compiled: Compiled = compile(&definitions, self.options);
-        for (id, problem) in compiled.not_ready() {
-            tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
-        }
-        let not_ready = compiled.not_ready().count();
-        self.table.store(Arc::new(compiled.table));
+        Ok(())
+    }
+}
+
+struct Loader {
+    folder: ManifestFolder,
+    compiler: IncrementalCompiler,
+    table: SharedRuleTable,
+    readiness: Readiness,
+    rules: tokio::sync::watch::Sender<Option<RuleGroups>>,
+}
+
+impl Loader {
+    fn run(mut self, events: mpsc::Sender<Wake>, wake: mpsc::Receiver<Wake>) {
+        let mut watch = FolderWatch::new(self.folder.dir().to_path_buf(), events);
+        watch.refresh();
+        let started = Instant::now();
+        let scan = self.folder.scan();
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "folder read"
+        );
+        self.publish(scan, started, true);
+        // Every file has been tried; bad ones are reported and do not hold the rest back.
         self.readiness.set_ready();
-        let count = definitions.len();
-        *last = Some(definitions);
-        LoadOutcome::Published {
-            definitions: count,
-            not_ready,
-            rule_groups: compiled.rule_groups,
+        loop {
+            match wake.recv_timeout(RESCAN) {
+                Ok(Wake::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Ok(Wake::Changed) => {
+                    let started = Instant::now();
+                    std::thread::sleep(DEBOUNCE);
+                    while let Ok(next) = wake.try_recv() {
+                        if matches!(next, Wake::Stop) {
+                            return;
+                        }
+                    }
+                    watch.refresh();
+                    let scan = self.folder.scan();
+                    self.publish(scan, started, false);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    watch.refresh();
+                    let scan = self.folder.scan();
+                    self.publish(scan, Instant::now(), false);
+                }
+            }
+            if self.rules.is_closed() {
+                return;
+            }
         }
     }
 
-    /// Initial load, then reloads on every change until the task is dropped.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let (events_tx, mut events) = mpsc::unbounded_channel::<()>();
+    fn publish(&mut self, scan: Scan, started: Instant, first: bool) {
+        let dir = self.folder.dir().display().to_string();
+        for problem in &scan.problems {
+            tracing::error!("{problem}");
+        }
+        for file in &scan.recovered {
+            tracing::info!(file = %file.display(), "readable again");
+        }
+        let delta = self.compiler.apply(scan.changes);
+        if delta.table_changed || first {
+            self.table.store(self.compiler.table());
+        }
+        // Only what changed is logged: an unchanged bad definition was reported already.
+        for id in &delta.changed {
+            if let Some(problem) = self.compiler.verdict(id).and_then(|v| v.problem.as_ref()) {
+                tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
+            }
+        }
+        if delta.rules_changed || first {
+            let _ = self.rules.send(Some(self.compiler.rule_groups()));
+        }
+        if first || !delta.is_empty() {
+            tracing::info!(
+                dir,
+                definitions = self.compiler.len(),
+                not_ready = self.compiler.not_ready().count(),
+                changed = delta.changed.len(),
+                files_read = scan.files_read,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "definitions published"
+            );
+        }
+    }
+}
+
+/// inotify on the folder (recursive) and on its parent, re-established whenever the path
+/// stops leading to the folder being watched (folder replaced, symlink re-pointed).
+struct FolderWatch {
+    dir: PathBuf,
+    events: mpsc::Sender<Wake>,
+    watcher: Option<notify::RecommendedWatcher>,
+    /// (device, inode) of the folder being watched.
+    watching: Option<(u64, u64)>,
+    failed: Option<String>,
+}
+
+impl FolderWatch {
+    fn new(dir: PathBuf, events: mpsc::Sender<Wake>) -> Self {
+        FolderWatch {
+            dir,
+            events,
+            watcher: None,
+            watching: None,
+            failed: None,
+        }
+    }
+
+    fn refresh(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let identity = std::fs::metadata(&self.dir)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if identity.is_some() && identity == self.watching && self.watcher.is_some() {
+            return;
+        }
+        match self.watch() {
+            Ok(watcher) => {
+                self.watcher = Some(watcher);
+                self.watching = identity;
+                if self.failed.take().is_some() {
+                    tracing::info!(dir = %self.dir.display(), "watching the folder again");
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                if self.failed.as_deref() != Some(message.as_str()) {
+                    tracing::warn!(dir = %self.dir.display(), "cannot watch the folder, rescanning every {RESCAN:?}: {message}");
+                    self.failed = Some(message);
+                }
+                self.watcher = None;
+                self.watching = None;
+            }
+        }
+    }
+
+    fn watch(&self) -> notify::Result<notify::RecommendedWatcher> {
+        let events = self.events.clone();
+        let dir = self.dir.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = events_tx.send(());
+                if let Ok(event) = event
+                    && is_change(&event, &dir)
+                {
+                    let _ = events.send(Wake::Changed);
                 }
             })?;
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Best effort: the parent may not be readable, the folder itself is what counts.
+            let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+        }
         watcher.watch(&self.dir, RecursiveMode::Recursive)?;
-
-        let mut last = None;
-        let outcome = self.load(&mut last);
-        self.after(outcome, Duration::ZERO).await;
-        let mut rescan = tokio::time::interval(RESCAN);
-        rescan.tick().await;
-        loop {
-            tokio::select! {
-                event = events.recv() => {
-                    if event.is_none() {
-                        return Ok(());
-                    }
-                    let started = Instant::now();
-                    tokio::time::sleep(DEBOUNCE).await;
-                    while events.try_recv().is_ok() {}
-                    let outcome = self.load(&mut last);
-                    self.after(outcome, started.elapsed()).await;
-                }
-                _ = rescan.tick() => {
-                    let outcome = self.load(&mut last);
-                    if !matches!(outcome, LoadOutcome::Unchanged) {
-                        self.after(outcome, Duration::ZERO).await;
-                    }
-                }
-            }
-        }
+        Ok(watcher)
     }
+}
 
-    /// Hands the rules on, then logs the outcome.
-    async fn after(&self, outcome: LoadOutcome, elapsed: Duration) {
-        if let LoadOutcome::Published { rule_groups, .. } = &outcome {
-            self.rules.sync(rule_groups).await;
-        }
-        self.log(outcome, elapsed);
-    }
-
-    fn log(&self, outcome: LoadOutcome, elapsed: Duration) {
-        match outcome {
-            LoadOutcome::Published {
-                definitions,
-                not_ready,
-                ..
-            } => tracing::info!(
-                dir = %self.dir.display(),
-                definitions,
-                not_ready,
-                elapsed_ms = elapsed.as_millis() as u64,
-                "definitions published"
-            ),
-            LoadOutcome::Unchanged => tracing::debug!("manifests unchanged"),
-            LoadOutcome::KeptLastGood(errors) => {
-                for error in errors {
-                    tracing::error!("keeping the last good definitions: {error}");
-                }
-            }
-        }
-    }
+/// Opens, reads and closes without writing are what the loader itself does; in the parent
+/// folder only the manifest folder's own entry matters.
+fn is_change(event: &notify::Event, dir: &Path) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    let writes = match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    };
+    writes && event.paths.iter().any(|path| path.starts_with(dir))
 }

@@ -3,7 +3,7 @@
 
 mod cluster;
 
-pub use cluster::{ClusterMode, KubeClients, ShutdownTiming};
+pub use cluster::{ClusterMode, KubeClients};
 
 use crate::args::{self, RunArgs, UninstallArgs};
 use crate::cluster::apiservice::ServiceTarget;
@@ -20,6 +20,7 @@ use metrics_registry_apiserver::objects::NoCluster;
 use metrics_registry_apiserver::prometheus::PrometheusClient;
 pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
 use metrics_registry_apiserver::rules::shared_rule_table;
+use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
 use metrics_registry_apiserver::server;
 use std::future::Future;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ pub struct Standalone {
     pub external_refresh: Duration,
     /// Write `CustomPrometheusRules` as rule files here and reload Prometheus.
     pub rules_dir: Option<PathBuf>,
+    pub limits: ServeLimits,
 }
 
 impl Standalone {
@@ -88,10 +90,15 @@ impl Standalone {
             prometheus = %self.prometheus.url,
             "serving custom.metrics.k8s.io and external.metrics.k8s.io over plain HTTP (standalone)"
         );
-        axum::serve(listener, server::insecure_router(state))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("HTTP server failed")
+        serve(
+            listener,
+            server::insecure_router(state),
+            PlainHttp,
+            self.limits,
+            shutdown,
+        )
+        .await
+        .context("HTTP server failed")
     }
 }
 
@@ -166,10 +173,8 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
             renew_deadline: election.leader_election_renew_deadline,
             retry_period: election.leader_election_retry_period,
         }),
-        shutdown: ShutdownTiming {
-            delay: args.cluster.shutdown.shutdown_delay,
-            grace: args.cluster.shutdown.shutdown_grace,
-        },
+        limits: args.serving.limits(),
+        shutdown_delay: args.cluster.shutdown.shutdown_delay,
     };
     let listener = std::net::TcpListener::bind(args.serving.listen)
         .with_context(|| format!("cannot listen on {}", args.serving.listen))?;
@@ -211,6 +216,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         external_refresh: args.prometheus.external_refresh_interval,
         rules_dir: args.definitions.rules_dir.clone(),
+        limits: args.serving.limits(),
     };
     let listener = TcpListener::bind(addr)
         .await

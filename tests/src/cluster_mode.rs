@@ -10,7 +10,8 @@ use anyhow::{Context as _, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use metrics_registry::compiler::CompileOptions;
-use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig, ShutdownTiming};
+use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig};
+use metrics_registry_apiserver::serve::ServeLimits;
 use tokio::sync::oneshot;
 
 use crate::cluster::ControlPlane;
@@ -90,10 +91,11 @@ impl InProcessOperator {
             tls_hosts: Vec::new(),
             apiservice: None,
             leader_election: None,
-            shutdown: ShutdownTiming {
-                delay: Duration::ZERO,
-                grace: Duration::from_secs(1),
+            limits: ServeLimits {
+                shutdown_grace: Duration::from_secs(1),
+                ..ServeLimits::default()
             },
+            shutdown_delay: Duration::ZERO,
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let (shutdown, signal) = oneshot::channel::<()>();

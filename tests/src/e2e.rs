@@ -22,7 +22,8 @@ use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
 use metrics_registry::cluster::apiservice::{API_VERSIONS, ServiceTarget};
 use metrics_registry::compiler::CompileOptions;
-use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig, ShutdownTiming};
+use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig};
+use metrics_registry_apiserver::serve::ServeLimits;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -333,10 +334,11 @@ impl E2e {
                 port: 443,
             }),
             leader_election: None,
-            shutdown: ShutdownTiming {
-                delay: Duration::ZERO,
-                grace: Duration::from_secs(2),
+            limits: ServeLimits {
+                shutdown_grace: Duration::from_secs(2),
+                ..ServeLimits::default()
             },
+            shutdown_delay: Duration::ZERO,
         };
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(mode.serve(listener, async move {

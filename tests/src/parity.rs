@@ -9,7 +9,8 @@ use anyhow::{Context as _, bail};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
 use metrics_registry::compiler::CompileOptions;
-use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig, ShutdownTiming};
+use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig};
+use metrics_registry_apiserver::serve::ServeLimits;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -94,10 +95,11 @@ impl ClusterRegistry {
             tls_hosts: vec![],
             apiservice: None,
             leader_election: None,
-            shutdown: ShutdownTiming {
-                delay: Duration::ZERO,
-                grace: Duration::from_secs(2),
+            limits: ServeLimits {
+                shutdown_grace: Duration::from_secs(2),
+                ..ServeLimits::default()
             },
+            shutdown_delay: Duration::ZERO,
         };
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(mode.serve(listener, async move {

@@ -4,8 +4,9 @@
 use anyhow::{Context, bail};
 use metrics_registry::compiler::CompileOptions;
 use metrics_registry::run::{PrometheusConfig, Standalone};
+use metrics_registry_apiserver::serve::ServeLimits;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -16,11 +17,16 @@ use tokio::sync::oneshot;
 pub struct RegistryOptions {
     pub prometheus_url: String,
     pub prometheus_timeout: Duration,
+    pub prometheus_max_response_bytes: usize,
     pub namespace_isolation: bool,
     pub external_refresh: Duration,
     pub rules_dir: Option<std::path::PathBuf>,
     /// Sent with every request to Prometheus (`--prometheus-header NAME=VALUE`).
     pub prometheus_headers: Vec<(String, String)>,
+    pub limits: ServeLimits,
+    /// Serve `--manifests` through a symlink to the real folder, as a mounted volume
+    /// whose link is re-pointed on update ([`Registry::repoint`]).
+    pub manifests_via_symlink: bool,
 }
 
 impl RegistryOptions {
@@ -28,17 +34,24 @@ impl RegistryOptions {
         RegistryOptions {
             prometheus_url: prometheus_url.into(),
             prometheus_timeout: Duration::from_secs(5),
+            prometheus_max_response_bytes:
+                metrics_registry_apiserver::prometheus::DEFAULT_MAX_RESPONSE_BYTES,
             namespace_isolation: true,
             external_refresh: Duration::from_millis(500),
             rules_dir: None,
             prometheus_headers: Vec::new(),
+            limits: ServeLimits::default(),
+            manifests_via_symlink: false,
         }
     }
 }
 
 pub struct Registry {
     base: String,
-    dir: TempDir,
+    root: TempDir,
+    /// The `--manifests` path (a symlink with `manifests_via_symlink`).
+    dir: PathBuf,
+    versions: std::sync::atomic::AtomicUsize,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -76,23 +89,32 @@ impl Registry {
         files: &[(&str, &str)],
     ) -> anyhow::Result<Registry> {
         metrics_registry::install_crypto_provider();
-        let dir = tempfile::tempdir()?;
+        let root = tempfile::tempdir()?;
+        let dir = root.path().join("defs");
+        if options.manifests_via_symlink {
+            std::fs::create_dir(root.path().join("v0"))?;
+            std::os::unix::fs::symlink("v0", &dir)?;
+        } else {
+            std::fs::create_dir(&dir)?;
+        }
         for (name, content) in files {
-            std::fs::write(dir.path().join(name), content)?;
+            std::fs::write(dir.join(name), content)?;
         }
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let mut prometheus = PrometheusConfig::new(options.prometheus_url.clone());
         prometheus.timeout = options.prometheus_timeout;
         prometheus.headers = options.prometheus_headers.clone();
+        prometheus.max_response_bytes = options.prometheus_max_response_bytes;
         let standalone = Standalone {
-            manifests: dir.path().to_path_buf(),
+            manifests: dir.clone(),
             prometheus,
             options: CompileOptions {
                 namespace_isolation: options.namespace_isolation,
             },
             external_refresh: options.external_refresh,
             rules_dir: options.rules_dir.clone(),
+            limits: options.limits,
         };
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(standalone.serve(listener, async move {
@@ -100,7 +122,9 @@ impl Registry {
         }));
         let registry = Registry {
             base,
+            root,
             dir,
+            versions: std::sync::atomic::AtomicUsize::new(1),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -130,18 +154,47 @@ impl Registry {
     }
 
     pub fn manifests(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// Replaces a manifest file atomically (write + rename), as editors and ConfigMaps do.
     pub fn write(&self, name: &str, content: &str) {
-        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         std::fs::write(&tmp, content).expect("write manifest");
-        std::fs::rename(&tmp, self.dir.path().join(name)).expect("rename manifest");
+        std::fs::rename(&tmp, self.dir.join(name)).expect("rename manifest");
     }
 
     pub fn remove(&self, name: &str) {
-        std::fs::remove_file(self.dir.path().join(name)).expect("remove manifest");
+        std::fs::remove_file(self.dir.join(name)).expect("remove manifest");
+    }
+
+    /// A new folder with `files` takes the old one's place (moved away, new one moved in).
+    pub fn replace_folder(&self, files: &[(&str, &str)]) {
+        let new = self.new_version(files);
+        let old = self.root.path().join("replaced");
+        std::fs::rename(&self.dir, &old).expect("move the folder away");
+        std::fs::rename(new, &self.dir).expect("move the new folder in");
+        std::fs::remove_dir_all(old).expect("remove the old folder");
+    }
+
+    /// Points the `--manifests` symlink at a new folder holding `files`, atomically.
+    pub fn repoint(&self, files: &[(&str, &str)]) {
+        let new = self.new_version(files);
+        let link = self.root.path().join("defs.tmp");
+        std::os::unix::fs::symlink(new.file_name().unwrap(), &link).expect("symlink");
+        std::fs::rename(&link, &self.dir).expect("re-point the symlink");
+    }
+
+    fn new_version(&self, files: &[(&str, &str)]) -> PathBuf {
+        let n = self
+            .versions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let new = self.root.path().join(format!("v{n}"));
+        std::fs::create_dir(&new).expect("create folder");
+        for (name, content) in files {
+            std::fs::write(new.join(name), content).expect("write manifest");
+        }
+        new
     }
 
     /// GET a path (with query string) and decode the JSON body.

@@ -325,9 +325,10 @@ async fn errors_are_statuses_with_the_cause() {
             "could not find the metric nope for services",
         ),
         (
+            // Defined only in mynamespace, which a request in `other` must not learn.
             format!("{V2B}/namespaces/other/services/rmq/queue-depth"),
             404,
-            "defined only in namespace(s) mynamespace",
+            "no definition of it in namespace other and no cluster-wide one",
         ),
         (
             format!("{V2B}/namespaces/default/jobs.batch/x/m"),
@@ -366,6 +367,11 @@ async fn errors_are_statuses_with_the_cause() {
         assert!(
             answer.message().contains(needle),
             "{path}: {}",
+            answer.message()
+        );
+        assert!(
+            !answer.message().contains("mynamespace"),
+            "{path} names another namespace: {}",
             answer.message()
         );
     }

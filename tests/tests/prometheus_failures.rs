@@ -114,3 +114,132 @@ async fn slow_prometheus_is_504() {
         answer.message()
     );
 }
+
+/// A server in Prometheus' place that answers every request with `answer` (raw HTTP),
+/// then closes the connection.
+async fn misbehaving_prometheus(answer: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 8192];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn garbage_answers_are_502_or_503_and_never_a_value() {
+    metrics_registry_tests::init_test_logging();
+    for (answer, code, needle) in [
+        (
+            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 19\r\n\r\n<html>login</html>\n",
+            502,
+            "sent an unreadable answer",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{\"status\":\"success\",\"data\":{\"resultType\"",
+            502,
+            "sent an unreadable answer",
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 96\r\n\r\n{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[1,\"5\"]}",
+            503,
+            "connection failed mid-request",
+        ),
+        ("not http at all\r\n\r\n", 503, "is unreachable"),
+    ] {
+        let url = misbehaving_prometheus(answer).await;
+        let registry = Registry::start(
+            RegistryOptions::new(url.clone()),
+            &[("defs.yaml", DEFINITIONS)],
+        )
+        .await
+        .unwrap();
+        let answer = registry.get(PATH).await;
+        assert_eq!(answer.status, code, "{}", answer.body);
+        assert_eq!(answer.body["kind"], "Status");
+        assert!(answer.body.get("items").is_none(), "{}", answer.body);
+        assert!(
+            answer.message().contains(&format!("Prometheus at {url}"))
+                && answer.message().contains(needle),
+            "{}",
+            answer.message()
+        );
+        registry.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_answer_over_the_size_limit_is_502_naming_the_limit() {
+    let stack = Stack::start(
+        &[(
+            "defs.yaml",
+            "apiVersion: metrics-registry.io/v1beta1\nkind: ClusterPodMetric\nmetadata: {name: busy}\nspec: {query: 'max(busy{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}\n",
+        )],
+        |exporter| {
+            for i in 0..300 {
+                exporter.set("busy", &[("namespace", "shop"), ("pod", &format!("worker-{i}"))], i as f64);
+            }
+        },
+        "busy",
+        |options| options.prometheus_max_response_bytes = 4096,
+    )
+    .await
+    .unwrap();
+    let pods = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods";
+    // One pod's answer fits, all 300 do not.
+    let one = stack.registry.get(&format!("{pods}/worker-7/busy")).await;
+    assert_eq!((one.status, one.value(0)), (200, "7"), "{}", one.body);
+    let all = stack.registry.get(&format!("{pods}/*/busy")).await;
+    assert_eq!(all.status, 502, "{}", all.body);
+    assert_eq!(all.body["reason"], "BadGateway");
+    assert!(
+        all.message().contains("larger than 4096 bytes")
+            && all.message().contains("--prometheus-max-response-bytes"),
+        "{}",
+        all.message()
+    );
+}
+
+#[tokio::test]
+async fn prometheus_killed_during_a_request_is_503_then_values_return() {
+    let mut stack = Stack::start(&[("defs.yaml", DEFINITIONS)], publish, "latency", |_| {})
+        .await
+        .unwrap();
+    assert_eq!(stack.registry.get(PATH).await.value(0), "5");
+    // Requests racing the kill get either the right value or a 503, nothing else.
+    let registry = &stack.registry;
+    let prometheus = &mut stack.prometheus;
+    let requests = futures::future::join_all((0..40).map(|_| registry.get(PATH)));
+    let (answers, ()) = tokio::join!(requests, async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        prometheus.stop();
+    });
+    let after = registry.get(PATH).await;
+    assert_eq!(after.status, 503, "{}", after.body);
+    for answer in answers.iter().chain([&after]) {
+        match answer.status {
+            200 => assert_eq!(answer.value(0), "5"),
+            503 => assert!(
+                answer.message().contains("unreachable"),
+                "{}",
+                answer.message()
+            ),
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    stack.prometheus.restart().await.unwrap();
+    stack
+        .registry
+        .wait_until(PATH, Duration::from_secs(15), |a| {
+            a.status == 200 && a.value(0) == "5"
+        })
+        .await
+        .unwrap();
+}

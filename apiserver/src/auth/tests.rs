@@ -14,7 +14,6 @@ use axum::extract::Extension;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -174,7 +173,7 @@ struct Server {
     serving: ServingCertificate,
     tls: Arc<ReloadableTls>,
     guard: Arc<Guard>,
-    handle: axum_server::Handle<SocketAddr>,
+    handle: crate::serve::ServeHandle,
 }
 
 impl Drop for Server {
@@ -218,8 +217,14 @@ impl Server {
             "https://127.0.0.1:{}",
             listener.local_addr().unwrap().port()
         );
-        let handle = axum_server::Handle::new();
-        tokio::spawn(serve_https(listener, app, tls.clone(), handle.clone()));
+        let handle = crate::serve::ServeHandle::new();
+        tokio::spawn(serve_https(
+            listener,
+            app,
+            tls.clone(),
+            crate::serve::ServeLimits::default(),
+            handle.signalled(),
+        ));
         Server {
             url,
             serving,

@@ -2,9 +2,13 @@
 //! definition out. No kube, no I/O, so every rule of precedence, conflict and validation
 //! is tested by plain unit tests.
 
+mod incremental;
+mod memo;
 mod promql;
 mod rules;
 mod template;
+
+pub use incremental::{Change, Delta, IncrementalCompiler};
 
 pub use promql::ISOLATION_LABEL;
 
@@ -118,7 +122,7 @@ pub fn compile(definitions: &[Definition], options: CompileOptions) -> Compiled 
         let verdict = match &definition.body {
             DefinitionBody::Metric(spec) => {
                 let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
-                let problem = compile_metric(&id, spec, &metric_name, options)
+                let problem = compile_metric(&id, spec, &metric_name, options, None)
                     .and_then(|(scope, rule)| {
                         let object = rule.object;
                         compiled
@@ -174,11 +178,13 @@ fn is_metric_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
 }
 
+/// One definition on its own; `memo` saves re-parsing templates seen before.
 fn compile_metric(
     id: &DefinitionId,
     spec: &MetricSpec,
     metric_name: &str,
     options: CompileOptions,
+    memo: Option<&memo::ParseMemo>,
 ) -> Result<(Scope, MetricRule), Problem> {
     let object = id.kind.object().expect("metric kinds describe objects");
     if !is_metric_name(metric_name) {
@@ -226,16 +232,22 @@ fn compile_metric(
             "the query has no <<.LabelMatchers>>, so it cannot tell objects apart; put it in the selector, e.g. x{<<.LabelMatchers>>}",
         ));
     }
-    promql::validate(&segments, &namespace_label, &object_label)
-        .map_err(|m| Problem::new(Reason::InvalidQuery, m))?;
+    match memo {
+        Some(memo) => memo.validate(&segments, &namespace_label, &object_label),
+        None => promql::validate(&segments, &namespace_label, &object_label),
+    }
+    .map_err(|m| Problem::new(Reason::InvalidQuery, m))?;
 
     let scope = match &id.namespace {
         Some(namespace) if id.kind.is_namespaced() => Scope::Namespace(namespace.clone()),
         _ => Scope::Cluster,
     };
     let segments = match (&scope, options.namespace_isolation) {
-        (Scope::Namespace(namespace), true) => promql::isolate(&segments, namespace)
-            .map_err(|m| Problem::new(Reason::NamespaceEscape, m))?,
+        (Scope::Namespace(namespace), true) => match memo {
+            Some(memo) => memo.isolate(&segments, namespace),
+            None => promql::isolate(&segments, namespace),
+        }
+        .map_err(|m| Problem::new(Reason::NamespaceEscape, m))?,
         _ => segments,
     };
     Ok((
@@ -252,5 +264,7 @@ fn compile_metric(
     ))
 }
 
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,14 @@ pub const ISOLATION_LABEL: &str = "namespace";
 const MATCHERS_SENTINEL: &str = "__metrics_registry_label_matchers__=\"\"";
 const GROUP_BY_SENTINEL: &str = "__metrics_registry_group_by__";
 
+/// promql-parser panics on some inputs (durations too large for `std::time::Duration`,
+/// found by fuzzing); a tenant's query must never take the compiler down with it.
+fn parse(query: &str) -> Result<Expr, String> {
+    std::panic::catch_unwind(|| parser::parse(query)).unwrap_or_else(|_| {
+        Err("the PromQL parser cannot handle this query (e.g. a duration too large)".to_string())
+    })
+}
+
 fn fill(segments: &[Segment], matchers: &str, group_by: &str) -> String {
     let mut out = String::new();
     for segment in segments {
@@ -35,7 +43,7 @@ pub fn validate(
     let sample =
         format!("{namespace_label}=\"example-namespace\",{object_label}=\"example-object\"");
     let query = fill(segments, &sample, object_label);
-    parser::parse(&query)
+    parse(&query)
         .map(|_| ())
         .map_err(|message| format!("{message} (in {query})"))
 }
@@ -45,7 +53,7 @@ pub fn validate(
 pub fn isolate(segments: &[Segment], namespace: &str) -> Result<Vec<Segment>, String> {
     // The sentinel matcher is a plain `=""` so that the printer emits it verbatim.
     let query = fill(segments, MATCHERS_SENTINEL, GROUP_BY_SENTINEL);
-    let mut expr = parser::parse(&query).map_err(|message| message.to_string())?;
+    let mut expr = parse(&query)?;
     let mut pin = Pin {
         namespace,
         violation: None,
@@ -54,7 +62,15 @@ pub fn isolate(segments: &[Segment], namespace: &str) -> Result<Vec<Segment>, St
     if let Some(violation) = pin.violation {
         return Err(violation);
     }
-    Ok(resplit(&expr.to_string()))
+    // The printer can emit what the parser refuses (`offset 0s` for `offset 00m`, found by
+    // fuzzing); what is served must parse.
+    let printed = expr.to_string();
+    parse(&printed).map_err(|error| {
+        format!(
+            "pinned to namespace {namespace:?}, the query is printed as PromQL that does not parse ({error}); write it without that construct"
+        )
+    })?;
+    Ok(resplit(&printed))
 }
 
 fn resplit(printed: &str) -> Vec<Segment> {
@@ -142,14 +158,13 @@ impl ExprVisitorMut for Pin<'_> {
 
 /// Checks a standalone PromQL expression (recording and alerting rules).
 pub fn parse_expression(expr: &str) -> Result<(), String> {
-    parser::parse(expr)
-        .map(|_| ())
-        .map_err(|message| message.to_string())
+    parse(expr).map(|_| ())
 }
 
 /// A Prometheus duration such as `30s` or `1m30s`.
 pub fn parse_duration(text: &str) -> Result<(), String> {
-    promql_parser::util::parse_duration(text)
+    std::panic::catch_unwind(|| promql_parser::util::parse_duration(text))
+        .unwrap_or_else(|_| Err("duration too large".to_string()))
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -202,6 +217,30 @@ mod tests {
             assert!(err.contains("own namespace"), "{query}: {err}");
         }
         assert!(isolated(r#"x{<<.LabelMatchers>>} + y{namespace="team-a"}"#, "team-a").is_ok());
+    }
+
+    #[test]
+    fn queries_the_parser_panics_on_are_invalid_not_fatal() {
+        // Found by fuzzing: promql-parser turns these durations into a panic.
+        for query in [
+            "max_over_time(c{<<.LabelMatchers>>}[5m:3000000000000000000000000003])",
+            "max_over_time(c{<<.LabelMatchers>>}[5m:40s]) offset 10E111/11m",
+        ] {
+            let segments = split_placeholders(query).unwrap();
+            let err = validate(&segments, "namespace", "pod").unwrap_err();
+            assert!(err.contains("cannot handle"), "{query}: {err}");
+            assert!(isolate(&segments, "team-a").is_err(), "{query}");
+        }
+        assert!(parse_duration("3000000000000000000000000003s").is_err());
+    }
+
+    #[test]
+    fn a_pinned_query_that_would_not_parse_is_refused() {
+        // Found by fuzzing: `offset 00000` is printed as `offset 0s`, which does not parse.
+        let segments = split_placeholders("max + y offset 00000 + x{<<.LabelMatchers>>}").unwrap();
+        assert!(validate(&segments, "namespace", "pod").is_ok());
+        let err = isolate(&segments, "team-a").unwrap_err();
+        assert!(err.contains("does not parse"), "{err}");
     }
 
     #[test]

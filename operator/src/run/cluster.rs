@@ -19,6 +19,7 @@ use metrics_registry_apiserver::external::ExternalCatalog;
 use metrics_registry_apiserver::https::serve_https;
 use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
 use metrics_registry_apiserver::rules::shared_rule_table;
+use metrics_registry_apiserver::serve::{ServeHandle, ServeLimits};
 use metrics_registry_apiserver::server;
 use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
 use std::collections::BTreeMap;
@@ -52,23 +53,6 @@ impl KubeClients {
     }
 }
 
-/// What SIGTERM does, in order: readiness off; keep serving for `delay`; let requests
-/// still open finish within `grace`; exit.
-#[derive(Clone, Copy, Debug)]
-pub struct ShutdownTiming {
-    pub delay: Duration,
-    pub grace: Duration,
-}
-
-impl Default for ShutdownTiming {
-    fn default() -> Self {
-        ShutdownTiming {
-            delay: Duration::from_secs(5),
-            grace: Duration::from_secs(10),
-        }
-    }
-}
-
 /// Everything cluster mode needs; built from flags or by tests.
 pub struct ClusterMode {
     pub kube: KubeClients,
@@ -86,7 +70,12 @@ pub struct ClusterMode {
     pub apiservice: Option<ServiceTarget>,
     /// `None`: this replica always writes (a single replica, or tests).
     pub leader_election: Option<LeaseSettings>,
-    pub shutdown: ShutdownTiming,
+    /// Timeouts, the connection cap and the grace requests in flight get at shutdown.
+    pub limits: ServeLimits,
+    /// What SIGTERM does, in order: readiness off; keep serving for this long (while the
+    /// endpoints and the aggregator stop routing here); then `limits.shutdown_grace` for
+    /// requests still open; exit.
+    pub shutdown_delay: Duration,
 }
 
 impl ClusterMode {
@@ -285,8 +274,9 @@ impl ClusterMode {
             prometheus = %self.prometheus.url,
             "serving custom.metrics.k8s.io and external.metrics.k8s.io over HTTPS"
         );
-        let handle = axum_server::Handle::new();
-        let mut server = tokio::spawn(serve_https(listener, app, tls, handle.clone()));
+        let handle = ServeHandle::new();
+        let limits = self.limits;
+        let mut server = tokio::spawn(serve_https(listener, app, tls, limits, handle.signalled()));
         tokio::select! {
             _ = shutdown => {}
             exit = supervisor.first_exit() => {
@@ -304,7 +294,7 @@ impl ClusterMode {
             }
         }
 
-        let ShutdownTiming { delay, grace } = self.shutdown;
+        let (delay, grace) = (self.shutdown_delay, limits.shutdown_grace);
         readiness.begin_shutdown();
         // The leader releases the Lease now, so another replica writes from the next retry.
         stopping_tx.send_replace(true);
@@ -315,7 +305,7 @@ impl ClusterMode {
             _ = tokio::time::sleep(delay) => {}
             finished = &mut server => return Err(anyhow!("HTTPS server stopped: {finished:?}")),
         }
-        handle.graceful_shutdown(Some(grace));
+        handle.shutdown();
         match tokio::time::timeout(grace + Duration::from_secs(1), &mut server).await {
             Ok(result) => result
                 .context("HTTPS server task")?

@@ -1,0 +1,385 @@
+//! The client: requests with credentials, answers read under a size cap, errors that
+//! say which Prometheus failed and how.
+
+use super::config::{
+    Auth, PrometheusConfig, QueryMethod, auth_from_config, extra_headers, load_ca, load_identity,
+    parse_base_url,
+};
+use super::error::{PrometheusConfigError, PrometheusError, error_chain, snippet};
+use super::response::{self, Envelope, QueryData, Sample};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest URL sent as a GET under [`QueryMethod::Auto`]. Proxies and load
+/// balancers commonly reject longer request lines (HTTP 414), while the body
+/// of a POST has no such limit.
+const MAX_GET_URL_LEN: usize = 4096;
+
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct PrometheusClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    /// Base URL as shown in errors and logs: no trailing slash, no password.
+    display_url: String,
+    timeout: Duration,
+    method: QueryMethod,
+    max_response_bytes: usize,
+    auth: Auth,
+}
+
+impl fmt::Debug for PrometheusClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrometheusClient")
+            .field("url", &self.inner.display_url)
+            .field("timeout", &self.inner.timeout)
+            .field("method", &self.inner.method)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PrometheusClient {
+    /// Validates the URL and loads CA/client cert at construction; errors
+    /// name the file and the cause.
+    pub fn new(config: PrometheusConfig) -> Result<Self, PrometheusConfigError> {
+        let base = parse_base_url(&config.url)?;
+        let display_url = base.as_str().trim_end_matches('/').to_owned();
+        let auth = auth_from_config(&config)?;
+        let default_headers = extra_headers(&config.headers, !matches!(auth, Auth::None))?;
+
+        // reqwest panics when it has to build a rustls config without a
+        // provider; an error is kinder to whoever wires up the process.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(PrometheusConfigError::NoCryptoProvider);
+        }
+
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .default_headers(default_headers)
+            .user_agent(concat!(
+                env!("CARGO_PKG_NAME"),
+                "/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            // A redirect would silently turn a POST into a GET and hide a
+            // misconfigured URL; the API never redirects on its own.
+            .redirect(reqwest::redirect::Policy::none());
+
+        if let Some(ca_file) = &config.ca_file {
+            // Only the given CA: a private Prometheus must not be
+            // impersonable by any publicly trusted certificate.
+            builder = builder.tls_certs_only(load_ca(ca_file)?);
+        } else if base.scheme() == "http" {
+            // The platform verifier fails to build when the system has no CA
+            // bundle (distroless images); plain HTTP never needs it.
+            builder = builder.tls_certs_only(Vec::new());
+        }
+
+        match (&config.client_cert_file, &config.client_key_file) {
+            (Some(cert), Some(key)) => builder = builder.identity(load_identity(cert, key)?),
+            (None, None) => {}
+            _ => {
+                return Err(PrometheusConfigError::Incomplete(
+                    "client_cert_file and client_key_file must be set together",
+                ));
+            }
+        }
+
+        let http = builder.build().map_err(|e| {
+            let mut cause = error_chain(&e);
+            // rustls-platform-verifier refuses to start without a system CA
+            // bundle, which surprises people running in minimal images.
+            if config.ca_file.is_none() && cause.contains("CA certificates") {
+                cause.push_str(
+                    " (no CA file is configured, so the system CA certificates are needed)",
+                );
+            } else if let (Some(cert), Some(key)) =
+                (&config.client_cert_file, &config.client_key_file)
+            {
+                cause.push_str(&format!(
+                    " (client certificate {}, key {})",
+                    cert.display(),
+                    key.display()
+                ));
+            }
+            PrometheusConfigError::Client(cause)
+        })?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                display_url,
+                timeout: config.timeout,
+                method: config.method,
+                max_response_bytes: config.max_response_bytes,
+                auth,
+            }),
+        })
+    }
+
+    /// The base URL without trailing slash, as used in error messages.
+    pub fn url(&self) -> &str {
+        &self.inner.display_url
+    }
+
+    /// Instant query. A scalar result becomes one sample without labels.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PrometheusError> {
+        let url = self.endpoint(&["api", "v1", "query"]);
+        let mut with_query = url.clone();
+        with_query.query_pairs_mut().append_pair("query", promql);
+        let use_post = match self.inner.method {
+            QueryMethod::Get => false,
+            QueryMethod::Post => true,
+            QueryMethod::Auto => with_query.as_str().len() > MAX_GET_URL_LEN,
+        };
+        let request = if use_post {
+            self.inner.http.post(url).form(&[("query", promql)])
+        } else {
+            self.inner.http.get(with_query)
+        };
+
+        let started = Instant::now();
+        let data: QueryData = self.send(request).await?;
+        let samples = response::samples(&self.inner.display_url, data)?;
+        tracing::debug!(
+            query = promql,
+            method = if use_post { "POST" } else { "GET" },
+            elapsed = ?started.elapsed(),
+            series = samples.len(),
+            "Prometheus query"
+        );
+        Ok(samples)
+    }
+
+    /// Values of `label`, restricted to series matching any of `matchers`.
+    pub async fn label_values(
+        &self,
+        label: &str,
+        matchers: &[&str],
+    ) -> Result<Vec<String>, PrometheusError> {
+        let mut url = self.endpoint(&["api", "v1", "label", label, "values"]);
+        {
+            let mut pairs = url.query_pairs_mut();
+            for matcher in matchers {
+                pairs.append_pair("match[]", matcher);
+            }
+        }
+        let started = Instant::now();
+        let values: Option<Vec<String>> = self.send(self.inner.http.get(url)).await?;
+        let values = values.unwrap_or_default();
+        tracing::debug!(
+            label,
+            ?matchers,
+            elapsed = ?started.elapsed(),
+            count = values.len(),
+            "Prometheus label values"
+        );
+        Ok(values)
+    }
+
+    /// Checks that Prometheus answers, with the same authentication and
+    /// headers as queries.
+    pub async fn ready(&self) -> Result<(), PrometheusError> {
+        // buildinfo lives under the API prefix, so it also works for Thanos
+        // and Mimir behind a path prefix, where /-/ready is not routed; old
+        // versions without it still have /-/ready.
+        let buildinfo = self.endpoint(&["api", "v1", "status", "buildinfo"]);
+        match self.send_raw(self.inner.http.get(buildinfo)).await {
+            Ok(_) => Ok(()),
+            Err(PrometheusError::Rejected { status: 404, .. }) => {
+                let ready = self.endpoint(&["-", "ready"]);
+                self.send_raw(self.inner.http.get(ready)).await.map(drop)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// POST {url}/-/reload: makes Prometheus re-read its rule files (needs
+    /// `--web.enable-lifecycle`; a 403 or 404 from Prometheus says it is off).
+    pub async fn reload(&self) -> Result<(), PrometheusError> {
+        let reload = self.endpoint(&["-", "reload"]);
+        self.send_raw(self.inner.http.post(reload)).await.map(drop)
+    }
+
+    fn endpoint(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.base.clone();
+        // parse_base_url rejected URLs that cannot carry a path.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Sends the request and unwraps the `data` of a successful API answer.
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, PrometheusError> {
+        let body = self.send_raw(request).await?;
+        let envelope: Envelope<T> =
+            serde_json::from_slice(&body).map_err(|e| self.decode_error(&e, &body))?;
+        if envelope.status != "success" {
+            return Err(PrometheusError::Rejected {
+                url: self.inner.display_url.clone(),
+                status: 200,
+                error_type: envelope
+                    .error_type
+                    .unwrap_or_else(|| envelope.status.clone()),
+                message: envelope.error.unwrap_or_default(),
+            });
+        }
+        for warning in envelope.warnings.iter().chain(&envelope.infos) {
+            tracing::debug!(url = %self.inner.display_url, warning, "Prometheus warning");
+        }
+        envelope.data.ok_or_else(|| PrometheusError::Decode {
+            url: self.inner.display_url.clone(),
+            cause: "successful answer without data".to_owned(),
+        })
+    }
+
+    /// Sends the request with credentials; any non-2xx answer is an error, and so is
+    /// an answer larger than the configured maximum (read no further than that).
+    async fn send_raw(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, PrometheusError> {
+        let request = self
+            .authorize(request.header(ACCEPT, "application/json"))
+            .await?;
+        let mut response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let limit = self.inner.max_response_bytes;
+        let too_large = || PrometheusError::TooLarge {
+            url: self.inner.display_url.clone(),
+            limit,
+        };
+        let announced = response.content_length().unwrap_or(0);
+        if announced > limit as u64 {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(announced as usize);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(self.rejection(status, &body))
+    }
+
+    async fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, PrometheusError> {
+        // Files are read on every request because Kubernetes rotates
+        // projected tokens and mounted secrets in place.
+        Ok(match &self.inner.auth {
+            Auth::None => request,
+            Auth::Bearer(path) => {
+                let token = read_secret(path).await?;
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        PrometheusError::Credentials {
+                            path: path.clone(),
+                            cause: "the token contains characters not allowed in an HTTP header"
+                                .to_owned(),
+                        }
+                    })?;
+                value.set_sensitive(true);
+                request.header(AUTHORIZATION, value)
+            }
+            Auth::Basic {
+                user,
+                password_file,
+            } => {
+                let password = read_secret(password_file).await?;
+                request.basic_auth(user, Some(password))
+            }
+        })
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> PrometheusError {
+        let url = self.inner.display_url.clone();
+        if error.is_timeout() {
+            return PrometheusError::Timeout {
+                url,
+                timeout: self.inner.timeout,
+            };
+        }
+        let connect = error.is_connect();
+        // The URL carries the whole query, and the message already names the
+        // server.
+        let chain = error_chain(&error.without_url());
+        let cause = if connect {
+            chain
+        } else {
+            // Connected, but the exchange broke off (Prometheus restarting, a
+            // proxy cutting the connection, a TLS 1.3 server refusing the
+            // client certificate): just as "down" to a caller.
+            format!("the connection failed mid-request: {chain}")
+        };
+        PrometheusError::Unreachable { url, cause }
+    }
+
+    fn rejection(&self, status: StatusCode, body: &[u8]) -> PrometheusError {
+        let url = self.inner.display_url.clone();
+        if let Ok(envelope) = serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(body)
+            && (envelope.error_type.is_some() || envelope.error.is_some())
+        {
+            return PrometheusError::Rejected {
+                url,
+                status: status.as_u16(),
+                error_type: envelope
+                    .error_type
+                    .unwrap_or_else(|| envelope.status.clone()),
+                message: envelope.error.unwrap_or_default(),
+            };
+        }
+        PrometheusError::Rejected {
+            url,
+            status: status.as_u16(),
+            error_type: status
+                .canonical_reason()
+                .unwrap_or("unexpected status")
+                .to_owned(),
+            message: snippet(body),
+        }
+    }
+
+    fn decode_error(&self, error: &serde_json::Error, body: &[u8]) -> PrometheusError {
+        PrometheusError::Decode {
+            url: self.inner.display_url.clone(),
+            cause: format!("{error}; body starts with: {}", snippet(body)),
+        }
+    }
+}
+
+async fn read_secret(path: &Path) -> Result<String, PrometheusError> {
+    let credentials = |cause: String| PrometheusError::Credentials {
+        path: path.to_owned(),
+        cause,
+    };
+    // Never include the content in an error: it is the secret.
+    let content = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| credentials(e.to_string()))?;
+    let secret = content.trim();
+    if secret.is_empty() {
+        return Err(credentials("the file is empty".to_owned()));
+    }
+    Ok(secret.to_owned())
+}

@@ -1,0 +1,15 @@
+//! HTTP client for the Prometheus query API (also spoken by Thanos, Mimir and
+//! VictoriaMetrics), as used to evaluate metric rules.
+
+mod client;
+mod config;
+mod error;
+mod response;
+
+pub use client::PrometheusClient;
+pub use config::{DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, QueryMethod};
+pub use error::{PrometheusConfigError, PrometheusError};
+pub use response::{Labels, Sample};
+
+#[cfg(test)]
+mod tests;
