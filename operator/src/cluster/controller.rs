@@ -6,12 +6,13 @@
 //! only while this replica leads (see `leader`), and all stale ones are queued again
 //! whenever it becomes the leader.
 
+use super::backoff::WatchBackoff;
 use super::leader::Leadership;
 use super::objects::ObjectCaches;
 use super::status::{desired_status, is_current};
 use super::status_writer::StatusQueue;
 use super::store::{DefinitionStore, WatchEvent};
-use crate::compiler::{CompileOptions, Verdict, compile};
+use crate::compiler::{Change, CompileOptions, Delta, IncrementalCompiler};
 use crate::definitions::{DefinitionId, DefinitionKind};
 use crate::rules_output::RuleGroups;
 use crate::supervise::Spawner;
@@ -21,7 +22,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
 use metrics_registry_crds::all_crds;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -72,7 +73,9 @@ pub struct DefinitionController {
 /// What changed since the last flush.
 #[derive(Default)]
 struct Pending {
-    compile: bool,
+    /// For the compiler, in the order they happened.
+    changes: Vec<Change>,
+    /// Records whose status may need a write.
     dirty: BTreeSet<DefinitionId>,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -90,6 +93,16 @@ impl Pending {
     }
 }
 
+/// The compiled state, owned by the controller loop.
+struct Compiled {
+    /// `None` only while a batch compiles off the async workers.
+    compiler: Option<IncrementalCompiler>,
+    /// What changed since the table was last published (nothing is published before every
+    /// kind has been listed once: a partial table would serve and report a partial truth).
+    unpublished: Delta,
+    published: bool,
+}
+
 impl DefinitionController {
     pub async fn run(mut self) {
         let (events_tx, mut events) = mpsc::channel::<(DefinitionKind, WatchEvent)>(EVENT_QUEUE);
@@ -101,7 +114,11 @@ impl DefinitionController {
         }
         drop(events_tx);
         let mut store = DefinitionStore::default();
-        let mut verdicts: BTreeMap<DefinitionId, Verdict> = BTreeMap::new();
+        let mut compiled = Compiled {
+            compiler: Some(IncrementalCompiler::new(self.options)),
+            unpublished: Delta::default(),
+            published: false,
+        };
         let mut pending = Pending::default();
         loop {
             let deadline = pending.deadline();
@@ -109,8 +126,8 @@ impl DefinitionController {
                 event = events.recv() => {
                     let Some((kind, event)) = event else { return };
                     let applied = store.apply(kind, event);
-                    if applied.definitions_changed || !applied.touched.is_empty() {
-                        pending.compile |= applied.definitions_changed;
+                    if applied.definitions_changed() || !applied.touched.is_empty() {
+                        pending.changes.extend(applied.changes);
                         pending.dirty.extend(applied.touched);
                         pending.note(Instant::now());
                     }
@@ -124,90 +141,102 @@ impl DefinitionController {
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let flushed = std::mem::take(&mut pending);
-                    self.flush(&store, &mut verdicts, flushed).await;
+                    self.flush(&store, &mut compiled, flushed).await;
                 }
             }
         }
     }
 
-    async fn flush(
-        &self,
-        store: &DefinitionStore,
-        verdicts: &mut BTreeMap<DefinitionId, Verdict>,
-        mut pending: Pending,
-    ) {
+    async fn flush(&self, store: &DefinitionStore, compiled: &mut Compiled, pending: Pending) {
+        let mut dirty = pending.dirty;
+        if !pending.changes.is_empty() {
+            let started = Instant::now();
+            let batch = pending.changes.len();
+            let mut compiler = compiled.compiler.take().expect("the compiler is home");
+            // Off the async workers: a large batch must not hold up requests.
+            let (compiler, delta) = tokio::task::spawn_blocking(move || {
+                let delta = compiler.apply(pending.changes);
+                (compiler, delta)
+            })
+            .await
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+            tracing::debug!(
+                changes = batch,
+                verdicts_changed = delta.changed.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "definitions compiled"
+            );
+            compiled.compiler = Some(compiler);
+            compiled.unpublished.merge(delta);
+        }
         if !store.is_synced() {
-            // Compiling a partial list would serve (and report) a partial table.
             return;
         }
-        if pending.compile {
-            let compiled = self.publish(store).await;
-            log_verdict_changes(verdicts, &compiled);
-            // A compile can change any verdict (precedence, conflicts): check every status.
-            pending.dirty = store.records().map(|r| r.id.clone()).collect();
-            *verdicts = compiled;
+        let compiler = compiled.compiler.as_ref().expect("the compiler is home");
+        let delta = std::mem::take(&mut compiled.unpublished);
+        let first = !compiled.published;
+        if first || delta.table_changed {
+            self.publish_table(compiler, store, first);
         }
+        if first || delta.rules_changed {
+            self.rules
+                .send_replace(Some(Arc::new(compiler.rule_groups())));
+        }
+        compiled.published = true;
+        log_verdict_changes(compiler, &delta);
+        if first {
+            // Every status may be stale: check them all once.
+            dirty.extend(store.records().map(|r| r.id.clone()));
+        }
+        // Only definitions whose verdict changed, and records that changed, need a look.
+        dirty.extend(delta.changed);
         if !self.leadership.is_leader() {
             return;
         }
         let now = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
-        for id in pending.dirty {
+        for id in dirty {
             let Some(record) = store.record(&id) else {
                 continue;
             };
-            let desired = desired_status(record, verdicts.get(&id), &now);
+            let desired = desired_status(record, compiler.verdict(&id), &now);
             if !is_current(record, &desired) {
                 self.statuses.push(id, desired);
             }
         }
     }
 
-    /// Compiles off the async workers, swaps the table, hands the rules on.
-    async fn publish(&self, store: &DefinitionStore) -> BTreeMap<DefinitionId, Verdict> {
-        let started = Instant::now();
-        let definitions = store.definitions();
-        let count = definitions.len();
-        let options = self.options;
-        let compiled = tokio::task::spawn_blocking(move || compile(&definitions, options))
-            .await
-            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
-        let kinds: BTreeSet<_> = compiled.table.discovery().map(|(kind, _)| kind).collect();
-        let not_ready =
-            compiled.not_ready().count() + store.records().filter(|r| r.decoded.is_err()).count();
-        self.table.store(Arc::new(compiled.table));
-        let first = !self.readiness.is_ready();
+    /// Swaps the table in, starts the object caches it needs, says so.
+    fn publish_table(&self, compiler: &IncrementalCompiler, store: &DefinitionStore, first: bool) {
+        let table = compiler.table();
+        let kinds: BTreeSet<_> = table.discovery().map(|(kind, _)| kind).collect();
+        self.table.store(table);
         self.readiness.set_ready();
+        let unreadable = store.records().filter(|r| r.decoded.is_err()).count();
         tracing::info!(
-            definitions = count,
-            not_ready,
-            elapsed_us = started.elapsed().as_micros() as u64,
+            definitions = compiler.len(),
+            not_ready = compiler.not_ready().count() + unreadable,
             "definitions published"
         );
         if first {
             tracing::info!("first full sync done; ready");
         }
         self.objects.ensure(kinds);
-        self.rules
-            .send_replace(Some(Arc::new(compiled.rule_groups)));
-        compiled.verdicts
     }
 }
 
 /// Says what became wrong (or right) once, on every replica, whoever writes the status.
-fn log_verdict_changes(
-    before: &BTreeMap<DefinitionId, Verdict>,
-    after: &BTreeMap<DefinitionId, Verdict>,
-) {
-    for (id, verdict) in after {
-        let old = before.get(id).and_then(|v| v.problem.as_ref());
-        match (&verdict.problem, old) {
-            (Some(problem), old) if old != Some(problem) => {
+fn log_verdict_changes(compiler: &IncrementalCompiler, delta: &Delta) {
+    for id in &delta.changed {
+        match compiler.verdict(id).and_then(|v| v.problem.as_ref()) {
+            Some(problem) => {
                 tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
             }
-            (None, Some(_)) => tracing::info!(definition = %id, "served again"),
-            _ => {}
+            None if compiler.verdict(id).is_some() => {
+                tracing::debug!(definition = %id, "served");
+            }
+            None => {}
         }
     }
 }
@@ -227,7 +256,7 @@ async fn watch_kind(
 ) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .boxed();
     let mut last_error: Option<String> = None;
     while let Some(item) = stream.next().await {

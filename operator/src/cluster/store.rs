@@ -1,8 +1,10 @@
 //! What the watches have seen, kept as plain JSON so one malformed object is a
 //! record with an error, never a broken stream. Pure: tested by pushing events in.
 
+use crate::compiler::Change;
 use crate::definitions::{Definition, DefinitionId, DefinitionKind};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// One watched object.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,11 +62,37 @@ pub enum WatchEvent {
 /// What one event changed.
 #[derive(Debug, Default, PartialEq)]
 pub struct Applied {
-    /// A definition appeared, went away or changed: the table must be recompiled.
-    /// Status-only changes (our own writes coming back) leave this false.
-    pub definitions_changed: bool,
+    /// For the compiler: definitions that appeared, changed or went away (an object that
+    /// became unreadable goes away: it cannot be served). Status-only changes (our own
+    /// writes coming back) add nothing here.
+    pub changes: Vec<Change>,
+    /// The first full list of a kind arrived: until every kind has one, the table is partial.
+    pub kind_synced: bool,
     /// Objects whose record changed in any way (their status may need a write).
     pub touched: Vec<DefinitionId>,
+}
+
+impl Applied {
+    pub fn definitions_changed(&self) -> bool {
+        self.kind_synced || !self.changes.is_empty()
+    }
+}
+
+/// What the compiler must be told when a record goes from `old` to `new`.
+fn change(
+    id: &DefinitionId,
+    old: Option<&ObjectRecord>,
+    new: Option<&ObjectRecord>,
+) -> Option<Change> {
+    fn served(record: Option<&ObjectRecord>) -> Option<&Definition> {
+        record.and_then(|r| r.decoded.as_ref().ok())
+    }
+    match (served(old), served(new)) {
+        (Some(before), Some(now)) if before == now => None,
+        (_, Some(now)) => Some(Change::Upsert(Arc::new(now.clone()))),
+        (Some(_), None) => Some(Change::Remove(id.clone())),
+        (None, None) => None,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -72,11 +100,6 @@ pub struct DefinitionStore {
     objects: BTreeMap<DefinitionId, ObjectRecord>,
     relisting: BTreeMap<DefinitionKind, Vec<ObjectRecord>>,
     synced: BTreeSet<DefinitionKind>,
-}
-
-/// The part of a record the compiler sees.
-fn same_definition(a: &ObjectRecord, b: &ObjectRecord) -> bool {
-    a.decoded == b.decoded && a.generation == b.generation
 }
 
 impl DefinitionStore {
@@ -104,46 +127,50 @@ impl DefinitionStore {
                     }
                 });
                 let mut applied = Applied {
-                    definitions_changed: self.synced.insert(kind),
-                    touched: Vec::new(),
+                    kind_synced: self.synced.insert(kind),
+                    ..Applied::default()
                 };
                 for record in listed {
-                    match before.remove(&record.id) {
-                        Some(old) if old == record => {}
-                        Some(old) => {
-                            applied.definitions_changed |= !same_definition(&old, &record);
-                            applied.touched.push(record.id.clone());
-                        }
-                        None => {
-                            applied.definitions_changed = true;
-                            applied.touched.push(record.id.clone());
-                        }
+                    let old = before.remove(&record.id);
+                    if old.as_ref() != Some(&record) {
+                        applied
+                            .changes
+                            .extend(change(&record.id, old.as_ref(), Some(&record)));
+                        applied.touched.push(record.id.clone());
                     }
                     self.objects.insert(record.id.clone(), record);
                 }
                 // Whatever was not listed again is gone.
-                applied.definitions_changed |= !before.is_empty();
+                for (id, old) in before {
+                    applied.changes.extend(change(&id, Some(&old), None));
+                }
                 applied
             }
             WatchEvent::Apply(object) => match ObjectRecord::from_object(kind, &object) {
                 Some(record) => {
                     let id = record.id.clone();
-                    match self.objects.insert(id.clone(), record.clone()) {
-                        Some(old) if old == record => Applied::default(),
-                        old => Applied {
-                            definitions_changed: old
-                                .is_none_or(|old| !same_definition(&old, &record)),
-                            touched: vec![id],
-                        },
+                    let old = self.objects.insert(id.clone(), record.clone());
+                    if old.as_ref() == Some(&record) {
+                        return Applied::default();
+                    }
+                    Applied {
+                        changes: change(&id, old.as_ref(), Some(&record))
+                            .into_iter()
+                            .collect(),
+                        kind_synced: false,
+                        touched: vec![id],
                     }
                 }
                 None => Applied::default(),
             },
             WatchEvent::Delete(object) => match ObjectRecord::from_object(kind, &object) {
-                Some(record) => Applied {
-                    definitions_changed: self.objects.remove(&record.id).is_some(),
-                    touched: Vec::new(),
-                },
+                Some(record) => {
+                    let old = self.objects.remove(&record.id);
+                    Applied {
+                        changes: change(&record.id, old.as_ref(), None).into_iter().collect(),
+                        ..Applied::default()
+                    }
+                }
                 None => Applied::default(),
             },
         }
@@ -158,14 +185,6 @@ impl DefinitionStore {
         self.synced.len() == DefinitionKind::ALL.len()
     }
 
-    /// The definitions that could be read.
-    pub fn definitions(&self) -> Vec<Definition> {
-        self.objects
-            .values()
-            .filter_map(|r| r.decoded.as_ref().ok().cloned())
-            .collect()
-    }
-
     pub fn records(&self) -> impl Iterator<Item = &ObjectRecord> {
         self.objects.values()
     }
@@ -175,6 +194,10 @@ impl DefinitionStore {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn served(store: &DefinitionStore) -> usize {
+        store.records().filter(|r| r.decoded.is_ok()).count()
+    }
 
     fn object(kind: &str, name: &str, query: serde_json::Value) -> serde_json::Value {
         json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": kind,
@@ -205,8 +228,12 @@ mod tests {
             kind,
             WatchEvent::InitApply(object("PodMetric", "bad", json!(42))),
         );
-        assert!(store.apply(kind, WatchEvent::InitDone).definitions_changed);
-        assert_eq!(store.definitions().len(), 1);
+        assert!(
+            store
+                .apply(kind, WatchEvent::InitDone)
+                .definitions_changed()
+        );
+        assert_eq!(served(&store), 1);
         let bad = store.records().find(|r| r.id.name == "bad").unwrap();
         assert!(
             bad.decoded.as_ref().unwrap_err().contains("invalid spec"),
@@ -222,7 +249,7 @@ mod tests {
         assert!(
             store
                 .apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone()))
-                .definitions_changed
+                .definitions_changed()
         );
         assert_eq!(
             store.apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone())),
@@ -237,10 +264,10 @@ mod tests {
         assert!(
             store
                 .apply(DefinitionKind::PodMetric, WatchEvent::InitDone)
-                .definitions_changed
+                .definitions_changed()
         );
         assert_eq!(
-            store.definitions().len(),
+            served(&store),
             1,
             "the relist dropped the pod metric, kept the service one"
         );
@@ -250,9 +277,9 @@ mod tests {
                     DefinitionKind::ServiceMetric,
                     WatchEvent::Delete(object("ServiceMetric", "s", json!("")))
                 )
-                .definitions_changed
+                .definitions_changed()
         );
-        assert!(store.definitions().is_empty());
+        assert!(served(&store) == 0);
     }
 
     #[test]
@@ -263,11 +290,15 @@ mod tests {
         // The first full list of a kind is a change by itself (the table becomes complete).
         store.apply(kind, WatchEvent::Init);
         store.apply(kind, WatchEvent::InitApply(fresh.clone()));
-        assert!(store.apply(kind, WatchEvent::InitDone).definitions_changed);
+        assert!(
+            store
+                .apply(kind, WatchEvent::InitDone)
+                .definitions_changed()
+        );
         let mut with_status = fresh.clone();
         with_status["status"] = json!({"observedGeneration": 1});
         let applied = store.apply(kind, WatchEvent::Apply(with_status.clone()));
-        assert!(!applied.definitions_changed, "only the status changed");
+        assert!(!applied.definitions_changed(), "only the status changed");
         assert_eq!(
             applied.touched.len(),
             1,
@@ -278,15 +309,35 @@ mod tests {
         with_status["status"] = json!({"observedGeneration": 2});
         store.apply(kind, WatchEvent::InitApply(with_status));
         let relisted = store.apply(kind, WatchEvent::InitDone);
-        assert!(!relisted.definitions_changed);
+        assert!(!relisted.definitions_changed());
         assert_eq!(relisted.touched.len(), 1);
-        // A spec change is a definition change.
+        // A spec change is a definition change, told to the compiler as an upsert.
         let mut edited = fresh;
         edited["spec"]["query"] = json!("y{<<.LabelMatchers>>}");
         assert!(
             store
                 .apply(kind, WatchEvent::Apply(edited))
-                .definitions_changed
+                .definitions_changed()
         );
+    }
+
+    #[test]
+    fn the_compiler_hears_of_upserts_and_removals_only() {
+        let mut store = DefinitionStore::default();
+        let kind = DefinitionKind::PodMetric;
+        let good = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
+        let applied = store.apply(kind, WatchEvent::Apply(good.clone()));
+        assert!(matches!(applied.changes.as_slice(), [Change::Upsert(d)] if d.id.name == "p"));
+        // Becoming unreadable takes it out of the table; readable again puts it back.
+        let broken = object("PodMetric", "p", json!(42));
+        let applied = store.apply(kind, WatchEvent::Apply(broken));
+        assert!(matches!(applied.changes.as_slice(), [Change::Remove(id)] if id.name == "p"));
+        let applied = store.apply(kind, WatchEvent::Apply(good.clone()));
+        assert!(matches!(applied.changes.as_slice(), [Change::Upsert(_)]));
+        // A relist that no longer has it removes it.
+        store.apply(kind, WatchEvent::Init);
+        let applied = store.apply(kind, WatchEvent::InitDone);
+        assert!(applied.kind_synced);
+        assert!(matches!(applied.changes.as_slice(), [Change::Remove(id)] if id.name == "p"));
     }
 }
