@@ -238,6 +238,32 @@ pub async fn wait_apiservices_available(
     }
 }
 
+/// Polls a SelfSubjectAccessReview of `config`'s user until `verb` on `resource` is allowed.
+async fn wait_until_allowed(
+    config: &kube::Config,
+    verb: &str,
+    group: &str,
+    resource: &str,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    let client = kube::Client::try_from(config.clone())?;
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(client);
+    let review: SelfSubjectAccessReview = serde_json::from_value(serde_json::json!({
+        "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}}
+    }))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = reviews.create(&Default::default(), &review).await?;
+        if answer.status.is_some_and(|s| s.allowed) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{verb} {resource}.{group} still not allowed after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn raw_client(control_plane: &ControlPlane) -> anyhow::Result<kube::Client> {
     Ok(KubeClients::from_config(control_plane.admin_config().await?, RAW_TIMEOUT)?.request)
 }
@@ -319,6 +345,9 @@ impl E2e {
                 ],
             )
             .await?;
+        // RBAC takes effect a moment after it is written; starting before would only fill
+        // the log with refused watches and grow their retry delays.
+        wait_until_allowed(&identity, "watch", "metrics-registry.io", "servicemetrics").await?;
         let mode = ClusterMode {
             kube: KubeClients::from_config(identity, Duration::from_secs(10))?,
             prometheus: PrometheusConfig::new(prometheus.url()),

@@ -1,6 +1,7 @@
 //! Watches kube-system/extension-apiserver-authentication and applies it live: the
 //! front-proxy CA and header names to the guard, the client CAs to the TLS config.
 
+use super::backoff::WatchBackoff;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
@@ -34,7 +35,7 @@ pub fn spawn_watch(
         let api: Api<ConfigMap> = Api::namespaced(client, CONFIGMAP_NAMESPACE);
         let config = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP_NAME}"));
         let mut stream = watcher(api, config)
-            .default_backoff()
+            .backoff(WatchBackoff::default())
             .applied_objects()
             .boxed();
         while let Some(item) = stream.next().await {

@@ -3,6 +3,7 @@
 
 pub mod apiservice;
 pub mod authconfig;
+pub mod backoff;
 pub mod controller;
 pub mod leader;
 #[cfg(test)]

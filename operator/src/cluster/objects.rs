@@ -1,6 +1,7 @@
 //! Metadata-only watch caches of the objects wildcard requests name, started for the
 //! kinds that have definitions. `labelSelector` is resolved here, never by a LIST per request.
 
+use super::backoff::WatchBackoff;
 use crate::supervise::Spawner;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -67,7 +68,7 @@ where
     let ready = Arc::new(AtomicBool::new(false));
     let stream = reflector::reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
     );
     tasks.spawn(format!("object cache of {}", kind.resource()), async move {
         let mut stream = stream.boxed();
