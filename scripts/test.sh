@@ -48,6 +48,9 @@ trap 'rm -f "$log"' EXIT
 status=0
 bash scripts/in-test-namespace.sh \
   cargo test --workspace --locked --offline --no-fail-fast -- --include-ignored --show-output 2>&1 | tee "$log" || status=$?
+echo "==> fuzzing (AFL++ through cargo-afl, a bounded run per target)"
+cache="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" CARGO_TARGET_DIR="$cache/target-fuzz" bash scripts/fuzz.sh 2>&1 | tee -a "$log" || status=$?
 # One total over every test binary, so the last line is not a doc-test run of zero.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i; if ($(i+1) ~ /^ignored;?$/) g += $i } }
      END { printf "total: %d passed, %d failed, %d ignored\n", p, f, g }' "$log"
