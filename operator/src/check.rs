@@ -2,7 +2,7 @@
 
 use crate::compiler::{CompileOptions, compile};
 use crate::definitions::DefinitionId;
-use crate::manifests;
+use crate::sources::folder as manifests;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -8,15 +8,11 @@ pub mod compiler;
 pub mod convert;
 pub mod crdgen;
 pub mod definitions;
-pub mod folder;
-pub mod manifests;
 pub mod parallel;
-pub mod reload;
-pub mod rulefiles;
-pub mod rules_output;
 pub mod run;
+pub mod sinks;
+pub mod sources;
 pub mod supervise;
-pub mod tasks;
 
 /// The one rustls crypto provider of the whole binary (ring); tests call it too.
 pub fn install_crypto_provider() {

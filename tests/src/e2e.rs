@@ -20,9 +20,9 @@ use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
-use metrics_registry::cluster::apiservice::{API_VERSIONS, ServiceTarget};
 use metrics_registry::compiler::CompileOptions;
 use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig};
+use metrics_registry::sinks::apiservice::{API_VERSIONS, ServiceTarget};
 use metrics_registry_apiserver::serve::ServeLimits;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -637,7 +637,7 @@ impl E2e {
     }
 
     fn definitions(&self, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
-        let resources = metrics_registry::cluster::controller::api_resources();
+        let resources = metrics_registry::sources::cluster::api_resources();
         let (_, resource) = resources
             .iter()
             .find(|(k, _)| k.name() == kind)

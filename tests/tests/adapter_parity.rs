@@ -596,7 +596,7 @@ impl World {
 
     /// Removes the case's definitions and waits until metrics-registry serves none.
     async fn delete(&self, documents: &[Document]) {
-        let resources = metrics_registry::cluster::controller::api_resources();
+        let resources = metrics_registry::sources::cluster::api_resources();
         for document in documents {
             let (_, resource) = resources
                 .iter()

@@ -118,7 +118,7 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
 /// With prometheus-operator's CRD installed, rules become PrometheusRule objects; orphans go.
 async fn scenario_prometheus_rule_objects(e2e: &E2e) {
     use metrics_registry::definitions::{DefinitionId, DefinitionKind};
-    use metrics_registry::rules_output::{RulesOutput, prometheus_rules_installed};
+    use metrics_registry::sinks::rules::{RulesOutput, prometheus_rules_installed};
     let crd = metrics_registry_tests::third_party::prometheus_rule_crd()
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
 use metrics_registry::definitions::{DefinitionId, DefinitionKind};
-use metrics_registry::rules_output::{
+use metrics_registry::sinks::rules::{
     RulesOutput, prometheus_rule_resource, prometheus_rules_installed,
 };
 use metrics_registry_crds::RuleGroup;

@@ -1,7 +1,7 @@
 //! Watches kube-system/extension-apiserver-authentication and applies it live: the
 //! front-proxy CA and header names to the guard, the client CAs to the TLS config.
 
-use super::backoff::WatchBackoff;
+use crate::cluster::backoff::WatchBackoff;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;

@@ -1,7 +1,7 @@
 //! Metadata-only watch caches of the objects wildcard requests name, started for the
 //! kinds that have definitions. `labelSelector` is resolved here, never by a LIST per request.
 
-use super::backoff::WatchBackoff;
+use crate::cluster::backoff::WatchBackoff;
 use crate::supervise::Spawner;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};

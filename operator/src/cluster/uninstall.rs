@@ -2,8 +2,8 @@
 //! does not know about. The Deployment goes to zero replicas first and its pods are
 //! waited for, so no leader re-creates an object right after it was deleted.
 
-use crate::cluster::apiservice::MANAGED_BY_LABEL;
-use crate::rules_output::{MANAGED_BY, prometheus_rule_resource};
+use crate::sinks::apiservice::MANAGED_BY_LABEL;
+use crate::sinks::rules::{MANAGED_BY, prometheus_rule_resource};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;

@@ -2,15 +2,15 @@
 //! and rules written by the elected leader. Each `start_*` function starts one concern;
 //! `serve` puts them together and owns the shutdown sequence.
 
-use crate::cluster::apiservice::{self, ServiceTarget};
 use crate::cluster::authconfig;
-use crate::cluster::controller::{DefinitionController, api_resources};
 use crate::cluster::leader::{LeaderElection, Leadership, LeaseSettings};
 use crate::cluster::objects::ObjectCaches;
 use crate::cluster::reviews::ClusterReviews;
-use crate::cluster::status_writer::{StatusQueue, StatusWriter};
 use crate::compiler::CompileOptions;
-use crate::rules_output::RulesOutput;
+use crate::sinks::apiservice::{self, ServiceTarget};
+use crate::sinks::rules::RulesOutput;
+use crate::sinks::status::writer::{StatusQueue, StatusWriter};
+use crate::sources::cluster::{DefinitionController, api_resources};
 use crate::supervise::Supervisor;
 use anyhow::{Context, anyhow};
 use metrics_registry_apiserver::api::{ApiState, Readiness};

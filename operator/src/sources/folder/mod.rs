@@ -6,10 +6,15 @@
 //! wakes on file events that can change a file (not on the loader's own reads), waits a
 //! fixed [`DEBOUNCE`] for the burst to end, and then reads only the files that changed.
 
+mod read;
+mod scan;
+
+pub use read::{Located, ManifestError, read_all, read_dir, read_file};
+
 use crate::compiler::{CompileOptions, IncrementalCompiler};
 use crate::definitions::DefinitionId;
-use crate::folder::{ManifestFolder, Scan};
-use crate::rules_output::RulesOutput;
+use crate::sinks::rules::RulesOutput;
+use crate::sources::folder::scan::{ManifestFolder, Scan};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
 use metrics_registry_crds::RuleGroup;

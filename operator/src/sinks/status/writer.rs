@@ -3,7 +3,7 @@
 //! status per object (a newer one replaces an older one), so the queue is bounded by the
 //! number of definitions however fast they change.
 
-use super::leader::Leadership;
+use crate::cluster::leader::Leadership;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -174,9 +174,9 @@ mod tests {
 
     mod against_the_api {
         use super::*;
-        use crate::cluster::controller::api_resources;
         use crate::cluster::leader::Leadership;
         use crate::cluster::mock_api::{Exchange, scripted, status};
+        use crate::sources::cluster::api_resources;
         use http::Method;
 
         const STATUS: &str = "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/x/status?";

@@ -3,7 +3,8 @@
 
 use crate::cluster::leader::Leadership;
 use crate::definitions::DefinitionId;
-use crate::rulefiles;
+pub mod files;
+
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use metrics_registry_apiserver::prometheus::PrometheusClient;
 use metrics_registry_crds::RuleGroup;
@@ -59,7 +60,7 @@ impl RulesOutput {
     pub async fn try_sync(&self, rules: &RuleGroups) -> Result<(), String> {
         match self {
             RulesOutput::None => Ok(()),
-            RulesOutput::Files { dir, prometheus } => match rulefiles::sync(dir, rules) {
+            RulesOutput::Files { dir, prometheus } => match files::sync(dir, rules) {
                 Ok(false) => Ok(()),
                 Ok(true) => match prometheus.reload().await {
                     Ok(()) => {

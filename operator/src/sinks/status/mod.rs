@@ -1,9 +1,11 @@
 //! The status each definition should carry, computed from its verdict. Pure; the
 //! controller patches only records whose status differs.
 
-use super::store::ObjectRecord;
+pub mod writer;
+
 use crate::compiler::Verdict;
 use crate::definitions::DefinitionKind;
+use crate::sources::cluster::store::ObjectRecord;
 use serde_json::{Value, json};
 
 fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (bool, String, String) {

@@ -7,9 +7,9 @@
 //! deleting a file is how its definitions go away. That also keeps definitions from
 //! flickering while a tool rewrites a file in place (truncate, then write).
 
+use super::read::{self as manifests, ManifestError};
 use crate::compiler::Change;
 use crate::definitions::{Definition, DefinitionId};
-use crate::manifests::{self, ManifestError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;

@@ -6,15 +6,17 @@
 //! only while this replica leads (see `leader`), and all stale ones are queued again
 //! whenever it becomes the leader.
 
-use super::backoff::WatchBackoff;
-use super::leader::Leadership;
-use super::objects::ObjectCaches;
-use super::status::{desired_status, is_current};
-use super::status_writer::StatusQueue;
-use super::store::{DefinitionStore, WatchEvent};
+use crate::cluster::backoff::WatchBackoff;
+pub mod store;
+
+use self::store::{DefinitionStore, WatchEvent};
+use crate::cluster::leader::Leadership;
+use crate::cluster::objects::ObjectCaches;
 use crate::compiler::{Change, CompileOptions, Delta, IncrementalCompiler};
 use crate::definitions::{DefinitionId, DefinitionKind};
-use crate::rules_output::RuleGroups;
+use crate::sinks::rules::RuleGroups;
+use crate::sinks::status::writer::StatusQueue;
+use crate::sinks::status::{desired_status, is_current};
 use crate::supervise::Spawner;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};

@@ -2,105 +2,20 @@
 //! client set-up).
 
 mod cluster;
+mod standalone;
 
 pub use cluster::{ClusterMode, KubeClients};
+pub use standalone::Standalone;
 
 use crate::args::{self, RunArgs, UninstallArgs};
-use crate::cluster::apiservice::ServiceTarget;
 use crate::cluster::leader::LeaseSettings;
 use crate::cluster::uninstall::Uninstall;
 use crate::compiler::CompileOptions;
-use crate::reload::ManifestSource;
-use crate::rules_output::RulesOutput;
-use crate::tasks::TaskGuard;
+use crate::sinks::apiservice::ServiceTarget;
 use anyhow::{Context, bail};
-use metrics_registry_apiserver::api::{ApiState, Readiness};
-use metrics_registry_apiserver::external::ExternalCatalog;
-use metrics_registry_apiserver::objects::NoCluster;
-use metrics_registry_apiserver::prometheus::PrometheusClient;
 pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
-use metrics_registry_apiserver::rules::shared_rule_table;
-use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
-use metrics_registry_apiserver::server;
-use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-
-/// Everything standalone mode needs; built from flags or by tests.
-#[derive(Debug, Clone)]
-pub struct Standalone {
-    pub manifests: PathBuf,
-    pub prometheus: PrometheusConfig,
-    pub options: CompileOptions,
-    pub external_refresh: Duration,
-    /// Write `CustomPrometheusRules` as rule files here and reload Prometheus.
-    pub rules_dir: Option<PathBuf>,
-    pub limits: ServeLimits,
-}
-
-impl Standalone {
-    /// Serves on `listener` until `shutdown` completes.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let prometheus = PrometheusClient::new(self.prometheus.clone())
-            .context("invalid Prometheus settings")?;
-        let table = shared_rule_table();
-        let readiness = Readiness::default();
-        let external = ExternalCatalog::new();
-        let source = ManifestSource {
-            dir: self.manifests.clone(),
-            options: self.options,
-            table: table.clone(),
-            readiness: readiness.clone(),
-            rules: match &self.rules_dir {
-                Some(dir) => RulesOutput::Files {
-                    dir: dir.clone(),
-                    prometheus: prometheus.clone(),
-                },
-                None => RulesOutput::None,
-            },
-        };
-        // Stops with serving, also when this future is cancelled.
-        let mut background = TaskGuard::default();
-        background.push(tokio::spawn(async move {
-            if let Err(error) = source.run().await {
-                tracing::error!("watching the manifests folder failed: {error:#}");
-            }
-        }));
-        background.push(
-            external
-                .clone()
-                .spawn_refresher(prometheus.clone(), self.external_refresh),
-        );
-        let state = ApiState {
-            rules: table,
-            prometheus,
-            objects: Arc::new(NoCluster),
-            external,
-            readiness,
-        };
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            manifests = %self.manifests.display(),
-            prometheus = %self.prometheus.url,
-            "serving custom.metrics.k8s.io and external.metrics.k8s.io over plain HTTP (standalone)"
-        );
-        serve(
-            listener,
-            server::insecure_router(state),
-            PlainHttp,
-            self.limits,
-            shutdown,
-        )
-        .await
-        .context("HTTP server failed")
-    }
-}
 
 async fn kube_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Config> {
     match kubeconfig {
