@@ -1,11 +1,11 @@
 //! `metrics-registry crds`: every CRD as YAML, the same text that is checked in under
 //! `charts/metrics-registry/crds/`.
 
-use metrics_registry_crds::all_crds;
+use crate::definitions::DefinitionKind;
 
 /// File name and YAML text of each CRD.
 pub fn crd_files() -> Vec<(String, String)> {
-    all_crds()
+    DefinitionKind::crds()
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();

@@ -16,12 +16,11 @@ use tokio::sync::oneshot;
 
 use crate::cluster::ControlPlane;
 
-/// Server-side applies every CRD of `metrics_registry_crds` and waits until each is
-/// Established.
+/// Server-side applies every definition CRD and waits until each is Established.
 pub async fn install_crds(admin: &kube::Client) -> anyhow::Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     let mut names = Vec::new();
-    for crd in metrics_registry_crds::all_crds() {
+    for crd in metrics_registry::definitions::DefinitionKind::crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         let mut body = serde_json::to_value(&crd)?;
         body["apiVersion"] = "apiextensions.k8s.io/v1".into();

@@ -15,7 +15,6 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -274,19 +273,7 @@ impl E2e {
     pub async fn start(publish: impl FnOnce(&Exporter)) -> anyhow::Result<E2e> {
         let (control_plane, exporter, prometheus, rules) = boot(publish, Vec::new()).await?;
         let admin = control_plane.admin_client().await?;
-        let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-        for crd in metrics_registry_crds::all_crds() {
-            let name = crd.metadata.name.clone().unwrap_or_default();
-            let mut body = serde_json::to_value(&crd)?;
-            body["apiVersion"] = "apiextensions.k8s.io/v1".into();
-            body["kind"] = "CustomResourceDefinition".into();
-            crds.patch(
-                &name,
-                &PatchParams::apply("e2e").force(),
-                &Patch::Apply(&body),
-            )
-            .await?;
-        }
+        crate::cluster_mode::install_crds(&admin).await?;
         // The chart's RBAC; the server itself runs here, not as the chart's Deployment.
         let template = helm(
             control_plane.kubeconfig_path(),

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
 use metrics_registry::compiler::CompileOptions;
 use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig};
 use metrics_registry_apiserver::serve::ServeLimits;
@@ -74,7 +72,7 @@ impl ClusterRegistry {
         rules_dir: PathBuf,
         client: &MetricsClient,
     ) -> anyhow::Result<ClusterRegistry> {
-        install_crds(admin).await?;
+        crate::cluster_mode::install_crds(admin).await?;
         let dir = tempfile::tempdir()?;
         let (cert, key) = plane
             .certs()
@@ -140,23 +138,6 @@ impl Drop for ClusterRegistry {
         }
         self.server.abort();
     }
-}
-
-async fn install_crds(admin: &kube::Client) -> anyhow::Result<()> {
-    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    for crd in metrics_registry_crds::all_crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        let mut body = serde_json::to_value(&crd)?;
-        body["apiVersion"] = "apiextensions.k8s.io/v1".into();
-        body["kind"] = "CustomResourceDefinition".into();
-        crds.patch(
-            &name,
-            &PatchParams::apply("parity").force(),
-            &Patch::Apply(&body),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// A Kubernetes quantity in milli-units (`102312m`, `2`, `2k`); `None` for other forms.

@@ -137,7 +137,7 @@ async fn kubectl_explain_describes_every_field_and_get_shows_the_last_error() {
                     })
                     .count()
             });
-        if kinds == metrics_registry_crds::all_crds().len() {
+        if kinds == metrics_registry::definitions::DefinitionKind::crds().len() {
             break document;
         }
         assert!(Instant::now() < deadline, "{path} lists {kinds} kinds");
@@ -145,7 +145,7 @@ async fn kubectl_explain_describes_every_field_and_get_shows_the_last_error() {
     };
     let mut missing = Vec::new();
     let mut described = 0;
-    for crd in metrics_registry_crds::all_crds() {
+    for crd in metrics_registry::definitions::DefinitionKind::crds() {
         let kind = crd.spec.names.kind;
         let schema =
             &document["components"]["schemas"][format!("io.metrics-registry.v1beta1.{kind}")];

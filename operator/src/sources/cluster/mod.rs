@@ -23,7 +23,6 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
-use metrics_registry_crds::all_crds;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,24 +35,11 @@ const MAX_DELAY: Duration = Duration::from_millis(500);
 /// Watch events waiting to be applied; a full queue makes the watches wait, never grows.
 const EVENT_QUEUE: usize = 1024;
 
-/// The `ApiResource` of each definition kind, taken from the CRDs themselves.
+/// The `ApiResource` of each definition kind.
 pub fn api_resources() -> Vec<(DefinitionKind, ApiResource)> {
-    all_crds()
+    DefinitionKind::ALL
         .into_iter()
-        .filter_map(|crd| {
-            let kind = DefinitionKind::from_name(&crd.spec.names.kind)?;
-            let version = &crd.spec.versions[0].name;
-            Some((
-                kind,
-                ApiResource {
-                    group: crd.spec.group.clone(),
-                    version: version.clone(),
-                    api_version: format!("{}/{version}", crd.spec.group),
-                    kind: crd.spec.names.kind.clone(),
-                    plural: crd.spec.names.plural.clone(),
-                },
-            ))
-        })
+        .map(|kind| (kind, kind.api_resource()))
         .collect()
 }
 

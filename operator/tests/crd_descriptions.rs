@@ -1,7 +1,7 @@
 //! What `kubectl explain` and `kubectl get` show comes from the CRDs: every field has a
 //! description, and the table has a column with the Ready condition's message.
 
-use metrics_registry_crds::all_crds;
+use metrics_registry::definitions::DefinitionKind;
 use serde_json::Value;
 
 /// Paths (`spec.groups[].rules[].expr`) of every schema node below `path` that has
@@ -47,7 +47,7 @@ fn has_description(schema: &Value) -> bool {
 fn every_field_of_every_crd_has_a_description() {
     let mut missing = Vec::new();
     let mut fields = 0;
-    for crd in all_crds() {
+    for crd in DefinitionKind::crds() {
         let kind = crd.spec.names.kind.clone();
         for version in &crd.spec.versions {
             let schema = serde_json::to_value(&version.schema).unwrap();
@@ -80,7 +80,7 @@ fn the_walk_finds_a_field_without_a_description() {
 
 #[test]
 fn every_kind_shows_the_ready_message_in_kubectl_get() {
-    for crd in all_crds() {
+    for crd in DefinitionKind::crds() {
         let kind = &crd.spec.names.kind;
         let columns = crd.spec.versions[0]
             .additional_printer_columns

@@ -1,100 +1,14 @@
 //! Definitions as the compiler sees them: kind, identity and spec, with no trace of
 //! where they came from (the cluster or a manifest folder).
 
-use metrics_registry_apiserver::rules::ObjectKind;
-use metrics_registry_crds::{CustomPrometheusRulesSpec, MetricSpec, PodMetricSpec};
+mod kinds;
+
+pub use kinds::{DefinitionKind, DefinitionResource, KindVisitor};
+
+use metrics_registry_crds::{
+    CustomPrometheusRulesSpec, MetricSpec, MetricStatus, PodMetricSpec, RulesStatus,
+};
 use std::fmt;
-
-/// The fourteen kinds of `metrics-registry.io/v1beta1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum DefinitionKind {
-    PodMetric,
-    ClusterPodMetric,
-    ServiceMetric,
-    ClusterServiceMetric,
-    IngressMetric,
-    ClusterIngressMetric,
-    DeploymentMetric,
-    ClusterDeploymentMetric,
-    StatefulSetMetric,
-    ClusterStatefulSetMetric,
-    DaemonSetMetric,
-    ClusterDaemonSetMetric,
-    NamespaceMetric,
-    CustomPrometheusRules,
-}
-
-impl DefinitionKind {
-    pub const ALL: [DefinitionKind; 14] = [
-        DefinitionKind::PodMetric,
-        DefinitionKind::ClusterPodMetric,
-        DefinitionKind::ServiceMetric,
-        DefinitionKind::ClusterServiceMetric,
-        DefinitionKind::IngressMetric,
-        DefinitionKind::ClusterIngressMetric,
-        DefinitionKind::DeploymentMetric,
-        DefinitionKind::ClusterDeploymentMetric,
-        DefinitionKind::StatefulSetMetric,
-        DefinitionKind::ClusterStatefulSetMetric,
-        DefinitionKind::DaemonSetMetric,
-        DefinitionKind::ClusterDaemonSetMetric,
-        DefinitionKind::NamespaceMetric,
-        DefinitionKind::CustomPrometheusRules,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DefinitionKind::PodMetric => "PodMetric",
-            DefinitionKind::ClusterPodMetric => "ClusterPodMetric",
-            DefinitionKind::ServiceMetric => "ServiceMetric",
-            DefinitionKind::ClusterServiceMetric => "ClusterServiceMetric",
-            DefinitionKind::IngressMetric => "IngressMetric",
-            DefinitionKind::ClusterIngressMetric => "ClusterIngressMetric",
-            DefinitionKind::DeploymentMetric => "DeploymentMetric",
-            DefinitionKind::ClusterDeploymentMetric => "ClusterDeploymentMetric",
-            DefinitionKind::StatefulSetMetric => "StatefulSetMetric",
-            DefinitionKind::ClusterStatefulSetMetric => "ClusterStatefulSetMetric",
-            DefinitionKind::DaemonSetMetric => "DaemonSetMetric",
-            DefinitionKind::ClusterDaemonSetMetric => "ClusterDaemonSetMetric",
-            DefinitionKind::NamespaceMetric => "NamespaceMetric",
-            DefinitionKind::CustomPrometheusRules => "CustomPrometheusRules",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-
-    /// The object kind a `*Metric` describes; `None` for `CustomPrometheusRules`.
-    pub fn object(self) -> Option<ObjectKind> {
-        use DefinitionKind::*;
-        Some(match self {
-            PodMetric | ClusterPodMetric => ObjectKind::Pod,
-            ServiceMetric | ClusterServiceMetric => ObjectKind::Service,
-            IngressMetric | ClusterIngressMetric => ObjectKind::Ingress,
-            DeploymentMetric | ClusterDeploymentMetric => ObjectKind::Deployment,
-            StatefulSetMetric | ClusterStatefulSetMetric => ObjectKind::StatefulSet,
-            DaemonSetMetric | ClusterDaemonSetMetric => ObjectKind::DaemonSet,
-            NamespaceMetric => ObjectKind::Namespace,
-            CustomPrometheusRules => return None,
-        })
-    }
-
-    /// Whether objects of this kind live in a namespace.
-    pub fn is_namespaced(self) -> bool {
-        use DefinitionKind::*;
-        matches!(
-            self,
-            PodMetric
-                | ServiceMetric
-                | IngressMetric
-                | DeploymentMetric
-                | StatefulSetMetric
-                | DaemonSetMetric
-                | NamespaceMetric
-        )
-    }
-}
 
 /// Which object a definition is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,6 +31,14 @@ impl fmt::Display for DefinitionId {
 pub enum DefinitionBody {
     Metric(MetricSpec),
     Rules(CustomPrometheusRulesSpec),
+}
+
+/// The `.status` of a definition, typed as the CRDs declare it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum DefinitionStatus {
+    Metric(MetricStatus),
+    Rules(RulesStatus),
 }
 
 /// One definition in the snapshot the compiler reads.
