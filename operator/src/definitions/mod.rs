@@ -5,9 +5,7 @@ mod kinds;
 
 pub use kinds::{DefinitionKind, DefinitionResource, KindVisitor};
 
-use metrics_registry_crds::{
-    CustomPrometheusRulesSpec, MetricSpec, MetricStatus, PodMetricSpec, RulesStatus,
-};
+use metrics_registry_crds::{CustomPrometheusRulesSpec, MetricSpec, MetricStatus, RulesStatus};
 use std::fmt;
 
 /// Which object a definition is.
@@ -41,6 +39,15 @@ pub enum DefinitionStatus {
     Rules(RulesStatus),
 }
 
+impl DefinitionStatus {
+    pub fn conditions(&self) -> &[metrics_registry_crds::Condition] {
+        match self {
+            DefinitionStatus::Metric(status) => &status.conditions,
+            DefinitionStatus::Rules(status) => &status.conditions,
+        }
+    }
+}
+
 /// One definition in the snapshot the compiler reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Definition {
@@ -66,7 +73,38 @@ const METRIC_FIELDS: [&str; 5] = [
     "windowSeconds",
 ];
 
+/// Reads an object as the resource type of its kind.
+struct DecodeBody<'a>(&'a serde_json::Value);
+
+impl KindVisitor for DecodeBody<'_> {
+    type Output = Result<DefinitionBody, String>;
+    fn visit<K: DefinitionResource>(self, _: DefinitionKind) -> Self::Output {
+        serde_json::from_value::<K>(self.0.clone())
+            .map(|object| object.body())
+            .map_err(|e| e.to_string())
+    }
+}
+
 impl Definition {
+    /// A definition from a typed object as the cluster has it; `None` without a name
+    /// (which an API server never sends).
+    pub fn from_resource<K: DefinitionResource>(
+        kind: DefinitionKind,
+        object: &K,
+    ) -> Option<Definition> {
+        let meta = object.meta();
+        Some(Definition {
+            id: DefinitionId {
+                kind,
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone()?,
+            },
+            generation: meta.generation,
+            created: meta.creation_timestamp.as_ref().map(|t| t.0.to_string()),
+            body: object.body(),
+        })
+    }
+
     /// Reads a Kubernetes object (as JSON). `Ok(None)` for objects of other API groups or
     /// kinds, which manifest folders may hold next to definitions (HPAs, Deployments, ...).
     pub fn from_object(object: &serde_json::Value) -> Result<Option<Definition>, DecodeError> {
@@ -118,23 +156,20 @@ impl Definition {
         let Some(spec) = object.get("spec") else {
             return invalid(format!("{id}: spec is missing"));
         };
-        let body = if kind == DefinitionKind::CustomPrometheusRules {
-            let spec: CustomPrometheusRulesSpec = serde_json::from_value(spec.clone())
-                .map_err(|e| DecodeError::Invalid(format!("{id}: invalid spec: {e}")))?;
-            DefinitionBody::Rules(spec)
-        } else {
-            if let Some(fields) = spec.as_object()
-                && let Some(unknown) = fields.keys().find(|k| !METRIC_FIELDS.contains(&k.as_str()))
-            {
-                return invalid(format!(
-                    "{id}: unknown field spec.{unknown} (known: {})",
-                    METRIC_FIELDS.join(", ")
-                ));
-            }
-            let spec: PodMetricSpec = serde_json::from_value(spec.clone())
-                .map_err(|e| DecodeError::Invalid(format!("{id}: invalid spec: {e}")))?;
-            DefinitionBody::Metric(MetricSpec::from(&spec))
-        };
+        if kind != DefinitionKind::CustomPrometheusRules
+            && let Some(fields) = spec.as_object()
+            && let Some(unknown) = fields.keys().find(|k| !METRIC_FIELDS.contains(&k.as_str()))
+        {
+            // The resource types ignore unknown fields (as the API server prunes them); in
+            // a file a misspelt field would silently do nothing, so it is an error here.
+            return invalid(format!(
+                "{id}: unknown field spec.{unknown} (known: {})",
+                METRIC_FIELDS.join(", ")
+            ));
+        }
+        let body = kind
+            .visit(DecodeBody(object))
+            .map_err(|e| DecodeError::Invalid(format!("{id}: invalid spec: {e}")))?;
         let generation = metadata
             .and_then(|m| m.get("generation"))
             .and_then(|v| v.as_i64());

@@ -5,8 +5,9 @@ pub mod writer;
 
 use crate::compiler::Verdict;
 use crate::definitions::DefinitionKind;
+use crate::definitions::DefinitionStatus;
 use crate::sources::cluster::store::ObjectRecord;
-use serde_json::{Value, json};
+use metrics_registry_crds::{Condition, ConditionStatus, MetricStatus, READY, RulesStatus};
 
 fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (bool, String, String) {
     if let Err(message) = &record.decoded {
@@ -46,69 +47,60 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (bool, S
     (true, "Served".into(), message)
 }
 
-/// The whole `.status` for a record (explicit nulls clear fields in a merge patch).
-pub fn desired_status(record: &ObjectRecord, verdict: Option<&Verdict>, now: &str) -> Value {
+/// The whole `.status` a record should have. Written by server-side apply, so a field
+/// left out here (no overrides any more) is removed.
+pub fn desired_status(
+    record: &ObjectRecord,
+    verdict: Option<&Verdict>,
+    now: &str,
+) -> DefinitionStatus {
     let (ready, reason, message) = ready_condition(record, verdict);
-    let status = if ready { "True" } else { "False" };
+    let status = if ready {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
     // The transition time moves only when the condition's status does.
-    let previous = record.status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+    let previous = record
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions().iter().find(|c| c.type_ == READY));
     let since = match previous {
-        Some(c) if c["status"] == status => {
-            c["lastTransitionTime"].as_str().unwrap_or(now).to_string()
-        }
+        Some(condition) if condition.status == status => condition
+            .last_transition_time
+            .clone()
+            .unwrap_or_else(|| now.to_string()),
         _ => now.to_string(),
     };
-    let condition = json!({
-        "type": "Ready",
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-        "observedGeneration": record.generation,
-    });
-    let mut out = json!({"conditions": [condition], "observedGeneration": record.generation});
+    let conditions = vec![Condition {
+        type_: READY.to_string(),
+        status,
+        reason,
+        message,
+        last_transition_time: Some(since),
+        observed_generation: record.generation,
+    }];
     if record.id.kind == DefinitionKind::CustomPrometheusRules {
-        let external = verdict
-            .map(|v| v.external_metrics.clone())
-            .unwrap_or_default();
-        out["externalMetrics"] = if external.is_empty() {
-            Value::Null
-        } else {
-            json!(external)
-        };
+        DefinitionStatus::Rules(RulesStatus {
+            conditions,
+            observed_generation: record.generation,
+            external_metrics: verdict
+                .map(|v| v.external_metrics.clone())
+                .unwrap_or_default(),
+        })
     } else {
-        out["metricName"] = verdict
-            .and_then(|v| v.metric_name.clone())
-            .map(Value::String)
-            .unwrap_or(Value::Null);
-        let overridden = verdict.map(|v| v.overridden_in.clone()).unwrap_or_default();
-        out["overriddenIn"] = if overridden.is_empty() {
-            Value::Null
-        } else {
-            json!(overridden)
-        };
-    }
-    out
-}
-
-fn without_nulls(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
-        other => other.clone(),
+        DefinitionStatus::Metric(MetricStatus {
+            conditions,
+            observed_generation: record.generation,
+            metric_name: verdict.and_then(|v| v.metric_name.clone()),
+            overridden_in: verdict.map(|v| v.overridden_in.clone()).unwrap_or_default(),
+        })
     }
 }
 
 /// Whether the server's status already says what `desired` says.
-pub fn is_current(record: &ObjectRecord, desired: &Value) -> bool {
-    without_nulls(&record.status) == without_nulls(desired)
+pub fn is_current(record: &ObjectRecord, desired: &DefinitionStatus) -> bool {
+    record.status.as_ref() == Some(desired)
 }
 
 #[cfg(test)]
@@ -117,8 +109,14 @@ mod tests {
     use crate::compiler::{Problem, Reason};
     use crate::definitions::{Definition, DefinitionBody, DefinitionId};
     use metrics_registry_crds::MetricSpec;
+    use serde_json::{Value, json};
 
-    fn record(status: Value) -> ObjectRecord {
+    /// The status as the API server would store it.
+    fn stored(status: &DefinitionStatus) -> Value {
+        serde_json::to_value(status).unwrap()
+    }
+
+    fn record(status: Option<DefinitionStatus>) -> ObjectRecord {
         let id = DefinitionId {
             kind: DefinitionKind::ClusterServiceMetric,
             namespace: None,
@@ -144,7 +142,7 @@ mod tests {
             overridden_in: vec!["team-a".into()],
             ..Verdict::default()
         };
-        let status = desired_status(&record(Value::Null), Some(&verdict), "T1");
+        let status = stored(&desired_status(&record(None), Some(&verdict), "T1"));
         assert_eq!(status["conditions"][0]["status"], "True");
         assert_eq!(status["conditions"][0]["reason"], "Served");
         assert_eq!(
@@ -166,11 +164,11 @@ mod tests {
             metric_name: Some("m".into()),
             ..Verdict::default()
         };
-        let first = desired_status(&record(Value::Null), Some(&bad), "T1");
-        assert_eq!(first["conditions"][0]["reason"], "InvalidQuery");
-        let written = record(without_nulls(&first));
+        let first = desired_status(&record(None), Some(&bad), "T1");
+        assert_eq!(stored(&first)["conditions"][0]["reason"], "InvalidQuery");
+        let written = record(Some(first));
         let again = desired_status(&written, Some(&bad), "T2");
-        assert_eq!(again["conditions"][0]["lastTransitionTime"], "T1");
+        assert_eq!(stored(&again)["conditions"][0]["lastTransitionTime"], "T1");
         assert!(is_current(&written, &again));
         let fixed = desired_status(
             &written,
@@ -180,21 +178,44 @@ mod tests {
             }),
             "T3",
         );
-        assert_eq!(fixed["conditions"][0]["lastTransitionTime"], "T3");
+        assert_eq!(stored(&fixed)["conditions"][0]["lastTransitionTime"], "T3");
         assert!(!is_current(&written, &fixed));
     }
 
     #[test]
     fn unreadable_objects_say_why() {
-        let mut unreadable = record(Value::Null);
+        let mut unreadable = record(None);
         unreadable.decoded = Err("ServiceMetric a/b: invalid spec: missing field `query`".into());
-        let status = desired_status(&unreadable, None, "T");
+        let status = stored(&desired_status(&unreadable, None, "T"));
         assert_eq!(status["conditions"][0]["reason"], "InvalidSpec");
         assert!(
             status["conditions"][0]["message"]
                 .as_str()
                 .unwrap()
                 .contains("missing field")
+        );
+    }
+
+    #[test]
+    fn fields_that_no_longer_apply_are_left_out_for_server_side_apply_to_remove() {
+        let overridden = Verdict {
+            metric_name: Some("m".into()),
+            overridden_in: vec!["a".into()],
+            ..Verdict::default()
+        };
+        let before = desired_status(&record(None), Some(&overridden), "T1");
+        let after = desired_status(
+            &record(Some(before)),
+            Some(&Verdict {
+                metric_name: Some("m".into()),
+                ..Verdict::default()
+            }),
+            "T2",
+        );
+        assert!(
+            stored(&after).get("overriddenIn").is_none(),
+            "{}",
+            stored(&after)
         );
     }
 }

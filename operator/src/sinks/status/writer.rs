@@ -4,7 +4,7 @@
 //! number of definitions however fast they change.
 
 use crate::cluster::leader::Leadership;
-use crate::definitions::{DefinitionId, DefinitionKind};
+use crate::definitions::{DefinitionId, DefinitionKind, DefinitionStatus};
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use std::collections::BTreeMap;
@@ -16,10 +16,12 @@ use tokio::sync::Notify;
 /// crowd the API server.
 const CONCURRENT_WRITES: usize = 8;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Who owns the status fields, for server-side apply.
+const FIELD_MANAGER: &str = "metrics-registry";
 
 #[derive(Default)]
 struct Queue {
-    pending: Mutex<BTreeMap<DefinitionId, serde_json::Value>>,
+    pending: Mutex<BTreeMap<DefinitionId, DefinitionStatus>>,
     wake: Notify,
 }
 
@@ -28,7 +30,7 @@ struct Queue {
 pub struct StatusQueue(Arc<Queue>);
 
 impl StatusQueue {
-    pub fn push(&self, id: DefinitionId, status: serde_json::Value) {
+    pub fn push(&self, id: DefinitionId, status: DefinitionStatus) {
         self.0
             .pending
             .lock()
@@ -45,12 +47,12 @@ impl StatusQueue {
         self.len() == 0
     }
 
-    fn take(&self) -> BTreeMap<DefinitionId, serde_json::Value> {
+    fn take(&self) -> BTreeMap<DefinitionId, DefinitionStatus> {
         std::mem::take(&mut *self.0.pending.lock().expect("status queue"))
     }
 
     /// Puts a failed write back unless a newer status arrived meanwhile.
-    fn retry(&self, id: DefinitionId, status: serde_json::Value) {
+    fn retry(&self, id: DefinitionId, status: DefinitionStatus) {
         self.0
             .pending
             .lock()
@@ -107,7 +109,7 @@ impl StatusWriter {
     }
 
     /// `Err(true)` when the write may succeed later.
-    async fn write(&self, id: &DefinitionId, status: &serde_json::Value) -> Result<(), bool> {
+    async fn write(&self, id: &DefinitionId, status: &DefinitionStatus) -> Result<(), bool> {
         if !self.leadership.is_leader() {
             return Ok(());
         }
@@ -118,9 +120,20 @@ impl StatusWriter {
             Some(namespace) => Api::namespaced_with(self.client.clone(), namespace, resource),
             None => Api::all_with(self.client.clone(), resource),
         };
-        let patch = serde_json::json!({ "status": status });
+        // Server-side apply of the typed status: fields it leaves out that we set before are
+        // removed, fields other managers own are left alone.
+        let patch = serde_json::json!({
+            "apiVersion": resource.api_version,
+            "kind": resource.kind,
+            "metadata": {"name": id.name, "namespace": id.namespace},
+            "status": status,
+        });
         match api
-            .patch_status(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &id.name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -139,6 +152,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn st(generation: i64) -> DefinitionStatus {
+        DefinitionStatus::Metric(metrics_registry_crds::MetricStatus {
+            observed_generation: Some(generation),
+            ..Default::default()
+        })
+    }
+
     fn id(name: &str) -> DefinitionId {
         DefinitionId {
             kind: DefinitionKind::PodMetric,
@@ -150,26 +170,18 @@ mod tests {
     #[test]
     fn the_latest_status_per_object_wins_and_retries_never_override_it() {
         let queue = StatusQueue::default();
-        queue.push(id("x"), json!({"v": 1}));
-        queue.push(id("x"), json!({"v": 2}));
-        queue.push(id("y"), json!({"v": 1}));
+        queue.push(id("x"), st(1));
+        queue.push(id("x"), st(2));
+        queue.push(id("y"), st(1));
         assert_eq!(queue.len(), 2, "one entry per object");
         let batch = queue.take();
-        assert_eq!(batch[&id("x")], json!({"v": 2}));
-        queue.push(id("x"), json!({"v": 3}));
-        queue.retry(id("x"), json!({"v": 2}));
-        queue.retry(id("y"), json!({"v": 1}));
+        assert_eq!(batch[&id("x")], st(2));
+        queue.push(id("x"), st(3));
+        queue.retry(id("x"), st(2));
+        queue.retry(id("y"), st(1));
         let again = queue.take();
-        assert_eq!(
-            again[&id("x")],
-            json!({"v": 3}),
-            "a failed older write is dropped"
-        );
-        assert_eq!(
-            again[&id("y")],
-            json!({"v": 1}),
-            "a failed write is retried"
-        );
+        assert_eq!(again[&id("x")], st(3), "a failed older write is dropped");
+        assert_eq!(again[&id("y")], st(1), "a failed write is retried");
     }
 
     mod against_the_api {
@@ -179,25 +191,33 @@ mod tests {
         use crate::sources::cluster::api_resources;
         use http::Method;
 
-        const STATUS: &str = "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/x/status?";
+        const STATUS: &str = "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/x/status?&force=true&fieldManager=metrics-registry";
 
         #[tokio::test]
-        async fn the_leader_merge_patches_the_status_subresource_and_skips_deleted_objects() {
+        async fn the_leader_applies_the_typed_status_and_skips_deleted_objects() {
             // Queued objects are written in id order.
             let (client, played) = scripted(vec![
                 Exchange::new(
                     Method::PATCH,
-                    "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/gone/status?",
+                    "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/gone/status?&force=true&fieldManager=metrics-registry",
                     404,
                     status(404, "NotFound"),
                 ),
                 Exchange::new(Method::PATCH, STATUS, 200, json!({})).with_body(|body| {
-                    assert_eq!(body, &json!({"status": {"observedGeneration": 2}}));
+                    assert_eq!(
+                        body,
+                        &json!({
+                            "apiVersion": "metrics-registry.io/v1beta1",
+                            "kind": "PodMetric",
+                            "metadata": {"name": "x", "namespace": "a"},
+                            "status": {"observedGeneration": 2},
+                        })
+                    );
                 }),
             ]);
             let queue = StatusQueue::default();
-            queue.push(id("x"), json!({"observedGeneration": 2}));
-            queue.push(id("gone"), json!({"observedGeneration": 1}));
+            queue.push(id("x"), st(2));
+            queue.push(id("gone"), st(1));
             let writer = tokio::spawn(
                 StatusWriter {
                     client,
@@ -217,7 +237,7 @@ mod tests {
             let (client, played) = scripted(vec![]);
             let (_elected, receiver) = tokio::sync::watch::channel(false);
             let queue = StatusQueue::default();
-            queue.push(id("x"), json!({"observedGeneration": 2}));
+            queue.push(id("x"), st(2));
             let writer = tokio::spawn(
                 StatusWriter {
                     client,

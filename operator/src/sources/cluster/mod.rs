@@ -6,8 +6,8 @@
 //! only while this replica leads (see `leader`), and all stale ones are queued again
 //! whenever it becomes the leader.
 
-use crate::cluster::backoff::WatchBackoff;
 pub mod store;
+mod watches;
 
 use self::store::{DefinitionStore, WatchEvent};
 use crate::cluster::leader::Leadership;
@@ -18,9 +18,7 @@ use crate::sinks::rules::RuleGroups;
 use crate::sinks::status::writer::StatusQueue;
 use crate::sinks::status::{desired_status, is_current};
 use crate::supervise::Spawner;
-use futures::StreamExt;
-use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::ApiResource;
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
 use std::collections::BTreeSet;
@@ -94,10 +92,10 @@ struct Compiled {
 impl DefinitionController {
     pub async fn run(mut self) {
         let (events_tx, mut events) = mpsc::channel::<(DefinitionKind, WatchEvent)>(EVENT_QUEUE);
-        for (kind, resource) in api_resources() {
+        for kind in DefinitionKind::ALL {
             self.spawner.spawn(
-                format!("watch of {}", resource.plural),
-                watch_kind(self.client.clone(), kind, resource, events_tx.clone()),
+                format!("watch of {}", kind.api_resource().plural),
+                watches::watch(self.client.clone(), kind, events_tx.clone()),
             );
         }
         drop(events_tx);
@@ -233,62 +231,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
-    }
-}
-
-async fn watch_kind(
-    client: kube::Client,
-    kind: DefinitionKind,
-    resource: ApiResource,
-    events: mpsc::Sender<(DefinitionKind, WatchEvent)>,
-) {
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
-    let mut stream = watcher(api, watcher::Config::default())
-        .backoff(WatchBackoff::default())
-        .boxed();
-    let mut last_error: Option<String> = None;
-    while let Some(item) = stream.next().await {
-        let event = match item {
-            Ok(event) => {
-                last_error = None;
-                event
-            }
-            Err(error) => {
-                // Say it once per distinct error, not once per retry.
-                let text = error.to_string();
-                if last_error.as_deref() != Some(text.as_str()) {
-                    if text.contains("404")
-                        || text.contains("NotFound")
-                        || text.contains("not found")
-                    {
-                        tracing::error!(
-                            kind = kind.name(),
-                            "cannot watch: the CRD is not installed (`metrics-registry crds | kubectl apply -f -`): {text}"
-                        );
-                    } else if text.contains("Expired") || text.contains("too old resource version")
-                    {
-                        // The watcher relists by itself; nothing is lost.
-                        tracing::debug!(kind = kind.name(), "watch expired; relisting");
-                    } else {
-                        tracing::warn!(kind = kind.name(), "watch failed, retrying: {text}");
-                    }
-                    last_error = Some(text);
-                }
-                continue;
-            }
-        };
-        let json = |object: DynamicObject| serde_json::to_value(object).unwrap_or_default();
-        let event = match event {
-            watcher::Event::Init => WatchEvent::Init,
-            watcher::Event::InitApply(object) => WatchEvent::InitApply(json(object)),
-            watcher::Event::InitDone => WatchEvent::InitDone,
-            watcher::Event::Apply(object) => WatchEvent::Apply(json(object)),
-            watcher::Event::Delete(object) => WatchEvent::Delete(json(object)),
-        };
-        if events.send((kind, event)).await.is_err() {
-            // The controller is gone; the supervisor reports that, not us.
-            std::future::pending::<()>().await;
-        }
     }
 }
 

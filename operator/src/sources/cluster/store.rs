@@ -1,8 +1,12 @@
-//! What the watches have seen, kept as plain JSON so one malformed object is a
-//! record with an error, never a broken stream. Pure: tested by pushing events in.
+//! What the watches have seen: one record per object, typed as its kind's resource; an
+//! object that does not parse is a record with the reason, never a broken stream. Pure:
+//! tested by pushing events in.
 
 use crate::compiler::Change;
-use crate::definitions::{Definition, DefinitionId, DefinitionKind};
+use crate::definitions::{
+    Definition, DefinitionId, DefinitionKind, DefinitionResource, DefinitionStatus, KindVisitor,
+};
+use kube::core::DeserializeGuard;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -13,38 +17,55 @@ pub struct ObjectRecord {
     pub generation: Option<i64>,
     /// The definition, or why the object could not be read as one.
     pub decoded: Result<Definition, String>,
-    /// `.status` as the server has it, to write only what changes.
-    pub status: serde_json::Value,
+    /// `.status` as the server has it, to write only what changes; unknown for an object
+    /// that could not be read.
+    pub status: Option<DefinitionStatus>,
 }
 
 impl ObjectRecord {
-    /// Reads a watched object of `kind`; `None` if it has no name (never sent by a server).
-    pub fn from_object(kind: DefinitionKind, object: &serde_json::Value) -> Option<ObjectRecord> {
-        let metadata = object.get("metadata")?;
-        let name = metadata.get("name")?.as_str()?.to_string();
-        let namespace = metadata
-            .get("namespace")
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
-        let id = DefinitionId {
-            kind,
-            namespace,
-            name,
-        };
-        let decoded = match Definition::from_object(object) {
-            Ok(Some(definition)) => Ok(definition),
-            Ok(None) => Err("not a metrics-registry.io/v1beta1 object".to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        Some(ObjectRecord {
-            id,
-            generation: metadata.get("generation").and_then(|g| g.as_i64()),
-            decoded,
-            status: object
-                .get("status")
-                .cloned()
-                .unwrap_or(serde_json::Value::Null),
-        })
+    /// A watched object of `kind`, or why it could not be read; `None` if it has no name
+    /// (never sent by a server).
+    pub fn from_guard<K: DefinitionResource>(
+        kind: DefinitionKind,
+        guard: DeserializeGuard<K>,
+    ) -> Option<ObjectRecord> {
+        match guard.0 {
+            Ok(object) => {
+                let definition = Definition::from_resource(kind, &object)?;
+                Some(ObjectRecord {
+                    id: definition.id.clone(),
+                    generation: definition.generation,
+                    decoded: Ok(definition),
+                    status: object.definition_status(),
+                })
+            }
+            Err(invalid) => {
+                let id = DefinitionId {
+                    kind,
+                    namespace: invalid.metadata.namespace.clone(),
+                    name: invalid.metadata.name.clone()?,
+                };
+                Some(ObjectRecord {
+                    decoded: Err(format!("{id}: invalid spec: {}", invalid.error)),
+                    id,
+                    generation: invalid.metadata.generation,
+                    status: None,
+                })
+            }
+        }
+    }
+
+    /// Reads an object (as JSON) the way a watch of `kind` does.
+    pub fn from_json(kind: DefinitionKind, object: &serde_json::Value) -> Option<ObjectRecord> {
+        struct ReadAs<'a>(&'a serde_json::Value);
+        impl KindVisitor for ReadAs<'_> {
+            type Output = Option<ObjectRecord>;
+            fn visit<K: DefinitionResource>(self, kind: DefinitionKind) -> Self::Output {
+                let guard: DeserializeGuard<K> = serde_json::from_value(self.0.clone()).ok()?;
+                ObjectRecord::from_guard(kind, guard)
+            }
+        }
+        kind.visit(ReadAs(object))
     }
 }
 
@@ -53,10 +74,10 @@ impl ObjectRecord {
 pub enum WatchEvent {
     /// The watch (re)started: a full list follows.
     Init,
-    InitApply(serde_json::Value),
+    InitApply(ObjectRecord),
     InitDone,
-    Apply(serde_json::Value),
-    Delete(serde_json::Value),
+    Apply(ObjectRecord),
+    Delete(ObjectRecord),
 }
 
 /// What one event changed.
@@ -109,10 +130,8 @@ impl DefinitionStore {
                 self.relisting.insert(kind, Vec::new());
                 Applied::default()
             }
-            WatchEvent::InitApply(object) => {
-                if let Some(record) = ObjectRecord::from_object(kind, &object) {
-                    self.relisting.entry(kind).or_default().push(record);
-                }
+            WatchEvent::InitApply(record) => {
+                self.relisting.entry(kind).or_default().push(record);
                 Applied::default()
             }
             WatchEvent::InitDone => {
@@ -146,33 +165,27 @@ impl DefinitionStore {
                 }
                 applied
             }
-            WatchEvent::Apply(object) => match ObjectRecord::from_object(kind, &object) {
-                Some(record) => {
-                    let id = record.id.clone();
-                    let old = self.objects.insert(id.clone(), record.clone());
-                    if old.as_ref() == Some(&record) {
-                        return Applied::default();
-                    }
-                    Applied {
-                        changes: change(&id, old.as_ref(), Some(&record))
-                            .into_iter()
-                            .collect(),
-                        kind_synced: false,
-                        touched: vec![id],
-                    }
+            WatchEvent::Apply(record) => {
+                let id = record.id.clone();
+                let old = self.objects.insert(id.clone(), record.clone());
+                if old.as_ref() == Some(&record) {
+                    return Applied::default();
                 }
-                None => Applied::default(),
-            },
-            WatchEvent::Delete(object) => match ObjectRecord::from_object(kind, &object) {
-                Some(record) => {
-                    let old = self.objects.remove(&record.id);
-                    Applied {
-                        changes: change(&record.id, old.as_ref(), None).into_iter().collect(),
-                        ..Applied::default()
-                    }
+                Applied {
+                    changes: change(&id, old.as_ref(), Some(&record))
+                        .into_iter()
+                        .collect(),
+                    kind_synced: false,
+                    touched: vec![id],
                 }
-                None => Applied::default(),
-            },
+            }
+            WatchEvent::Delete(record) => {
+                let old = self.objects.remove(&record.id);
+                Applied {
+                    changes: change(&record.id, old.as_ref(), None).into_iter().collect(),
+                    ..Applied::default()
+                }
+            }
         }
     }
 
@@ -199,6 +212,13 @@ mod tests {
         store.records().filter(|r| r.decoded.is_ok()).count()
     }
 
+    /// What a watch would make of `object`.
+    fn rec(object: impl std::borrow::Borrow<serde_json::Value>) -> ObjectRecord {
+        let object = object.borrow();
+        let kind = DefinitionKind::from_name(object["kind"].as_str().unwrap()).unwrap();
+        ObjectRecord::from_json(kind, object).unwrap()
+    }
+
     fn object(kind: &str, name: &str, query: serde_json::Value) -> serde_json::Value {
         json!({"apiVersion": "metrics-registry.io/v1beta1", "kind": kind,
                "metadata": {"name": name, "namespace": "a", "generation": 1}, "spec": {"query": query}})
@@ -222,11 +242,15 @@ mod tests {
         store.apply(kind, WatchEvent::Init);
         store.apply(
             kind,
-            WatchEvent::InitApply(object("PodMetric", "good", json!("x{<<.LabelMatchers>>}"))),
+            WatchEvent::InitApply(rec(object(
+                "PodMetric",
+                "good",
+                json!("x{<<.LabelMatchers>>}"),
+            ))),
         );
         store.apply(
             kind,
-            WatchEvent::InitApply(object("PodMetric", "bad", json!(42))),
+            WatchEvent::InitApply(rec(object("PodMetric", "bad", json!(42)))),
         );
         assert!(
             store
@@ -248,17 +272,27 @@ mod tests {
         let good = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
         assert!(
             store
-                .apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone()))
+                .apply(
+                    DefinitionKind::PodMetric,
+                    WatchEvent::Apply(rec(good.clone()))
+                )
                 .definitions_changed()
         );
         assert_eq!(
-            store.apply(DefinitionKind::PodMetric, WatchEvent::Apply(good.clone())),
+            store.apply(
+                DefinitionKind::PodMetric,
+                WatchEvent::Apply(rec(good.clone()))
+            ),
             Applied::default(),
             "same object, no change"
         );
         store.apply(
             DefinitionKind::ServiceMetric,
-            WatchEvent::Apply(object("ServiceMetric", "s", json!("x{<<.LabelMatchers>>}"))),
+            WatchEvent::Apply(rec(object(
+                "ServiceMetric",
+                "s",
+                json!("x{<<.LabelMatchers>>}"),
+            ))),
         );
         store.apply(DefinitionKind::PodMetric, WatchEvent::Init);
         assert!(
@@ -275,7 +309,7 @@ mod tests {
             store
                 .apply(
                     DefinitionKind::ServiceMetric,
-                    WatchEvent::Delete(object("ServiceMetric", "s", json!("")))
+                    WatchEvent::Delete(rec(object("ServiceMetric", "s", json!(""))))
                 )
                 .definitions_changed()
         );
@@ -289,7 +323,7 @@ mod tests {
         let fresh = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
         // The first full list of a kind is a change by itself (the table becomes complete).
         store.apply(kind, WatchEvent::Init);
-        store.apply(kind, WatchEvent::InitApply(fresh.clone()));
+        store.apply(kind, WatchEvent::InitApply(rec(fresh.clone())));
         assert!(
             store
                 .apply(kind, WatchEvent::InitDone)
@@ -297,7 +331,7 @@ mod tests {
         );
         let mut with_status = fresh.clone();
         with_status["status"] = json!({"observedGeneration": 1});
-        let applied = store.apply(kind, WatchEvent::Apply(with_status.clone()));
+        let applied = store.apply(kind, WatchEvent::Apply(rec(with_status.clone())));
         assert!(!applied.definitions_changed(), "only the status changed");
         assert_eq!(
             applied.touched.len(),
@@ -307,7 +341,7 @@ mod tests {
         // The same holds when the echo arrives in a relist.
         store.apply(kind, WatchEvent::Init);
         with_status["status"] = json!({"observedGeneration": 2});
-        store.apply(kind, WatchEvent::InitApply(with_status));
+        store.apply(kind, WatchEvent::InitApply(rec(with_status)));
         let relisted = store.apply(kind, WatchEvent::InitDone);
         assert!(!relisted.definitions_changed());
         assert_eq!(relisted.touched.len(), 1);
@@ -316,7 +350,7 @@ mod tests {
         edited["spec"]["query"] = json!("y{<<.LabelMatchers>>}");
         assert!(
             store
-                .apply(kind, WatchEvent::Apply(edited))
+                .apply(kind, WatchEvent::Apply(rec(edited)))
                 .definitions_changed()
         );
     }
@@ -326,13 +360,13 @@ mod tests {
         let mut store = DefinitionStore::default();
         let kind = DefinitionKind::PodMetric;
         let good = object("PodMetric", "p", json!("x{<<.LabelMatchers>>}"));
-        let applied = store.apply(kind, WatchEvent::Apply(good.clone()));
+        let applied = store.apply(kind, WatchEvent::Apply(rec(good.clone())));
         assert!(matches!(applied.changes.as_slice(), [Change::Upsert(d)] if d.id.name == "p"));
         // Becoming unreadable takes it out of the table; readable again puts it back.
         let broken = object("PodMetric", "p", json!(42));
-        let applied = store.apply(kind, WatchEvent::Apply(broken));
+        let applied = store.apply(kind, WatchEvent::Apply(rec(broken)));
         assert!(matches!(applied.changes.as_slice(), [Change::Remove(id)] if id.name == "p"));
-        let applied = store.apply(kind, WatchEvent::Apply(good.clone()));
+        let applied = store.apply(kind, WatchEvent::Apply(rec(good.clone())));
         assert!(matches!(applied.changes.as_slice(), [Change::Upsert(_)]));
         // A relist that no longer has it removes it.
         store.apply(kind, WatchEvent::Init);
