@@ -98,3 +98,19 @@ pub fn scripted(script: Vec<Exchange>) -> (kube::Client, tokio::task::JoinHandle
     });
     (kube::Client::new(service, "default"), task)
 }
+
+/// A client whose every request is refused with 403, for code under test that starts
+/// background requests (object caches) nobody asserts about.
+pub fn refusing() -> kube::Client {
+    let service = tower::service_fn(|_: Request<Body>| async {
+        let response = Response::builder()
+            .status(StatusCode::FORBIDDEN)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::to_vec(&status(403, "Forbidden")).expect("JSON"),
+            ))
+            .expect("response");
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    kube::Client::new(service, "default")
+}

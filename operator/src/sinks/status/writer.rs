@@ -47,6 +47,12 @@ impl StatusQueue {
         self.len() == 0
     }
 
+    /// What is queued, emptying the queue (what the writer would write next).
+    #[cfg(test)]
+    pub fn drain_for_test(&self) -> Vec<(DefinitionId, DefinitionStatus)> {
+        self.take().into_iter().collect()
+    }
+
     fn take(&self) -> BTreeMap<DefinitionId, DefinitionStatus> {
         std::mem::take(&mut *self.0.pending.lock().expect("status queue"))
     }
