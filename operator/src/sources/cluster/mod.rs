@@ -356,9 +356,7 @@ mod tests {
                 1,
                 "the good definition is served"
             );
-            let queued =
-                eventually("two status writes", || (statuses.len() == 2).then_some(())).await;
-            let _ = queued;
+            eventually("two status writes", || (statuses.len() == 2).then_some(())).await;
             let written = statuses.drain_for_test();
             let reason = |status: &DefinitionStatus| status.conditions()[0].reason.clone();
             let good_status = written
