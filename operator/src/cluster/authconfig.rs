@@ -69,3 +69,46 @@ pub fn spawn_watch(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use http::Method;
+    use serde_json::json;
+
+    const CONFIGMAP: &str =
+        "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication";
+
+    #[tokio::test]
+    async fn reads_the_authentication_configmap_and_names_the_missing_role() {
+        let (client, played) = scripted(vec![Exchange::new(
+            Method::GET,
+            CONFIGMAP,
+            200,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+                   "data": {"requestheader-allowed-names": "[\"front-proxy-client\"]",
+                            "requestheader-username-headers": "[\"X-Remote-User\"]",
+                            "requestheader-group-headers": "[\"X-Remote-Group\"]"}}),
+        )]);
+        let config = load(&client).await.unwrap();
+        // No CA in the map: front-proxy authentication is off, not misconfigured.
+        assert!(config.request_header.is_none());
+        assert!(config.client_ca_pem.is_none());
+        played.await.expect("one read");
+
+        let (client, played) = scripted(vec![Exchange::new(
+            Method::GET,
+            CONFIGMAP,
+            403,
+            status(403, "Forbidden"),
+        )]);
+        let error = load(&client).await.unwrap_err().to_string();
+        assert!(
+            error.contains("extension-apiserver-authentication-reader"),
+            "{error}"
+        );
+        played.await.expect("one read");
+    }
+}
