@@ -22,6 +22,8 @@ pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
 use metrics_registry_apiserver::rules::shared_rule_table;
 use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
 use metrics_registry_apiserver::server;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
+use metrics_registry_apiserver::upstream::Upstream;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,7 +81,7 @@ impl Standalone {
         );
         let state = ApiState {
             rules: table,
-            prometheus,
+            upstream: Upstream::new(prometheus, self.prometheus.queries, SelfMetrics::global()),
             objects: Arc::new(NoCluster),
             external,
             readiness,
@@ -92,7 +94,7 @@ impl Standalone {
         );
         serve(
             listener,
-            server::insecure_router(state),
+            server::observed(server::insecure_router(state)),
             PlainHttp,
             self.limits,
             shutdown,
@@ -175,6 +177,7 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
         }),
         limits: args.serving.limits(),
         shutdown_delay: args.cluster.shutdown.shutdown_delay,
+        auth_cache: args.cluster.auth_cache.ttls(),
     };
     let listener = std::net::TcpListener::bind(args.serving.listen)
         .with_context(|| format!("cannot listen on {}", args.serving.listen))?;
