@@ -17,6 +17,7 @@ pub mod rules_output;
 pub mod run;
 pub mod supervise;
 pub mod tasks;
+pub mod telemetry;
 
 /// The one rustls crypto provider of the whole binary (ring); tests call it too.
 pub fn install_crypto_provider() {

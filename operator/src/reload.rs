@@ -12,6 +12,7 @@ use crate::folder::{ManifestFolder, Scan};
 use crate::rules_output::RulesOutput;
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_crds::RuleGroup;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
@@ -139,6 +140,10 @@ impl Loader {
         let delta = self.compiler.apply(scan.changes);
         if delta.table_changed || first {
             self.table.store(self.compiler.table());
+            SelfMetrics::global().table_swapped();
+        }
+        if first || !delta.is_empty() {
+            crate::telemetry::record_verdicts(self.compiler.verdicts());
         }
         // Only what changed is logged: an unchanged bad definition was reported already.
         for id in &delta.changed {

@@ -1,6 +1,7 @@
 //! What to connect to and how: URL, credentials, CA and client certificate, headers.
 
 use super::error::{PrometheusConfigError, error_chain};
+use super::secret::SecretFile;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Certificate, Identity, Url};
 use rustls::pki_types::pem::PemObject;
@@ -88,10 +89,10 @@ impl fmt::Debug for PrometheusConfig {
 
 pub(super) enum Auth {
     None,
-    Bearer(PathBuf),
+    Bearer(SecretFile),
     Basic {
         user: String,
-        password_file: PathBuf,
+        password_file: SecretFile,
     },
 }
 
@@ -138,7 +139,7 @@ pub(super) fn auth_from_config(config: &PrometheusConfig) -> Result<Auth, Promet
     let basic = match (&config.basic_auth_user, &config.basic_auth_password_file) {
         (Some(user), Some(password_file)) => Some(Auth::Basic {
             user: user.clone(),
-            password_file: password_file.clone(),
+            password_file: SecretFile::new(password_file.clone()),
         }),
         (None, None) => None,
         _ => {
@@ -152,7 +153,7 @@ pub(super) fn auth_from_config(config: &PrometheusConfig) -> Result<Auth, Promet
             "a bearer token and basic auth cannot both be used",
         )),
         (Some(basic), None) => Ok(basic),
-        (None, Some(token)) => Ok(Auth::Bearer(token.clone())),
+        (None, Some(token)) => Ok(Auth::Bearer(SecretFile::new(token.clone()))),
         (None, None) => Ok(Auth::None),
     }
 }

@@ -20,6 +20,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_crds::all_crds;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -177,6 +178,8 @@ impl DefinitionController {
         let not_ready =
             compiled.not_ready().count() + store.records().filter(|r| r.decoded.is_err()).count();
         self.table.store(Arc::new(compiled.table));
+        SelfMetrics::global().table_swapped();
+        crate::telemetry::record_verdicts(&compiled.verdicts);
         let first = !self.readiness.is_ready();
         self.readiness.set_ready();
         tracing::info!(
@@ -257,6 +260,7 @@ async fn watch_kind(
                     }
                     last_error = Some(text);
                 }
+                SelfMetrics::global().watch_restarted(kind.name());
                 continue;
             }
         };
