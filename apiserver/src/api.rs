@@ -3,20 +3,21 @@
 use crate::error::ApiError;
 use crate::external::{EXTERNAL_PREFIX, ExternalCatalog, is_valid_external_name};
 use crate::objects::{ObjectIndex, ObjectIndexError};
-use crate::prometheus::{PrometheusClient, Sample};
+use crate::prometheus::Sample;
 use crate::quantity::milli_quantity;
 use crate::render::{ObjectSelection, RenderRequest, render_query};
 use crate::rules::{MetricRule, ObjectKind, RuleTable, SharedRuleTable};
 use crate::selector::LabelSelector;
+use crate::upstream::{ObjectAnswer, ObjectRequest, Upstream};
 use crate::wire::{
-    self, ApiResource, CustomVersion, DescribedObject, ExternalMetricValue, MetricValue,
+    self, ApiResource, ApiResourceList, CustomVersion, DescribedObject, ExternalMetricValue,
+    ExternalMetricValueList, MetricValue, MetricValueList,
 };
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Above this many objects a wildcard request matches the namespace and filters locally
 /// instead of sending one long regex.
@@ -28,7 +29,8 @@ pub use crate::readiness::Readiness;
 #[derive(Clone)]
 pub struct ApiState {
     pub rules: SharedRuleTable,
-    pub prometheus: PrometheusClient,
+    /// Prometheus, behind single flight, batching, the cache and the in-flight bound.
+    pub upstream: Upstream,
     pub objects: Arc<dyn ObjectIndex>,
     pub external: Arc<ExternalCatalog>,
     pub readiness: Readiness,
@@ -43,7 +45,7 @@ pub struct MetricParams {
     metric_label_selector: Option<String>,
 }
 
-type ApiResult = Result<Json<serde_json::Value>, ApiError>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
 fn not_found_path(path: &str) -> ApiError {
     ApiError::not_found(format!(
@@ -54,7 +56,7 @@ fn not_found_path(path: &str) -> ApiError {
 pub async fn custom_discovery(
     State(state): State<ApiState>,
     Path(version): Path<String>,
-) -> ApiResult {
+) -> ApiResult<ApiResourceList> {
     let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
     let table = state.rules.load();
     let resources: Vec<ApiResource> = table
@@ -69,11 +71,11 @@ pub async fn custom_discovery(
         .collect();
     Ok(Json(wire::api_resource_list(
         version.group_version(),
-        &resources,
+        resources,
     )))
 }
 
-pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult {
+pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult<ApiResourceList> {
     let table = state.rules.load();
     let mut names: Vec<String> = state.external.names().iter().cloned().collect();
     names.extend(table.external_metrics().iter().cloned());
@@ -91,7 +93,7 @@ pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult {
         .collect();
     Ok(Json(wire::api_resource_list(
         "external.metrics.k8s.io/v1beta1",
-        &resources,
+        resources,
     )))
 }
 
@@ -156,7 +158,7 @@ pub async fn custom_metric(
     State(state): State<ApiState>,
     Path((version, path)): Path<(String, String)>,
     Query(params): Query<MetricParams>,
-) -> ApiResult {
+) -> ApiResult<MetricValueList> {
     let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
     let target = parse_custom_path(&path)?;
     let metric_selector = parse_selector(
@@ -220,7 +222,7 @@ pub async fn custom_metric(
             .await?
         }
     };
-    Ok(Json(wire::metric_value_list(version, &items)))
+    Ok(Json(MetricValueList { version, items }))
 }
 
 fn parse_selector(parameter: &str, value: Option<&str>) -> Result<LabelSelector, ApiError> {
@@ -302,7 +304,7 @@ fn metric_matchers(rule: &MetricRule, selector: &LabelSelector) -> Result<Vec<St
 
 async fn values_for(
     state: &ApiState,
-    rule: &MetricRule,
+    rule: &Arc<MetricRule>,
     namespace: &str,
     names: Option<Vec<String>>,
     metric_selector: &LabelSelector,
@@ -318,15 +320,8 @@ async fn values_for(
             metric_matchers: &matchers,
         },
     );
-    let started = Instant::now();
-    let samples = state.prometheus.query(&query).await.map_err(|error| {
-        tracing::warn!(%error, source = %rule.source, query = %query, "Prometheus query failed");
-        ApiError::from(error)
-    })?;
-    tracing::debug!(source = %rule.source, query = %query, series = samples.len(), elapsed_ms = started.elapsed().as_millis() as u64, "queried");
-
     let selector_json =
-        (!metric_selector.is_empty()).then(|| metric_selector.to_label_selector_json());
+        (!metric_selector.is_empty()).then(|| Arc::new(metric_selector.to_label_selector_json()));
     let make = |name: &str, sample: &Sample| -> Result<MetricValue, String> {
         let value = milli_quantity(&sample.value).map_err(|error| error.to_string())?;
         Ok(MetricValue {
@@ -346,8 +341,25 @@ async fn values_for(
 
     if single {
         let name = names.as_ref().map(|n| n[0].as_str()).unwrap_or_default();
-        let sample = pick_sample(&samples, &rule.object_label, name, &query)?;
-        let value = make(name, sample).map_err(|problem| {
+        let answer = state
+            .upstream
+            .object(ObjectRequest {
+                rule,
+                namespace,
+                metric_matchers: &matchers,
+                name,
+            })
+            .await
+            .map_err(|error| query_failed(rule, &query, error))?;
+        let sample = match answer {
+            ObjectAnswer::Value(sample) => sample,
+            ObjectAnswer::Absent => return Err(no_data(&rule.object_label, name, &query)),
+            ObjectAnswer::Ambiguous => {
+                let samples = fetch(state, rule, &query).await?;
+                pick_sample(&samples, &rule.object_label, name, &query)?.clone()
+            }
+        };
+        let value = make(name, &sample).map_err(|problem| {
             ApiError::not_found(format!(
                 "the metric {} for {} {namespace}/{name} has no usable value: {problem} (query: {query})",
                 rule.metric,
@@ -357,12 +369,13 @@ async fn values_for(
         return Ok(vec![value]);
     }
 
+    let samples = fetch(state, rule, &query).await?;
     let wanted: Option<HashSet<&str>> = names
         .as_ref()
         .map(|n| n.iter().map(String::as_str).collect());
     let mut items = Vec::new();
     let mut seen = HashSet::new();
-    for sample in &samples {
+    for sample in samples.iter() {
         let Some(name) = sample.labels.get(&rule.object_label) else {
             continue;
         };
@@ -386,6 +399,29 @@ async fn values_for(
         )));
     }
     Ok(items)
+}
+
+fn query_failed(rule: &MetricRule, query: &str, error: crate::upstream::QueryError) -> ApiError {
+    tracing::warn!(%error, source = %rule.source, query = %query, "Prometheus query failed");
+    ApiError::from(error)
+}
+
+async fn fetch(
+    state: &ApiState,
+    rule: &MetricRule,
+    query: &str,
+) -> Result<crate::upstream::Samples, ApiError> {
+    state
+        .upstream
+        .query(query)
+        .await
+        .map_err(|error| query_failed(rule, query, error))
+}
+
+fn no_data(label: &str, name: &str, query: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Prometheus returned no data for {label}={name:?} (query: {query})"
+    ))
 }
 
 /// Named objects go into the query, but never as an unbounded regex: past
@@ -413,21 +449,21 @@ fn pick_sample<'s>(
     {
         return Ok(sample);
     }
-    Err(ApiError::not_found(if samples.is_empty() {
-        format!("Prometheus returned no data for {label}={name:?} (query: {query})")
+    Err(if samples.is_empty() {
+        no_data(label, name, query)
     } else {
-        format!(
+        ApiError::not_found(format!(
             "Prometheus returned {} series but none with {label}={name:?}; group the query by (<<.GroupBy>>) (query: {query})",
             samples.len()
-        )
-    }))
+        ))
+    })
 }
 
 pub async fn external_metric(
     State(state): State<ApiState>,
     Path(path): Path<String>,
     Query(params): Query<MetricParams>,
-) -> ApiResult {
+) -> ApiResult<ExternalMetricValueList> {
     let segments: Vec<&str> = path.split('/').collect();
     let ["namespaces", namespace, metric] = segments.as_slice() else {
         return Err(not_found_path(&path));
@@ -446,12 +482,12 @@ pub async fn external_metric(
     } else {
         format!("{EXTERNAL_PREFIX}{metric}{{{}}}", matchers.join(","))
     };
-    let samples = state.prometheus.query(&query).await.map_err(|error| {
+    let samples = state.upstream.query(&query).await.map_err(|error| {
         tracing::warn!(%error, query = %query, "Prometheus query failed");
         ApiError::from(error)
     })?;
     let mut items = Vec::with_capacity(samples.len());
-    for sample in &samples {
+    for sample in samples.iter() {
         match milli_quantity(&sample.value) {
             Ok(value) => {
                 let labels = sample
@@ -483,7 +519,7 @@ pub async fn external_metric(
     } else {
         state.external.note(metric);
     }
-    Ok(Json(wire::external_metric_value_list(&items)))
+    Ok(Json(wire::external_metric_value_list(items)))
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+    /// Seconds a client should wait before retrying, sent as `Retry-After`.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -21,6 +23,14 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// 429, which client-go retries after `Retry-After` by itself.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u32) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(429, "TooManyRequests", message)
         }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -80,6 +90,12 @@ impl IntoResponse for ApiError {
             reason: self.reason,
             code: self.code,
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

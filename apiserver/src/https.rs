@@ -16,9 +16,28 @@ use tokio_rustls::server::TlsStream;
 
 /// The chain the client presented in the TLS handshake, leaf first. Present only
 /// when the client sent one, which the handshake has then verified against the
-/// client-CA bundle in force at the time.
+/// client-CA bundle in force at the time. Every request of a connection carries a clone
+/// of the same value, so what [`crate::auth::Guard`] worked out about the chain is kept
+/// here for the connection's next requests.
 #[derive(Clone, Debug)]
-pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+pub struct PeerCertificates {
+    chain: Arc<Vec<CertificateDer<'static>>>,
+    pub(crate) verified: Arc<std::sync::Mutex<Option<crate::auth::VerifiedChain>>>,
+}
+
+impl PeerCertificates {
+    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        PeerCertificates {
+            chain: Arc::new(chain),
+            verified: Arc::default(),
+        }
+    }
+
+    /// Leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+}
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes (within the bounds of
 /// `limits`), inserting the peer's certificate chain into each request's extensions as
@@ -55,7 +74,7 @@ impl Acceptor for TlsAcceptor {
             .peer_certificates()
             .filter(|chain| !chain.is_empty())
         {
-            extensions.insert(PeerCertificates(Arc::new(chain.to_vec())));
+            extensions.insert(PeerCertificates::new(chain.to_vec()));
         }
         Ok(Accepted {
             stream,
@@ -82,7 +101,8 @@ mod tests {
         let app = axum::Router::new().route(
             "/",
             get(|peer: Option<Extension<PeerCertificates>>| async move {
-                peer.map_or(0, |Extension(peer)| peer.0.len()).to_string()
+                peer.map_or(0, |Extension(peer)| peer.chain().len())
+                    .to_string()
             }),
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -16,5 +16,7 @@ pub mod rules;
 pub mod selector;
 pub mod serve;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
+pub mod upstream;
 pub mod wire;

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The custom metrics API versions served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +44,9 @@ pub struct DescribedObject {
 pub struct MetricValue {
     pub described_object: DescribedObject,
     pub metric: String,
-    /// The request's `metricLabelSelector` as a `metav1.LabelSelector`, `null` when none.
-    pub selector: Option<serde_json::Value>,
+    /// The request's `metricLabelSelector` as a `metav1.LabelSelector`, `null` when none;
+    /// built once per request and shared by its items.
+    pub selector: Option<Arc<serde_json::Value>>,
     pub timestamp: String,
     pub window_seconds: Option<i64>,
     pub value: String,
@@ -59,13 +61,13 @@ struct MetricValueV1Beta1<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     window: Option<i64>,
     value: &'a str,
-    selector: &'a Option<serde_json::Value>,
+    selector: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
 struct MetricIdentifier<'a> {
     name: &'a str,
-    selector: &'a Option<serde_json::Value>,
+    selector: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -79,38 +81,63 @@ struct MetricValueV1Beta2<'a> {
     value: &'a str,
 }
 
-/// A `MetricValueList` in the requested version.
-pub fn metric_value_list(version: CustomVersion, items: &[MetricValue]) -> serde_json::Value {
-    let items: Vec<serde_json::Value> = items
-        .iter()
-        .map(|item| match version {
-            CustomVersion::V1Beta1 => serde_json::to_value(MetricValueV1Beta1 {
+/// `metadata: {}`.
+#[derive(Debug, Serialize)]
+struct EmptyMeta {}
+
+/// A `MetricValueList` in the requested version, written straight from the items.
+#[derive(Debug)]
+pub struct MetricValueList {
+    pub version: CustomVersion,
+    pub items: Vec<MetricValue>,
+}
+
+/// The items of a [`MetricValueList`] in their version's shape.
+struct VersionedItems<'a>(&'a MetricValueList);
+
+impl Serialize for VersionedItems<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let version = self.0.version;
+        serializer.collect_seq(self.0.items.iter().map(|item| match version {
+            CustomVersion::V1Beta1 => VersionedItem::V1Beta1(MetricValueV1Beta1 {
                 described_object: &item.described_object,
                 metric_name: &item.metric,
                 timestamp: &item.timestamp,
                 window: item.window_seconds,
                 value: &item.value,
-                selector: &item.selector,
+                selector: item.selector.as_deref(),
             }),
-            CustomVersion::V1Beta2 => serde_json::to_value(MetricValueV1Beta2 {
+            CustomVersion::V1Beta2 => VersionedItem::V1Beta2(MetricValueV1Beta2 {
                 described_object: &item.described_object,
                 metric: MetricIdentifier {
                     name: &item.metric,
-                    selector: &item.selector,
+                    selector: item.selector.as_deref(),
                 },
                 timestamp: &item.timestamp,
                 window_seconds: item.window_seconds,
                 value: &item.value,
             }),
-        })
-        .collect::<Result<_, _>>()
-        .expect("plain structs serialise");
-    serde_json::json!({
-        "kind": "MetricValueList",
-        "apiVersion": version.group_version(),
-        "metadata": {},
-        "items": items,
-    })
+        }))
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum VersionedItem<'a> {
+    V1Beta1(MetricValueV1Beta1<'a>),
+    V1Beta2(MetricValueV1Beta2<'a>),
+}
+
+impl Serialize for MetricValueList {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut list = serializer.serialize_struct("MetricValueList", 4)?;
+        list.serialize_field("kind", "MetricValueList")?;
+        list.serialize_field("apiVersion", self.version.group_version())?;
+        list.serialize_field("metadata", &EmptyMeta {})?;
+        list.serialize_field("items", &VersionedItems(self))?;
+        list.end()
+    }
 }
 
 /// One value of an external metric.
@@ -123,13 +150,22 @@ pub struct ExternalMetricValue {
     pub value: String,
 }
 
-pub fn external_metric_value_list(items: &[ExternalMetricValue]) -> serde_json::Value {
-    serde_json::json!({
-        "kind": "ExternalMetricValueList",
-        "apiVersion": "external.metrics.k8s.io/v1beta1",
-        "metadata": {},
-        "items": items,
-    })
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalMetricValueList {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: EmptyMeta,
+    items: Vec<ExternalMetricValue>,
+}
+
+pub fn external_metric_value_list(items: Vec<ExternalMetricValue>) -> ExternalMetricValueList {
+    ExternalMetricValueList {
+        kind: "ExternalMetricValueList",
+        api_version: "external.metrics.k8s.io/v1beta1",
+        metadata: EmptyMeta {},
+        items,
+    }
 }
 
 /// One entry of an `APIResourceList`.
@@ -143,13 +179,25 @@ pub struct ApiResource {
     pub verbs: [&'static str; 1],
 }
 
-pub fn api_resource_list(group_version: &str, resources: &[ApiResource]) -> serde_json::Value {
-    serde_json::json!({
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": resources,
-    })
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiResourceList {
+    kind: &'static str,
+    api_version: &'static str,
+    group_version: &'static str,
+    resources: Vec<ApiResource>,
+}
+
+pub fn api_resource_list(
+    group_version: &'static str,
+    resources: Vec<ApiResource>,
+) -> ApiResourceList {
+    ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version,
+        resources,
+    }
 }
 
 /// RFC 3339 (seconds) for a Prometheus sample timestamp.
@@ -182,7 +230,11 @@ mod tests {
 
     #[test]
     fn v1beta1_shape_matches_the_seed() {
-        let list = metric_value_list(CustomVersion::V1Beta1, &[item()]);
+        let list = serde_json::to_value(MetricValueList {
+            version: CustomVersion::V1Beta1,
+            items: vec![item()],
+        })
+        .unwrap();
         assert_eq!(
             list,
             serde_json::json!({
@@ -204,7 +256,11 @@ mod tests {
     fn v1beta2_nests_the_metric_and_names_the_window() {
         let mut value = item();
         value.window_seconds = Some(60);
-        let list = metric_value_list(CustomVersion::V1Beta2, &[value]);
+        let list = serde_json::to_value(MetricValueList {
+            version: CustomVersion::V1Beta2,
+            items: vec![value],
+        })
+        .unwrap();
         let item = &list["items"][0];
         assert_eq!(list["apiVersion"], "custom.metrics.k8s.io/v1beta2");
         assert_eq!(

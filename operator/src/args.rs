@@ -2,8 +2,10 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use metrics_registry_apiserver::auth::CacheTtls;
 use metrics_registry_apiserver::prometheus::{PrometheusConfig, QueryMethod};
 use metrics_registry_apiserver::serve::ServeLimits;
+use metrics_registry_apiserver::upstream::QueryOptions;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -142,6 +144,35 @@ pub struct ClusterArgs {
     pub leader_election: LeaderElectionArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
+    #[command(flatten)]
+    pub auth_cache: AuthCacheArgs,
+}
+
+/// How long TokenReview and SubjectAccessReview answers are reused. The defaults cover
+/// the HPA's 15 s period, so a polling HPA costs no review per request; a revoked token
+/// or role binding takes at most this long to bite.
+#[derive(Debug, Args)]
+pub struct AuthCacheArgs {
+    /// Authenticated bearer tokens.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub authentication_token_cache_ttl: Duration,
+    /// Requests SubjectAccessReview allowed.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub authorization_cache_authorized_ttl: Duration,
+    /// Requests SubjectAccessReview denied, and rejected tokens.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub authorization_cache_unauthorized_ttl: Duration,
+}
+
+impl AuthCacheArgs {
+    pub fn ttls(&self) -> CacheTtls {
+        CacheTtls {
+            token_authenticated: self.authentication_token_cache_ttl,
+            token_rejected: self.authorization_cache_unauthorized_ttl,
+            allowed: self.authorization_cache_authorized_ttl,
+            denied: self.authorization_cache_unauthorized_ttl,
+        }
+    }
 }
 
 /// Several replicas serve; the holder of a Lease is the only one that writes.
@@ -200,7 +231,7 @@ pub struct PrometheusArgs {
     /// Timeout of one Prometheus request, e.g. 10s or 500ms.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub prometheus_timeout: Duration,
-    /// File with a bearer token, re-read on every request.
+    /// File with a bearer token, re-read whenever it changes.
     #[arg(long, value_name = "FILE")]
     pub prometheus_bearer_token_file: Option<PathBuf>,
     #[arg(
@@ -230,6 +261,19 @@ pub struct PrometheusArgs {
     /// How often the list of kube_adapter_metric_* series is refreshed.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub external_refresh_interval: Duration,
+    /// Queries to Prometheus at once; past it requests get 429 with Retry-After (0: no bound).
+    #[arg(long, default_value_t = 64)]
+    pub prometheus_max_in_flight: usize,
+    /// Reuse a query's answer while it is younger than this (from when the query was
+    /// sent); 0s turns the result cache off. With it, one query also refreshes the
+    /// objects of the same metric and namespace asked for recently.
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
+    pub query_cache_max_age: Duration,
+    /// How long a request for one object waits for requests for other objects of the
+    /// same metric and namespace to be asked together; 0s sends at once (requests still
+    /// share a query with those that arrive while their group's previous one runs).
+    #[arg(long, default_value = "0s", value_parser = parse_duration_or_zero)]
+    pub query_batch_window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -251,6 +295,12 @@ impl PrometheusArgs {
         config.client_key_file = self.prometheus_client_key_file.clone();
         config.headers = self.prometheus_headers.clone();
         config.max_response_bytes = self.prometheus_max_response_bytes;
+        config.queries = QueryOptions {
+            max_in_flight: self.prometheus_max_in_flight,
+            cache_max_age: self.query_cache_max_age,
+            batch_window: self.query_batch_window,
+            ..QueryOptions::default()
+        };
         config.method = match self.prometheus_method {
             Method::Auto => QueryMethod::Auto,
             Method::Get => QueryMethod::Get,
@@ -300,6 +350,19 @@ pub struct CheckArgs {
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     promql_parser::util::parse_duration(text)
         .map_err(|e| format!("{text:?} is not a duration like 10s or 500ms: {e}"))
+}
+
+/// A duration where zero means "off".
+pub(crate) fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    if text
+        .trim_end_matches(['s', 'm', 'h'])
+        .chars()
+        .all(|c| c == '0')
+        && !text.is_empty()
+    {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
 }
 
 pub(crate) fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -364,6 +427,40 @@ mod tests {
             vec![("X-Scope-OrgID".to_string(), "tenant-a".to_string())]
         );
         assert!(matches!(config.method, QueryMethod::Post));
+        assert_eq!(config.queries, QueryOptions::default());
+    }
+
+    #[test]
+    fn query_and_auth_cache_flags() {
+        let cli = Cli::try_parse_from([
+            "metrics-registry",
+            "run",
+            "--query-cache-max-age",
+            "1500ms",
+            "--query-batch-window",
+            "0",
+            "--prometheus-max-in-flight",
+            "8",
+            "--authorization-cache-authorized-ttl",
+            "1m",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!()
+        };
+        let queries = args.prometheus.config().queries;
+        assert_eq!(queries.cache_max_age, Duration::from_millis(1500));
+        assert_eq!(queries.batch_window, Duration::ZERO);
+        assert_eq!(queries.max_in_flight, 8);
+        let ttls = args.cluster.auth_cache.ttls();
+        assert_eq!(ttls.allowed, Duration::from_secs(60));
+        assert_eq!(
+            ttls,
+            CacheTtls {
+                allowed: ttls.allowed,
+                ..CacheTtls::default()
+            }
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod run;
 pub mod sinks;
 pub mod sources;
 pub mod supervise;
+pub mod telemetry;
 
 /// The one rustls crypto provider of the whole binary (ring); tests call it too.
 pub fn install_crypto_provider() {

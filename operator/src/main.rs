@@ -2,6 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use metrics_registry::args::{Cli, Command, LogFormat};
 use metrics_registry::compiler::CompileOptions;
+use metrics_registry::telemetry::QuietTlsNoise;
 use metrics_registry::{check, convert, crdgen, install_crypto_provider, run};
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -13,14 +14,18 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn init_logging(level: &str, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(QuietTlsNoise);
     match format {
-        LogFormat::Plain => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Plain => registry.with(layer).init(),
+        LogFormat::Json => registry.with(layer.json()).init(),
     }
 }
 

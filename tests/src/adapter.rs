@@ -87,6 +87,18 @@ impl Adapter {
         config: &str,
         client: &MetricsClient,
     ) -> anyhow::Result<Adapter> {
+        Self::start_with(plane, prometheus_url, config, client, &[]).await
+    }
+
+    /// [`Adapter::start`] with `extra_args` after the harness' own (a repeated flag
+    /// overrides the harness' value).
+    pub async fn start_with(
+        plane: &ControlPlane,
+        prometheus_url: &str,
+        config: &str,
+        client: &MetricsClient,
+        extra_args: &[String],
+    ) -> anyhow::Result<Adapter> {
         let binary = build_dir().await?.join("adapter");
         let dir = tempfile::Builder::new()
             .prefix("prometheus-adapter-")
@@ -123,6 +135,7 @@ impl Adapter {
                 // --v=6 logs every query sent to Prometheus, shown when a comparison fails.
                 "--v=6".to_owned(),
             ];
+            let args: Vec<String> = args.into_iter().chain(extra_args.iter().cloned()).collect();
             let mut process =
                 Process::spawn("prometheus-adapter", &binary, &args, &log_path, dir.path())?;
             let base = format!("https://127.0.0.1:{port}");
@@ -162,6 +175,10 @@ impl Adapter {
                 }
             }
         }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `https://127.0.0.1:PORT`

@@ -95,6 +95,7 @@ impl InProcessOperator {
                 ..ServeLimits::default()
             },
             shutdown_delay: Duration::ZERO,
+            auth_cache: Default::default(),
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let (shutdown, signal) = oneshot::channel::<()>();

@@ -355,6 +355,7 @@ impl E2e {
                 ..ServeLimits::default()
             },
             shutdown_delay: Duration::ZERO,
+            auth_cache: Default::default(),
         };
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(mode.serve(listener, async move {

@@ -98,6 +98,7 @@ impl ClusterRegistry {
                 ..ServeLimits::default()
             },
             shutdown_delay: Duration::ZERO,
+            auth_cache: Default::default(),
         };
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(mode.serve(listener, async move {

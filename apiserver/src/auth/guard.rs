@@ -1,13 +1,15 @@
 //! The per-request checks: who is calling, and may they.
 
 use super::attributes::{forbidden_message, path_unescape};
-use super::cache::TtlCache;
+use super::cache::{Lookup, ReviewCache};
+use super::certificate::{Subject, Trust, VerifiedChain, verified_chain};
 use super::{
     AccessReviewer, Attributes, AuthError, AuthenticationConfig, Decision, TokenReviewer, UserInfo,
     attributes_for,
 };
 use crate::error::ApiError;
 use crate::https::PeerCertificates;
+use crate::telemetry::{ReviewLabels, SelfMetrics};
 use crate::tls::{crypto_provider, parse_roots};
 use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
@@ -16,20 +18,24 @@ use axum::response::{IntoResponse, Response};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Kubernetes' privileged group: allowed everything without asking the cluster.
 const MASTERS: &str = "system:masters";
 const CACHE_CAPACITY: usize = 4096;
+const TOKEN: &str = "token";
+const ACCESS: &str = "access";
 
-/// How long review answers are reused. Kubernetes' delegated defaults are 10 s
-/// for all four; a revoked token or role binding takes at most this long to bite.
+/// How long review answers are reused; a revoked token or role binding takes at most
+/// this long to bite. Kubernetes' delegated defaults are 10 s for all four; allowed
+/// answers are kept 30 s here so that an HPA polling every 15 s costs no review per
+/// request, while denials and rejected tokens still expire after 10 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheTtls {
     pub token_authenticated: Duration,
@@ -41,9 +47,9 @@ pub struct CacheTtls {
 impl Default for CacheTtls {
     fn default() -> Self {
         CacheTtls {
-            token_authenticated: Duration::from_secs(10),
+            token_authenticated: Duration::from_secs(30),
             token_rejected: Duration::from_secs(10),
-            allowed: Duration::from_secs(10),
+            allowed: Duration::from_secs(30),
             denied: Duration::from_secs(10),
         }
     }
@@ -54,14 +60,18 @@ impl Default for CacheTtls {
 pub struct Guard {
     provider: Arc<CryptoProvider>,
     compiled: ArcSwap<Compiled>,
+    generations: AtomicU64,
+    /// Chains verified so far (a connection's requests after its first reuse the result).
+    chains_verified: AtomicU64,
+    metrics: Arc<SelfMetrics>,
     tokens: Option<Arc<dyn TokenReviewer>>,
     access: Arc<dyn AccessReviewer>,
     ttls: CacheTtls,
     // Tokens are cached under their digest so that the cache never holds a
     // credential that outlives the request carrying it.
     token_digest: &'static dyn rustls::crypto::hash::Hash,
-    token_cache: TtlCache<Vec<u8>, Option<UserInfo>>,
-    decision_cache: TtlCache<(UserInfo, Attributes), Decision>,
+    token_cache: ReviewCache<Vec<u8>, Option<UserInfo>>,
+    decision_cache: ReviewCache<(UserInfo, Attributes), Decision>,
 }
 
 impl fmt::Debug for Guard {
@@ -96,22 +106,26 @@ impl Guard {
             .find_map(|suite| suite.tls13())
             .map(|suite| suite.common.hash_provider)
             .ok_or(AuthError::NoCryptoProvider)?;
-        let compiled = Compiled::new(&provider, &config)?;
+        let compiled = Compiled::new(&provider, &config, 0)?;
         Ok(Arc::new(Guard {
             provider,
             compiled: ArcSwap::from_pointee(compiled),
+            generations: AtomicU64::new(1),
+            chains_verified: AtomicU64::new(0),
+            metrics: SelfMetrics::global(),
             tokens,
             access,
             ttls,
             token_digest,
-            token_cache: TtlCache::new(CACHE_CAPACITY),
-            decision_cache: TtlCache::new(CACHE_CAPACITY),
+            token_cache: ReviewCache::new(CACHE_CAPACITY),
+            decision_cache: ReviewCache::new(CACHE_CAPACITY),
         }))
     }
 
     /// Takes effect for the next request; on error the previous config stays.
     pub fn set_config(&self, config: AuthenticationConfig) -> Result<(), AuthError> {
-        let compiled = Compiled::new(&self.provider, &config)?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let compiled = Compiled::new(&self.provider, &config, generation)?;
         self.compiled.store(Arc::new(compiled));
         Ok(())
     }
@@ -136,8 +150,10 @@ impl Guard {
     ) -> Result<UserInfo, ApiError> {
         let compiled = self.compiled.load_full();
         let mut reasons = Vec::new();
-        if let Some((leaf, intermediates)) = peer.and_then(|p| p.0.split_first()) {
-            match compiled.authenticate_certificate(leaf, intermediates, headers) {
+        if let Some(chain) =
+            peer.and_then(|peer| verified_chain(peer, &compiled.trust(), &self.chains_verified))
+        {
+            match compiled.authenticate_certificate(&chain, headers) {
                 Ok(user) => return Ok(user),
                 Err(reason) => reasons.push(reason),
             }
@@ -176,22 +192,23 @@ impl Guard {
         }
         let attributes = attributes_for(path);
         let key = (user.clone(), attributes);
-        let decision = match self.decision_cache.get(&key) {
-            Some(decision) => decision,
-            None => {
-                let decision = self.access.review(user, &key.1).await.map_err(|e| {
-                    tracing::warn!(error = %e, "SubjectAccessReview failed");
-                    ApiError::unavailable(format!("could not authorize the request: {e}"))
-                })?;
-                let ttl = match decision {
-                    Decision::Allowed => self.ttls.allowed,
-                    Decision::Denied { .. } => self.ttls.denied,
-                };
-                self.decision_cache
-                    .insert(key.clone(), decision.clone(), ttl);
-                decision
-            }
-        };
+        let ttls = self.ttls;
+        let (decision, lookup) = self
+            .decision_cache
+            .get_or_review(
+                &key,
+                || self.access.review(user, &key.1),
+                |decision| match decision {
+                    Decision::Allowed => ttls.allowed,
+                    Decision::Denied { .. } => ttls.denied,
+                },
+            )
+            .await;
+        self.count(ACCESS, lookup);
+        let decision = decision.map_err(|e| {
+            tracing::warn!(error = %e, "SubjectAccessReview failed");
+            ApiError::unavailable(format!("could not authorize the request: {e}"))
+        })?;
         match decision {
             Decision::Allowed => Ok(()),
             Decision::Denied { reason } => Err(ApiError::forbidden(forbidden_message(
@@ -206,16 +223,35 @@ impl Guard {
         token: &str,
     ) -> Result<Option<UserInfo>, AuthError> {
         let key = self.token_digest.hash(token.as_bytes()).as_ref().to_vec();
-        if let Some(cached) = self.token_cache.get(&key) {
-            return Ok(cached);
-        }
-        let result = reviewer.review(token).await?;
-        let ttl = match result {
-            Some(_) => self.ttls.token_authenticated,
-            None => self.ttls.token_rejected,
+        let ttls = self.ttls;
+        let (result, lookup) = self
+            .token_cache
+            .get_or_review(
+                &key,
+                || reviewer.review(token),
+                |user| match user {
+                    Some(_) => ttls.token_authenticated,
+                    None => ttls.token_rejected,
+                },
+            )
+            .await;
+        self.count(TOKEN, lookup);
+        result
+    }
+
+    fn count(&self, review: &'static str, lookup: Lookup) {
+        let labels = ReviewLabels { review };
+        match lookup {
+            Lookup::Cached | Lookup::Shared => {
+                self.metrics.auth_cache_hits.get_or_create(&labels).inc()
+            }
+            Lookup::Reviewed => self.metrics.auth_reviews.get_or_create(&labels).inc(),
         };
-        self.token_cache.insert(key, result.clone(), ttl);
-        Ok(result)
+    }
+
+    /// Client certificate chains verified so far; a connection verifies its chain once.
+    pub fn chains_verified(&self) -> u64 {
+        self.chains_verified.load(Ordering::Relaxed)
     }
 
     /// Handlers never need the credentials, and dropping them keeps any of them out
@@ -290,6 +326,9 @@ pub async fn require_auth(
 /// The config with its CA bundles turned into verifiers and its header names parsed,
 /// once per change rather than per request.
 struct Compiled {
+    /// Distinct for every config applied: verifications kept on connections are only
+    /// reused under the generation they were made with.
+    generation: u64,
     request_header: Option<RequestHeader>,
     client_ca: Option<Arc<dyn ClientCertVerifier>>,
 }
@@ -340,6 +379,7 @@ impl Compiled {
     fn new(
         provider: &Arc<CryptoProvider>,
         config: &AuthenticationConfig,
+        generation: u64,
     ) -> Result<Self, AuthError> {
         let request_header = match &config.request_header {
             None => None,
@@ -364,33 +404,42 @@ impl Compiled {
             Some(pem) => Some(verifier(provider, "client-ca-file", pem)?),
         };
         Ok(Compiled {
+            generation,
             request_header,
             client_ca,
         })
     }
 
+    fn trust(&self) -> Trust<'_> {
+        Trust {
+            generation: self.generation,
+            front_proxy: self.request_header.as_ref().map(|rh| &rh.verifier),
+            client_ca: self.client_ca.as_ref(),
+        }
+    }
+
     fn authenticate_certificate(
         &self,
-        leaf: &CertificateDer<'static>,
-        intermediates: &[CertificateDer<'static>],
+        chain: &VerifiedChain,
         headers: &HeaderMap,
     ) -> Result<UserInfo, String> {
-        let now = UnixTime::now();
         let mut proxy_failure = None;
         let mut untrusted = Vec::new();
         if let Some(rh) = &self.request_header {
-            match rh.verifier.verify_client_cert(leaf, intermediates, now) {
-                Ok(_) => match rh.user(leaf, headers) {
+            match &chain.front_proxy {
+                Some(Ok(())) => match rh.user(&chain.subject, headers) {
                     Ok(user) => return Ok(user),
                     Err(reason) => proxy_failure = Some(reason),
                 },
-                Err(e) => untrusted.push(format!("front-proxy CA: {e}")),
+                Some(Err(e)) => untrusted.push(format!("front-proxy CA: {e}")),
+                None => {}
             }
         }
-        if let Some(client_ca) = &self.client_ca {
-            match client_ca.verify_client_cert(leaf, intermediates, now) {
-                Ok(_) => return certificate_user(leaf),
-                Err(e) => untrusted.push(format!("client CA: {e}")),
+        if self.client_ca.is_some() {
+            match &chain.client_ca {
+                Some(Ok(())) => return certificate_user(&chain.subject),
+                Some(Err(e)) => untrusted.push(format!("client CA: {e}")),
+                None => {}
             }
         }
         if let Some(reason) = proxy_failure {
@@ -430,9 +479,13 @@ impl Compiled {
 }
 
 impl RequestHeader {
-    fn user(&self, leaf: &CertificateDer<'_>, headers: &HeaderMap) -> Result<UserInfo, String> {
-        let (common_name, _) = subject(leaf)?;
-        if !self.allowed_names.is_empty() && !self.allowed_names.contains(&common_name) {
+    fn user(
+        &self,
+        subject: &Result<Subject, String>,
+        headers: &HeaderMap,
+    ) -> Result<UserInfo, String> {
+        let common_name = &subject.as_ref().map_err(Clone::clone)?.common_name;
+        if !self.allowed_names.is_empty() && !self.allowed_names.contains(common_name) {
             return Err(format!(
                 "the client certificate's common name {common_name:?} is not in \
                  requestheader-allowed-names {:?}",
@@ -503,36 +556,14 @@ fn first_value(headers: &HeaderMap, names: &[HeaderName]) -> Result<Option<Strin
     Ok(None)
 }
 
-/// Common name (the last one, as Go reads it) and organizations.
-fn subject(leaf: &CertificateDer<'_>) -> Result<(String, Vec<String>), String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|e| format!("the client certificate cannot be parsed: {e}"))?;
-    let text = |attribute: &x509_parser::x509::AttributeTypeAndValue<'_>| {
-        attribute
-            .as_str()
-            .map(str::to_owned)
-            .map_err(|e| format!("the client certificate's subject cannot be read: {e}"))
-    };
-    let common_name = match cert.subject().iter_common_name().last() {
-        Some(attribute) => text(attribute)?,
-        None => String::new(),
-    };
-    let organizations = cert
-        .subject()
-        .iter_organization()
-        .map(text)
-        .collect::<Result<_, _>>()?;
-    Ok((common_name, organizations))
-}
-
-fn certificate_user(leaf: &CertificateDer<'_>) -> Result<UserInfo, String> {
-    let (username, groups) = subject(leaf)?;
-    if username.is_empty() {
+fn certificate_user(subject: &Result<Subject, String>) -> Result<UserInfo, String> {
+    let subject = subject.as_ref().map_err(Clone::clone)?;
+    if subject.common_name.is_empty() {
         return Err("the client certificate has no common name to name its user".to_owned());
     }
     Ok(UserInfo {
-        username,
-        groups,
+        username: subject.common_name.clone(),
+        groups: subject.organizations.clone(),
         ..Default::default()
     })
 }

@@ -11,6 +11,7 @@
 
 mod attributes;
 mod cache;
+mod certificate;
 mod config;
 mod guard;
 
@@ -20,6 +21,7 @@ pub(crate) mod test_pki;
 mod tests;
 
 pub use attributes::{Attributes, ResourceAttributes, attributes_for};
+pub use certificate::VerifiedChain;
 pub use config::{AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RequestHeaderConfig};
 pub use guard::{CacheTtls, Guard, require_auth};
 

@@ -143,7 +143,11 @@ fn api_state() -> ApiState {
     ApiState {
         rules: crate::rules::shared_rule_table(),
         // Never reached: these tests only ask for discovery and unknown metrics.
-        prometheus: PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap(),
+        upstream: crate::upstream::Upstream::new(
+            PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap(),
+            Default::default(),
+            crate::telemetry::SelfMetrics::new(),
+        ),
         objects: Arc::new(NoCluster),
         external: ExternalCatalog::new(),
         readiness: Readiness::default(),
@@ -163,7 +167,7 @@ async fn whoami(
         .collect();
     Json(json!({
         "user": user,
-        "peerCertificates": peer.map_or(0, |Extension(p)| p.0.len()),
+        "peerCertificates": peer.map_or(0, |Extension(p)| p.chain().len()),
         "credentialHeaders": credential_headers,
     }))
 }
@@ -880,7 +884,7 @@ fn peer(leaf: &Leaf) -> PeerCertificates {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let der = CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap();
-    PeerCertificates(Arc::new(vec![der]))
+    PeerCertificates::new(vec![der])
 }
 
 fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {
@@ -986,4 +990,39 @@ async fn empty_username_header_falls_to_the_next_one() {
         .await
         .unwrap();
     assert_eq!(user.username, "dave");
+}
+
+#[tokio::test]
+async fn a_connection_verifies_its_chain_once_until_the_cas_change() {
+    install_provider();
+    let pki = Pki::new();
+    let guard = Guard::new(pki.config(&[]), None, FakeAccess::allow_all()).unwrap();
+    // One value per connection, cloned onto each of its requests.
+    let connection = peer(&pki.proxy());
+    for _ in 0..5 {
+        let user = guard
+            .authenticate(Some(&connection.clone()), &header_map(&proxied_alice()))
+            .await
+            .unwrap();
+        assert_eq!(user.username, "alice");
+    }
+    assert_eq!(guard.chains_verified(), 1);
+    // Another connection with the same certificate verifies its own.
+    guard
+        .authenticate(Some(&peer(&pki.proxy())), &header_map(&proxied_alice()))
+        .await
+        .unwrap();
+    assert_eq!(guard.chains_verified(), 2);
+
+    // The front-proxy CA is retired (another CA in the ConfigMap): the open connection's
+    // next request is checked again and refused.
+    let mut retired = pki.config(&[]);
+    retired.request_header.as_mut().unwrap().client_ca_pem = TestCa::new("new-front-proxy").pem();
+    guard.set_config(retired).unwrap();
+    let err = guard
+        .authenticate(Some(&connection), &header_map(&proxied_alice()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, 401, "{}", err.message);
+    assert_eq!(guard.chains_verified(), 3);
 }

@@ -11,7 +11,6 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -211,6 +210,15 @@ impl PrometheusClient {
         self.send_raw(self.inner.http.post(reload)).await.map(drop)
     }
 
+    /// How often the bearer token file was read (tests).
+    #[cfg(test)]
+    pub(super) fn token_reads(&self) -> u64 {
+        match &self.inner.auth {
+            Auth::Bearer(file) => file.reads(),
+            _ => 0,
+        }
+    }
+
     fn endpoint(&self, segments: &[&str]) -> Url {
         let mut url = self.inner.base.clone();
         // parse_base_url rejected URLs that cannot carry a path.
@@ -285,16 +293,16 @@ impl PrometheusClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, PrometheusError> {
-        // Files are read on every request because Kubernetes rotates
-        // projected tokens and mounted secrets in place.
+        // Files are followed because Kubernetes rotates projected tokens and mounted
+        // secrets in place; they are read again only when they changed.
         Ok(match &self.inner.auth {
             Auth::None => request,
-            Auth::Bearer(path) => {
-                let token = read_secret(path).await?;
+            Auth::Bearer(file) => {
+                let token = file.get()?;
                 let mut value =
                     HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
                         PrometheusError::Credentials {
-                            path: path.clone(),
+                            path: file.path().to_owned(),
                             cause: "the token contains characters not allowed in an HTTP header"
                                 .to_owned(),
                         }
@@ -306,7 +314,7 @@ impl PrometheusClient {
                 user,
                 password_file,
             } => {
-                let password = read_secret(password_file).await?;
+                let password = password_file.get()?;
                 request.basic_auth(user, Some(password))
             }
         })
@@ -366,20 +374,4 @@ impl PrometheusClient {
             cause: format!("{error}; body starts with: {}", snippet(body)),
         }
     }
-}
-
-async fn read_secret(path: &Path) -> Result<String, PrometheusError> {
-    let credentials = |cause: String| PrometheusError::Credentials {
-        path: path.to_owned(),
-        cause,
-    };
-    // Never include the content in an error: it is the secret.
-    let content = tokio::fs::read_to_string(path)
-        .await
-        .map_err(|e| credentials(e.to_string()))?;
-    let secret = content.trim();
-    if secret.is_empty() {
-        return Err(credentials("the file is empty".to_owned()));
-    }
-    Ok(secret.to_owned())
 }

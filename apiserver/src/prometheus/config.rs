@@ -1,6 +1,7 @@
 //! What to connect to and how: URL, credentials, CA and client certificate, headers.
 
 use super::error::{PrometheusConfigError, error_chain};
+use super::secret::SecretFile;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Certificate, Identity, Url};
 use rustls::pki_types::pem::PemObject;
@@ -33,6 +34,9 @@ pub struct PrometheusConfig {
     pub method: QueryMethod,
     /// Largest answer read; a bigger one is a 502 naming this limit.
     pub max_response_bytes: usize,
+    /// How the server shares, batches, caches and bounds its queries
+    /// ([`crate::upstream::Upstream`]); the client itself does not use it.
+    pub queries: crate::upstream::QueryOptions,
 }
 
 /// 16 MiB: an instant vector of about 50,000 series with a few labels each.
@@ -52,6 +56,7 @@ impl PrometheusConfig {
             headers: Vec::new(),
             method: QueryMethod::Auto,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            queries: crate::upstream::QueryOptions::default(),
         }
     }
 }
@@ -77,16 +82,17 @@ impl fmt::Debug for PrometheusConfig {
             .field("headers", &headers)
             .field("method", &self.method)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("queries", &self.queries)
             .finish()
     }
 }
 
 pub(super) enum Auth {
     None,
-    Bearer(PathBuf),
+    Bearer(SecretFile),
     Basic {
         user: String,
-        password_file: PathBuf,
+        password_file: SecretFile,
     },
 }
 
@@ -133,7 +139,7 @@ pub(super) fn auth_from_config(config: &PrometheusConfig) -> Result<Auth, Promet
     let basic = match (&config.basic_auth_user, &config.basic_auth_password_file) {
         (Some(user), Some(password_file)) => Some(Auth::Basic {
             user: user.clone(),
-            password_file: password_file.clone(),
+            password_file: SecretFile::new(password_file.clone()),
         }),
         (None, None) => None,
         _ => {
@@ -147,7 +153,7 @@ pub(super) fn auth_from_config(config: &PrometheusConfig) -> Result<Auth, Promet
             "a bearer token and basic auth cannot both be used",
         )),
         (Some(basic), None) => Ok(basic),
-        (None, Some(token)) => Ok(Auth::Bearer(token.clone())),
+        (None, Some(token)) => Ok(Auth::Bearer(SecretFile::new(token.clone()))),
         (None, None) => Ok(Auth::None),
     }
 }

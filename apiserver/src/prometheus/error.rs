@@ -37,7 +37,7 @@ pub enum PrometheusConfigError {
     Client(String),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PrometheusError {
     /// Connection refused, DNS failure, TLS failure, connection reset.
     #[error("Prometheus at {url} is unreachable: {cause}")]
@@ -77,6 +77,21 @@ impl PrometheusError {
             Self::Unreachable { .. } => 503,
             Self::Timeout { .. } => 504,
             _ => 502,
+        }
+    }
+
+    /// How the query ended, as the `outcome` label of the self-metrics says it:
+    /// `unreachable` (also when credentials could not be read: nothing was sent),
+    /// `timeout`, `refused` (an error answer) or `bad_answer` (unreadable, too large,
+    /// or of a shape that cannot be served).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } | Self::Credentials { .. } => "unreachable",
+            Self::Timeout { .. } => "timeout",
+            Self::Rejected { .. } => "refused",
+            Self::TooLarge { .. } | Self::Decode { .. } | Self::UnexpectedResult { .. } => {
+                "bad_answer"
+            }
         }
     }
 }

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod error;
 mod response;
+mod secret;
 
 pub use client::PrometheusClient;
 pub use config::{DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, QueryMethod};

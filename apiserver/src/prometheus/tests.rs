@@ -288,17 +288,29 @@ async fn bearer_token_is_reread_after_the_file_changes() {
     config.bearer_token_file = Some(token.clone());
     let client = client(config);
 
-    client.query("up").await.unwrap();
-    assert_eq!(
-        header(&prom.last(), "authorization"),
-        Some("Bearer first-token")
-    );
+    for _ in 0..3 {
+        client.query("up").await.unwrap();
+        assert_eq!(
+            header(&prom.last(), "authorization"),
+            Some("Bearer first-token")
+        );
+    }
+    assert_eq!(client.token_reads(), 1, "read once while unchanged");
 
     std::fs::write(&token, "  second-token  \n").unwrap();
     client.query("up").await.unwrap();
     assert_eq!(
         header(&prom.last(), "authorization"),
         Some("Bearer second-token")
+    );
+    assert_eq!(client.token_reads(), 2);
+    // Kubernetes swaps a projected token's file for a new one.
+    let replacement = dir.file("token.new", "third-token");
+    std::fs::rename(&replacement, &token).unwrap();
+    client.query("up").await.unwrap();
+    assert_eq!(
+        header(&prom.last(), "authorization"),
+        Some("Bearer third-token")
     );
 
     std::fs::remove_file(&token).unwrap();

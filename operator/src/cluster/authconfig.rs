@@ -9,6 +9,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use metrics_registry_apiserver::auth::{
     AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, Guard,
 };
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::tls::ReloadableTls;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,7 @@ pub fn spawn_watch(
                     }
                 },
                 Err(error) => {
+                    SelfMetrics::global().watch_restarted("configmaps");
                     tracing::warn!("watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {error}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

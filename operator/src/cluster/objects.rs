@@ -1,5 +1,6 @@
 //! Metadata-only watch caches of the objects wildcard requests name, started for the
-//! kinds that have definitions. `labelSelector` is resolved here, never by a LIST per request.
+//! kinds that have definitions. `labelSelector` is resolved here, never by a LIST per
+//! request, and only over the namespace asked for.
 
 use crate::cluster::backoff::WatchBackoff;
 use crate::supervise::Spawner;
@@ -9,44 +10,110 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Resource;
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use metrics_registry_apiserver::objects::{ObjectIndex, ObjectIndexError};
 use metrics_registry_apiserver::rules::ObjectKind;
 use metrics_registry_apiserver::selector::LabelSelector;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 trait KindCache: Send + Sync {
     fn select(&self, namespace: Option<&str>, selector: &LabelSelector) -> Option<Vec<String>>;
 }
 
-struct MetaCache<K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static> {
-    store: Store<PartialObjectMeta<K>>,
-    ready: Arc<AtomicBool>,
+/// Names and labels of one kind's objects, by namespace (`""` for cluster-scoped ones):
+/// all a `labelSelector` needs. Annotations, managedFields and everything else of the
+/// watched metadata are dropped before an object gets here.
+type Labels = BTreeMap<String, String>;
+type ByNamespace = HashMap<String, BTreeMap<String, Labels>>;
+
+#[derive(Default)]
+struct NamespaceIndex {
+    objects: RwLock<ByNamespace>,
+    /// A relist being received; swapped in whole when complete.
+    relist: Mutex<Option<ByNamespace>>,
+    ready: AtomicBool,
 }
 
-impl<K> KindCache for MetaCache<K>
-where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-{
+fn key_of<K: Resource>(object: &PartialObjectMeta<K>) -> Option<(String, String)> {
+    let name = object.metadata.name.clone()?;
+    Some((object.metadata.namespace.clone().unwrap_or_default(), name))
+}
+
+impl NamespaceIndex {
+    fn apply<K: Resource>(&self, event: watcher::Event<PartialObjectMeta<K>>) {
+        let labels =
+            |object: &PartialObjectMeta<K>| object.metadata.labels.clone().unwrap_or_default();
+        match event {
+            watcher::Event::Init => {
+                *self.relist.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashMap::new());
+            }
+            watcher::Event::InitApply(object) => {
+                if let Some((namespace, name)) = key_of(&object)
+                    && let Some(relist) = self
+                        .relist
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_mut()
+                {
+                    relist
+                        .entry(namespace)
+                        .or_default()
+                        .insert(name, labels(&object));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relist) = self.relist.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    *self.objects.write().unwrap_or_else(|e| e.into_inner()) = relist;
+                }
+                self.ready.store(true, Ordering::Release);
+            }
+            watcher::Event::Apply(object) => {
+                if let Some((namespace, name)) = key_of(&object) {
+                    self.objects
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(namespace)
+                        .or_default()
+                        .insert(name, labels(&object));
+                }
+            }
+            watcher::Event::Delete(object) => {
+                if let Some((namespace, name)) = key_of(&object) {
+                    let mut objects = self.objects.write().unwrap_or_else(|e| e.into_inner());
+                    if let Some(names) = objects.get_mut(&namespace) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            objects.remove(&namespace);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl KindCache for NamespaceIndex {
     fn select(&self, namespace: Option<&str>, selector: &LabelSelector) -> Option<Vec<String>> {
         if !self.ready.load(Ordering::Acquire) {
             return None;
         }
-        let empty = BTreeMap::new();
-        let mut names: Vec<String> = self
-            .store
-            .state()
-            .iter()
-            .filter(|object| {
-                namespace.is_none() || object.metadata.namespace.as_deref() == namespace
-            })
-            .filter(|object| selector.matches(object.metadata.labels.as_ref().unwrap_or(&empty)))
-            .filter_map(|object| object.metadata.name.clone())
-            .collect();
+        let objects = self.objects.read().unwrap_or_else(|e| e.into_inner());
+        let matching = |names: &BTreeMap<String, Labels>| -> Vec<String> {
+            names
+                .iter()
+                .filter(|(_, labels)| selector.matches(labels))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        // Only the namespace asked for is looked at, however many objects others hold.
+        let mut names = match namespace {
+            Some(namespace) => objects.get(namespace).map(matching).unwrap_or_default(),
+            None => objects.values().flat_map(matching).collect(),
+        };
         names.sort();
         Some(names)
     }
@@ -62,35 +129,31 @@ where
         + serde::de::DeserializeOwned
         + 'static,
 {
-    // An Api of PartialObjectMeta watches metadata only: no specs held in memory.
+    // An Api of PartialObjectMeta watches metadata only: no specs ever arrive.
     let api: Api<PartialObjectMeta<K>> = Api::all(client);
-    let (reader, writer) = reflector::store();
-    let ready = Arc::new(AtomicBool::new(false));
-    let stream = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).backoff(WatchBackoff::default()),
-    );
+    let index = Arc::new(NamespaceIndex::default());
+    let cache = index.clone();
+    let stream = watcher(api, watcher::Config::default()).backoff(WatchBackoff::default());
     tasks.spawn(format!("object cache of {}", kind.resource()), async move {
         let mut stream = stream.boxed();
         while let Some(item) = stream.next().await {
-            if let Err(error) = item {
-                tracing::warn!(resource = kind.resource(), %error, "object cache watch error");
+            match item {
+                Ok(event) => {
+                    let done = matches!(event, watcher::Event::InitDone);
+                    let first = done && !index.ready.load(Ordering::Acquire);
+                    index.apply(event);
+                    if first {
+                        tracing::info!(resource = kind.resource(), "object cache synced");
+                    }
+                }
+                Err(error) => {
+                    SelfMetrics::global().watch_restarted(kind.resource());
+                    tracing::warn!(resource = kind.resource(), %error, "object cache watch error");
+                }
             }
         }
     });
-    let flag = ready.clone();
-    let waiting = reader.clone();
-    // Not supervised: it ends by design once the cache has synced.
-    tokio::spawn(async move {
-        if waiting.wait_until_ready().await.is_ok() {
-            flag.store(true, Ordering::Release);
-            tracing::info!(resource = kind.resource(), "object cache synced");
-        }
-    });
-    Arc::new(MetaCache::<K> {
-        store: reader,
-        ready,
-    })
+    cache
 }
 
 /// Caches per object kind, created on first need.
@@ -151,5 +214,82 @@ impl ObjectIndex for ObjectCaches {
                 kind.resource()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+
+    fn pod(namespace: &str, name: &str, app: &str) -> PartialObjectMeta<Pod> {
+        PartialObjectMeta::<Pod> {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                labels: Some(BTreeMap::from([("app".to_string(), app.to_string())])),
+                annotations: Some(BTreeMap::from([("big".to_string(), "x".repeat(10_000))])),
+                managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+                ..ObjectMeta::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn selector(text: &str) -> LabelSelector {
+        LabelSelector::parse(text).unwrap()
+    }
+
+    #[test]
+    fn selects_within_the_namespace_from_names_and_labels_only() {
+        let index = NamespaceIndex::default();
+        assert_eq!(
+            index.select(Some("a"), &selector("app=web")),
+            None,
+            "not synced"
+        );
+        index.apply(watcher::Event::<PartialObjectMeta<Pod>>::Init);
+        index.apply(watcher::Event::InitApply(pod("a", "web-1", "web")));
+        index.apply(watcher::Event::InitApply(pod("b", "web-2", "web")));
+        index.apply(watcher::Event::<PartialObjectMeta<Pod>>::InitDone);
+        index.apply(watcher::Event::Apply(pod("a", "web-3", "web")));
+        index.apply(watcher::Event::Apply(pod("a", "db-1", "db")));
+        assert_eq!(
+            index.select(Some("a"), &selector("app=web")),
+            Some(vec!["web-1".to_string(), "web-3".to_string()])
+        );
+        assert_eq!(index.select(None, &selector("app=web")).unwrap().len(), 3);
+        index.apply(watcher::Event::Delete(pod("a", "web-1", "web")));
+        assert_eq!(
+            index.select(Some("a"), &selector("app=web")),
+            Some(vec!["web-3".to_string()])
+        );
+        // What is kept per object: its name and labels, nothing else.
+        let objects = index.objects.read().unwrap();
+        let kept: &Labels = &objects["a"]["web-3"];
+        assert_eq!(
+            kept,
+            &BTreeMap::from([("app".to_string(), "web".to_string())])
+        );
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index_when_complete() {
+        let index = NamespaceIndex::default();
+        index.apply(watcher::Event::<PartialObjectMeta<Pod>>::Init);
+        index.apply(watcher::Event::InitApply(pod("a", "gone", "web")));
+        index.apply(watcher::Event::<PartialObjectMeta<Pod>>::InitDone);
+        index.apply(watcher::Event::<PartialObjectMeta<Pod>>::Init);
+        index.apply(watcher::Event::InitApply(pod("a", "new", "web")));
+        // Until the relist is complete, the previous objects are served.
+        assert_eq!(
+            index.select(Some("a"), &selector("app=web")),
+            Some(vec!["gone".to_string()])
+        );
+        index.apply(watcher::Event::<PartialObjectMeta<Pod>>::InitDone);
+        assert_eq!(
+            index.select(Some("a"), &selector("app=web")),
+            Some(vec!["new".to_string()])
+        );
     }
 }

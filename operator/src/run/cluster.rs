@@ -14,14 +14,16 @@ use crate::sources::cluster::{DefinitionController, api_resources};
 use crate::supervise::Supervisor;
 use anyhow::{Context, anyhow};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
-use metrics_registry_apiserver::auth::{Guard, require_auth};
+use metrics_registry_apiserver::auth::{CacheTtls, Guard, require_auth};
 use metrics_registry_apiserver::external::ExternalCatalog;
 use metrics_registry_apiserver::https::serve_https;
 use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
 use metrics_registry_apiserver::rules::shared_rule_table;
 use metrics_registry_apiserver::serve::{ServeHandle, ServeLimits};
 use metrics_registry_apiserver::server;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
+use metrics_registry_apiserver::upstream::Upstream;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -76,6 +78,8 @@ pub struct ClusterMode {
     /// endpoints and the aggregator stop routing here); then `limits.shutdown_grace` for
     /// requests still open; exit.
     pub shutdown_delay: Duration,
+    /// How long TokenReview and SubjectAccessReview answers are reused.
+    pub auth_cache: CacheTtls,
 }
 
 impl ClusterMode {
@@ -131,7 +135,8 @@ impl ClusterMode {
         let reviews = Arc::new(ClusterReviews {
             client: self.kube.request.clone(),
         });
-        let guard = Guard::new(auth_config, Some(reviews.clone()), reviews)?;
+        let guard =
+            Guard::with_cache_ttls(auth_config, Some(reviews.clone()), reviews, self.auth_cache)?;
         supervisor.spawner().adopt(
             "authentication config watch",
             authconfig::spawn_watch(self.kube.watch.clone(), guard.clone(), tls.clone()),
@@ -207,7 +212,11 @@ impl ClusterMode {
         );
         ApiState {
             rules: table,
-            prometheus: prometheus.clone(),
+            upstream: Upstream::new(
+                prometheus.clone(),
+                self.prometheus.queries,
+                SelfMetrics::global(),
+            ),
             objects,
             external,
             readiness,
@@ -265,9 +274,11 @@ impl ClusterMode {
         let readiness = state.readiness.clone();
         self.start_registration(&supervisor, readiness.clone(), leadership, ca_bundle);
 
-        let app = server::health_routes(state.clone()).merge(
-            server::metrics_routes(state)
-                .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
+        let app = server::observed(
+            server::health_routes(state.clone()).merge(
+                server::metrics_routes(state)
+                    .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
+            ),
         );
         tracing::info!(
             addr = %listener.local_addr()?,

@@ -90,6 +90,7 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
         }),
         limits: args.serving.limits(),
         shutdown_delay: args.cluster.shutdown.shutdown_delay,
+        auth_cache: args.cluster.auth_cache.ttls(),
     };
     let listener = std::net::TcpListener::bind(args.serving.listen)
         .with_context(|| format!("cannot listen on {}", args.serving.listen))?;

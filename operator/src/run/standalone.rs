@@ -13,6 +13,8 @@ use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig}
 use metrics_registry_apiserver::rules::shared_rule_table;
 use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
 use metrics_registry_apiserver::server;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
+use metrics_registry_apiserver::upstream::Upstream;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,7 +74,7 @@ impl Standalone {
         );
         let state = ApiState {
             rules: table,
-            prometheus,
+            upstream: Upstream::new(prometheus, self.prometheus.queries, SelfMetrics::global()),
             objects: Arc::new(NoCluster),
             external,
             readiness,
@@ -85,7 +87,7 @@ impl Standalone {
         );
         let served = serve(
             listener,
-            server::insecure_router(state),
+            server::observed(server::insecure_router(state)),
             PlainHttp,
             self.limits,
             shutdown,

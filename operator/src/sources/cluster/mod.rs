@@ -21,6 +21,7 @@ use crate::supervise::Spawner;
 use kube::api::ApiResource;
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -175,6 +176,9 @@ impl DefinitionController {
         }
         compiled.published = true;
         log_verdict_changes(compiler, &delta);
+        if first || !delta.changed.is_empty() {
+            crate::telemetry::record_verdicts(compiler.verdicts());
+        }
         if first {
             // Every status may be stale: check them all once.
             dirty.extend(store.records().map(|r| r.id.clone()));
@@ -203,6 +207,7 @@ impl DefinitionController {
         let table = compiler.table();
         let kinds: BTreeSet<_> = table.discovery().map(|(kind, _)| kind).collect();
         self.table.store(table);
+        SelfMetrics::global().table_swapped();
         self.readiness.set_ready();
         let unreadable = store.records().filter(|r| r.decoded.is_err()).count();
         tracing::info!(

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::{WatchStreamExt, watcher};
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use tokio::sync::mpsc;
 
 /// Watches every object of `kind` and sends what happens, until the receiver is gone.
@@ -51,6 +52,7 @@ async fn watch_typed<K: DefinitionResource>(
             }
             Err(error) => {
                 report(kind, &error.to_string(), &mut last_error);
+                SelfMetrics::global().watch_restarted(kind.name());
                 continue;
             }
         };

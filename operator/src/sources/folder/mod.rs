@@ -17,6 +17,7 @@ use crate::sinks::rules::RulesOutput;
 use crate::sources::folder::scan::{ManifestFolder, Scan};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_crds::RuleGroup;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
@@ -144,6 +145,10 @@ impl Loader {
         let delta = self.compiler.apply(scan.changes);
         if delta.table_changed || first {
             self.table.store(self.compiler.table());
+            SelfMetrics::global().table_swapped();
+        }
+        if first || !delta.is_empty() {
+            crate::telemetry::record_verdicts(self.compiler.verdicts());
         }
         // Only what changed is logged: an unchanged bad definition was reported already.
         for id in &delta.changed {

@@ -1,0 +1,416 @@
+//! Single-object requests batched per group: the same rule, namespace and metric
+//! selector, i.e. the same query but for the object matcher. A group sends at most one
+//! query at a time; requests that come while it runs (or within the batch window) wait
+//! for the next one, which names all their objects at once. Each request then takes
+//! only the series whose object label is its object's name: nothing of another
+//! namespace can be in the answer (the namespace matcher is the group's), and nothing
+//! of another object is handed out.
+//!
+//! A batch assumes what wildcard requests already assume: that a query's value for an
+//! object comes from that object's series (`sum by (<<.GroupBy>>) (…)`). Rules whose
+//! query has no `<<.GroupBy>>` are never batched, and an answer in which a series has
+//! no object label, or an object has several series, makes each request ask again on
+//! its own.
+
+use super::{QueryError, Samples, Upstream, lock};
+use crate::api::MAX_REGEX_OBJECTS;
+use crate::prometheus::{PrometheusError, Sample};
+use crate::render::{ObjectSelection, RenderRequest, render_query};
+use crate::rules::{MetricRule, ObjectKind, Segment};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// One object's value, as a request for it alone would have asked.
+#[derive(Clone, Copy, Debug)]
+pub struct ObjectRequest<'a> {
+    pub rule: &'a Arc<MetricRule>,
+    pub namespace: &'a str,
+    /// Escaped matchers of the request's `metricLabelSelector`.
+    pub metric_matchers: &'a [String],
+    pub name: &'a str,
+}
+
+/// What a batch says about one object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ObjectAnswer {
+    /// The object's only series.
+    Value(Sample),
+    /// The answer covered the object and had no series for it.
+    Absent,
+    /// The batch cannot tell (a series without the object label, or several series for
+    /// the object): the caller asks for the object alone.
+    Ambiguous,
+}
+
+/// Whether answers for several objects of `rule` can be told apart by the object label.
+pub(super) fn batchable(rule: &MetricRule) -> bool {
+    let names_objects =
+        !(rule.object == ObjectKind::Namespace && rule.object_label == rule.namespace_label);
+    names_objects && rule.template.segments().contains(&Segment::GroupBy)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Coverage {
+    Names(BTreeSet<String>),
+    /// Every object of the namespace (`<objectLabel>!=""`).
+    Namespace,
+}
+
+impl Coverage {
+    fn covers(&self, name: &str) -> bool {
+        match self {
+            Coverage::Names(names) => names.contains(name),
+            Coverage::Namespace => true,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BatchValues {
+    coverage: Coverage,
+    by_name: HashMap<String, ObjectAnswer>,
+    /// A series without the object label: no object can be answered from this batch.
+    ambiguous: bool,
+}
+
+impl BatchValues {
+    fn new(coverage: Coverage, samples: &[Sample], label: &str) -> Self {
+        let mut by_name = HashMap::new();
+        let mut ambiguous = false;
+        for sample in samples {
+            match sample.labels.get(label) {
+                None => ambiguous = true,
+                Some(name) => {
+                    by_name
+                        .entry(name.to_owned())
+                        .and_modify(|answer| *answer = ObjectAnswer::Ambiguous)
+                        .or_insert_with(|| ObjectAnswer::Value(sample.clone()));
+                }
+            }
+        }
+        BatchValues {
+            coverage,
+            by_name,
+            ambiguous,
+        }
+    }
+
+    fn answer(&self, name: &str) -> ObjectAnswer {
+        if self.ambiguous {
+            return ObjectAnswer::Ambiguous;
+        }
+        match self.by_name.get(name) {
+            Some(answer) => answer.clone(),
+            None if self.coverage.covers(name) => ObjectAnswer::Absent,
+            // Cannot happen: a request only waits for a batch that names its object.
+            None => ObjectAnswer::Ambiguous,
+        }
+    }
+}
+
+type BatchOutcome = Result<Arc<BatchValues>, QueryError>;
+type BatchReceiver = watch::Receiver<Option<BatchOutcome>>;
+
+struct Pending {
+    /// Objects requested and waiting.
+    names: BTreeSet<String>,
+    created: Instant,
+    sender: watch::Sender<Option<BatchOutcome>>,
+    receiver: BatchReceiver,
+}
+
+struct InFlight {
+    coverage: Coverage,
+    receiver: BatchReceiver,
+}
+
+struct Group {
+    rule: Arc<MetricRule>,
+    namespace: String,
+    metric_matchers: Vec<String>,
+    pending: Option<Pending>,
+    in_flight: Option<InFlight>,
+    /// When each object was last asked for (only with the cache on).
+    recent: HashMap<String, Instant>,
+    /// Cached answers per object and when their query was sent.
+    cached: HashMap<String, (ObjectAnswer, Instant)>,
+    /// When the last answer covering the whole namespace was sent for.
+    namespace_wide: Option<Instant>,
+    last_used: Instant,
+}
+
+impl Group {
+    fn cached(&self, name: &str, max_age: std::time::Duration) -> Option<ObjectAnswer> {
+        let fresh = |at: &Instant| at.elapsed() <= max_age;
+        let entry = self.cached.get(name).filter(|(_, at)| fresh(at));
+        let wide = self.namespace_wide.filter(fresh);
+        match (entry, wide) {
+            (Some((_, at)), Some(wide)) if wide > *at => Some(ObjectAnswer::Absent),
+            (Some((answer, _)), _) => Some(answer.clone()),
+            (None, Some(_)) => Some(ObjectAnswer::Absent),
+            (None, None) => None,
+        }
+    }
+
+    fn idle(&self, horizon: std::time::Duration) -> bool {
+        self.pending.is_none() && self.in_flight.is_none() && self.last_used.elapsed() > horizon
+    }
+}
+
+/// Groups kept before idle ones are dropped.
+const GROUP_SWEEP_AT: usize = 1024;
+
+#[derive(Default)]
+pub(super) struct Groups(Mutex<HashMap<Arc<str>, Arc<Mutex<Group>>>>);
+
+impl Upstream {
+    /// One object's value; `Ambiguous` when the caller must ask for the object alone.
+    pub async fn object(&self, request: ObjectRequest<'_>) -> Result<ObjectAnswer, QueryError> {
+        if !batchable(request.rule) {
+            return Ok(ObjectAnswer::Ambiguous);
+        }
+        let key: Arc<str> = render_query(
+            request.rule,
+            &RenderRequest {
+                namespace: request.namespace,
+                objects: ObjectSelection::All,
+                metric_matchers: request.metric_matchers,
+            },
+        )
+        .into();
+        let group = self.group(key, &request);
+        let receiver = {
+            let mut state = lock(&group);
+            let options = self.inner.options;
+            let now = Instant::now();
+            state.last_used = now;
+            if !options.cache_max_age.is_zero() {
+                if let Some(answer) = state.cached(request.name, options.cache_max_age) {
+                    self.inner.metrics.cache_hits.inc();
+                    return Ok(answer);
+                }
+                state.recent.insert(request.name.to_owned(), now);
+            }
+            if let Some(in_flight) = state
+                .in_flight
+                .as_ref()
+                .filter(|f| f.coverage.covers(request.name))
+            {
+                self.inner.metrics.queries_coalesced.inc();
+                in_flight.receiver.clone()
+            } else if let Some(pending) = state.pending.as_mut() {
+                pending.names.insert(request.name.to_owned());
+                pending.receiver.clone()
+            } else {
+                let (sender, receiver) = watch::channel(None);
+                state.pending = Some(Pending {
+                    names: BTreeSet::from([request.name.to_owned()]),
+                    created: now,
+                    sender,
+                    receiver: receiver.clone(),
+                });
+                if options.batch_window.is_zero() {
+                    if state.in_flight.is_none() {
+                        self.flush(&group, &mut state);
+                    }
+                } else {
+                    self.flush_after_window(&group);
+                }
+                receiver
+            }
+        };
+        self.wait_batch(receiver, request.name).await
+    }
+
+    fn group(&self, key: Arc<str>, request: &ObjectRequest<'_>) -> Arc<Mutex<Group>> {
+        let mut groups = lock(&self.inner.groups.0);
+        if let Some(group) = groups.get(&key) {
+            return group.clone();
+        }
+        if groups.len() >= GROUP_SWEEP_AT {
+            let horizon = self
+                .inner
+                .options
+                .recent_horizon
+                .max(self.inner.options.cache_max_age);
+            groups.retain(|_, group| !lock(group).idle(horizon));
+        }
+        let group = Arc::new(Mutex::new(Group {
+            rule: request.rule.clone(),
+            namespace: request.namespace.to_owned(),
+            metric_matchers: request.metric_matchers.to_vec(),
+            pending: None,
+            in_flight: None,
+            recent: HashMap::new(),
+            cached: HashMap::new(),
+            namespace_wide: None,
+            last_used: Instant::now(),
+        }));
+        groups.insert(key, group.clone());
+        group
+    }
+
+    fn flush_after_window(&self, group: &Arc<Mutex<Group>>) {
+        let (upstream, group) = (self.clone(), group.clone());
+        let window = self.inner.options.batch_window;
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            let mut state = lock(&group);
+            // Otherwise the running query's end sends it.
+            if state.in_flight.is_none() {
+                upstream.flush(&group, &mut state);
+            }
+        });
+    }
+
+    /// Sends the pending batch (under the group's lock), with the recently asked objects
+    /// of the group when the cache is on.
+    fn flush(&self, group: &Arc<Mutex<Group>>, state: &mut Group) {
+        let Some(pending) = state.pending.take() else {
+            return;
+        };
+        let options = self.inner.options;
+        let requested = pending.names;
+        let mut names = requested.clone();
+        if !options.cache_max_age.is_zero() {
+            state
+                .recent
+                .retain(|_, at| at.elapsed() <= options.recent_horizon);
+            names.extend(state.recent.keys().cloned());
+        }
+        let coverage = if names.len() > MAX_REGEX_OBJECTS {
+            Coverage::Namespace
+        } else {
+            Coverage::Names(names)
+        };
+        state.in_flight = Some(InFlight {
+            coverage: coverage.clone(),
+            receiver: pending.receiver,
+        });
+        let rule = state.rule.clone();
+        let namespace = state.namespace.clone();
+        let matchers = state.metric_matchers.clone();
+        let (upstream, group, sender) = (self.clone(), group.clone(), pending.sender);
+        tokio::spawn(async move {
+            let render = |coverage: &Coverage| {
+                let names: Vec<String>;
+                let objects = match coverage {
+                    Coverage::Namespace => ObjectSelection::All,
+                    Coverage::Names(set) if set.len() == 1 => {
+                        ObjectSelection::One(set.first().expect("one name"))
+                    }
+                    Coverage::Names(set) => {
+                        names = set.iter().cloned().collect();
+                        return render_query(
+                            &rule,
+                            &RenderRequest {
+                                namespace: &namespace,
+                                objects: ObjectSelection::Many(&names),
+                                metric_matchers: &matchers,
+                            },
+                        );
+                    }
+                };
+                render_query(
+                    &rule,
+                    &RenderRequest {
+                        namespace: &namespace,
+                        objects,
+                        metric_matchers: &matchers,
+                    },
+                )
+            };
+            let sent = Instant::now();
+            let mut coverage = coverage;
+            let mut outcome = upstream.send(&render(&coverage)).await;
+            // Refreshing others must never cost a request its answer: a namespace too big
+            // for one answer, or a query too heavy for Prometheus, is asked again for the
+            // requested objects only.
+            let too_much = matches!(
+                &outcome,
+                Err(QueryError::Prometheus(
+                    PrometheusError::TooLarge { .. } | PrometheusError::Rejected { .. }
+                ))
+            );
+            let requested_coverage = Coverage::Names(requested.clone());
+            if too_much && coverage != requested_coverage {
+                coverage = requested_coverage;
+                outcome = upstream.send(&render(&coverage)).await;
+            }
+            let asked = match &coverage {
+                Coverage::Names(names) => names.len(),
+                Coverage::Namespace => usize::MAX,
+            };
+            if asked > 1 {
+                upstream
+                    .inner
+                    .metrics
+                    .requests_batched
+                    .inc_by(requested.len() as u64);
+            }
+            let outcome: BatchOutcome = outcome.map(|samples: Samples| {
+                Arc::new(BatchValues::new(coverage, &samples, &rule.object_label))
+            });
+            {
+                let mut state = lock(&group);
+                if let Ok(values) = &outcome {
+                    upstream.remember(&mut state, values, sent);
+                }
+                state.in_flight = None;
+                let window = upstream.inner.options.batch_window;
+                if state
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.created.elapsed() >= window)
+                {
+                    upstream.flush(&group, &mut state);
+                }
+            }
+            sender.send_replace(Some(outcome));
+        });
+    }
+
+    /// Puts a batch's answers in the group's cache (when on), dated when it was sent.
+    fn remember(&self, state: &mut Group, values: &BatchValues, sent: Instant) {
+        let max_age = self.inner.options.cache_max_age;
+        if max_age.is_zero() || values.ambiguous {
+            return;
+        }
+        state.cached.retain(|_, (_, at)| at.elapsed() <= max_age);
+        for (name, answer) in &values.by_name {
+            if *answer != ObjectAnswer::Ambiguous {
+                state.cached.insert(name.clone(), (answer.clone(), sent));
+            }
+        }
+        match &values.coverage {
+            Coverage::Namespace => state.namespace_wide = Some(sent),
+            Coverage::Names(names) => {
+                for name in names {
+                    if !values.by_name.contains_key(name) {
+                        state
+                            .cached
+                            .insert(name.clone(), (ObjectAnswer::Absent, sent));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wait_batch(
+        &self,
+        mut receiver: BatchReceiver,
+        name: &str,
+    ) -> Result<ObjectAnswer, QueryError> {
+        match receiver.wait_for(Option::is_some).await {
+            Ok(outcome) => match outcome.as_ref().expect("waited for Some") {
+                Ok(values) => Ok(values.answer(name)),
+                Err(error) => Err(error.clone()),
+            },
+            Err(_) => Err(QueryError::Abandoned {
+                url: self.inner.client.url().to_owned(),
+            }),
+        }
+    }
+}

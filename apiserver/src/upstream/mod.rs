@@ -1,0 +1,255 @@
+//! What stands between the handlers and Prometheus, so that many HPA requests cost few
+//! queries without ever serving another request's value or one older than configured:
+//!
+//! - **single flight**: identical queries that overlap share one request to Prometheus;
+//! - **batching** ([`batch`]): single-object requests for different objects of the same
+//!   rule, namespace and metric selector that meet while a query of theirs is being
+//!   prepared or sent are asked together with the object-label alternation, and each
+//!   gets only its own object's series;
+//! - **a result cache** (off unless `max_age` is set): answers reused while younger than
+//!   `max_age`, measured from when their query was sent; with it, a batch also refreshes
+//!   the objects of its group that were asked for recently (the HPA asks for the same
+//!   objects every period);
+//! - **a bound on queries in flight**: past it a request is refused at once with 429 and
+//!   `Retry-After` instead of piling onto a struggling Prometheus.
+
+mod batch;
+#[cfg(test)]
+mod tests;
+
+pub use batch::{ObjectAnswer, ObjectRequest};
+
+use crate::error::ApiError;
+use crate::prometheus::{PrometheusClient, PrometheusError, Sample};
+use crate::telemetry::{OutcomeLabels, SelfMetrics};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+/// How queries are shared, batched, cached and bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// Queries to Prometheus at once; 0 means unbounded.
+    pub max_in_flight: usize,
+    /// Reuse answers while younger than this; zero turns the cache off.
+    pub cache_max_age: Duration,
+    /// How long the first object request of a batch waits for others; zero sends at once
+    /// (requests still join a batch while their group's previous query is running).
+    pub batch_window: Duration,
+    /// With the cache on, objects asked for within this long are refreshed with their group.
+    pub recent_horizon: Duration,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            max_in_flight: 64,
+            cache_max_age: Duration::ZERO,
+            batch_window: Duration::ZERO,
+            // The HPA's default sync period (15 s) twice over.
+            recent_horizon: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a query has no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Prometheus(#[from] PrometheusError),
+    #[error(
+        "{limit} queries to Prometheus at {url} are already running (--prometheus-max-in-flight); retry in a second"
+    )]
+    Overloaded { url: String, limit: usize },
+    #[error("the query to Prometheus at {url} was abandoned before it was answered")]
+    Abandoned { url: String },
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::Prometheus(error) => error.into(),
+            QueryError::Overloaded { .. } => ApiError::too_many_requests(error.to_string(), 1),
+            QueryError::Abandoned { .. } => ApiError::unavailable(error.to_string()),
+        }
+    }
+}
+
+pub type Samples = Arc<Vec<Sample>>;
+type Outcome = Result<Samples, QueryError>;
+type OutcomeReceiver = watch::Receiver<Option<Outcome>>;
+
+/// Cheap to clone: clones share flights, batches, cache and bound.
+#[derive(Clone)]
+pub struct Upstream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: PrometheusClient,
+    options: QueryOptions,
+    permits: Option<Arc<Semaphore>>,
+    metrics: Arc<SelfMetrics>,
+    flights: Mutex<HashMap<String, OutcomeReceiver>>,
+    cache: Mutex<HashMap<String, (Samples, Instant)>>,
+    groups: batch::Groups,
+}
+
+/// Entries kept in the exact-query cache before expired ones are dropped.
+const CACHE_SWEEP_AT: usize = 4096;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("prometheus", &self.inner.client.url())
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    pub fn new(client: PrometheusClient, options: QueryOptions, metrics: Arc<SelfMetrics>) -> Self {
+        let permits =
+            (options.max_in_flight > 0).then(|| Arc::new(Semaphore::new(options.max_in_flight)));
+        Upstream {
+            inner: Arc::new(Inner {
+                client,
+                options,
+                permits,
+                metrics,
+                flights: Mutex::new(HashMap::new()),
+                cache: Mutex::new(HashMap::new()),
+                groups: batch::Groups::default(),
+            }),
+        }
+    }
+
+    pub fn client(&self) -> &PrometheusClient {
+        &self.inner.client
+    }
+
+    pub fn options(&self) -> QueryOptions {
+        self.inner.options
+    }
+
+    /// The answer to `promql`: from the cache, from an identical query already running,
+    /// or from a new one.
+    pub async fn query(&self, promql: &str) -> Result<Samples, QueryError> {
+        let inner = &self.inner;
+        let max_age = inner.options.cache_max_age;
+        if !max_age.is_zero()
+            && let Some((samples, sent)) = lock(&inner.cache).get(promql)
+            && sent.elapsed() <= max_age
+        {
+            inner.metrics.cache_hits.inc();
+            return Ok(samples.clone());
+        }
+        let receiver = {
+            let mut flights = lock(&inner.flights);
+            match flights.get(promql) {
+                Some(receiver) => {
+                    inner.metrics.queries_coalesced.inc();
+                    receiver.clone()
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    flights.insert(promql.to_owned(), receiver.clone());
+                    self.spawn_flight(promql.to_owned(), sender);
+                    receiver
+                }
+            }
+        };
+        self.wait(receiver).await
+    }
+
+    /// Sends `promql` on a task of its own, so that the requests sharing it get their
+    /// answer even when the one that started it is gone.
+    fn spawn_flight(&self, promql: String, sender: watch::Sender<Option<Outcome>>) {
+        let upstream = self.clone();
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let outcome = upstream.send(&promql).await;
+            let inner = &upstream.inner;
+            if let Ok(samples) = &outcome
+                && !inner.options.cache_max_age.is_zero()
+            {
+                let mut cache = lock(&inner.cache);
+                if cache.len() >= CACHE_SWEEP_AT {
+                    let max_age = inner.options.cache_max_age;
+                    cache.retain(|_, (_, at)| at.elapsed() <= max_age);
+                }
+                cache.insert(promql.clone(), (samples.clone(), sent));
+            }
+            // Cached first, then out of the flights: a request in between finds one of them.
+            lock(&inner.flights).remove(&promql);
+            sender.send_replace(Some(outcome));
+        });
+    }
+
+    async fn wait(&self, mut receiver: OutcomeReceiver) -> Result<Samples, QueryError> {
+        match receiver.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().expect("waited for Some"),
+            Err(_) => Err(QueryError::Abandoned {
+                url: self.inner.client.url().to_owned(),
+            }),
+        }
+    }
+
+    /// One request to Prometheus, within the in-flight bound, recorded in the metrics
+    /// and in a span carrying the query and how long it took.
+    async fn send(&self, promql: &str) -> Result<Samples, QueryError> {
+        let inner = &self.inner;
+        let _permit = match &inner.permits {
+            None => None,
+            Some(permits) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    inner.metrics.queries_rejected.inc();
+                    return Err(QueryError::Overloaded {
+                        url: inner.client.url().to_owned(),
+                        limit: inner.options.max_in_flight,
+                    });
+                }
+            },
+        };
+        let span = tracing::debug_span!(
+            "prometheus_query",
+            query = promql,
+            elapsed_ms = tracing::field::Empty,
+            series = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        inner.metrics.prometheus_in_flight.inc();
+        let result = inner.client.query(promql).instrument(span.clone()).await;
+        inner.metrics.prometheus_in_flight.dec();
+        let elapsed = started.elapsed();
+        span.record("elapsed_ms", elapsed.as_secs_f64() * 1000.0);
+        let outcome = match &result {
+            Ok(samples) => {
+                span.record("series", samples.len());
+                "ok"
+            }
+            Err(error) => error.outcome(),
+        };
+        let labels = OutcomeLabels { outcome };
+        inner
+            .metrics
+            .prometheus_queries
+            .get_or_create(&labels)
+            .inc();
+        inner
+            .metrics
+            .prometheus_query_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        tracing::debug!(parent: &span, query = promql, ?elapsed, outcome, "Prometheus answered");
+        Ok(Arc::new(result?))
+    }
+}

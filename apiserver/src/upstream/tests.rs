@@ -1,0 +1,455 @@
+//! Against a stand-in Prometheus that answers each query truthfully from a fixed set of
+//! series (it evaluates the selector's matchers), counts the queries and can be slow.
+
+use super::*;
+use crate::error::ApiError;
+use crate::prometheus::PrometheusConfig;
+use crate::rules::{MetricRule, ObjectKind, QueryTemplate, Segment};
+use axum::extract::Query;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[derive(Clone)]
+struct Series {
+    namespace: String,
+    pod: String,
+    value: String,
+}
+
+#[derive(Default)]
+struct FakeState {
+    series: Mutex<Vec<Series>>,
+    queries: Mutex<Vec<(String, std::time::Instant)>>,
+    delay_ms: AtomicUsize,
+    /// Added to every value: answers change from one query to the next.
+    bump_per_query: AtomicUsize,
+}
+
+struct Fake {
+    url: String,
+    state: Arc<FakeState>,
+}
+
+impl Fake {
+    fn queries(&self) -> Vec<String> {
+        lock(&self.state.queries)
+            .iter()
+            .map(|(q, _)| q.clone())
+            .collect()
+    }
+    fn set(&self, namespace: &str, pod: &str, value: &str) {
+        let mut series = lock(&self.state.series);
+        series.retain(|s| !(s.namespace == namespace && s.pod == pod));
+        series.push(Series {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            value: value.into(),
+        });
+    }
+}
+
+/// `label="v"`, `label!=""` and `label=~"^(?:a|b)$"` as `render_query` writes them.
+fn matches(matchers: &str, labels: &BTreeMap<&str, &str>) -> bool {
+    matchers.split(',').filter(|m| !m.is_empty()).all(|m| {
+        let (name, op, value) = if let Some((n, v)) = m.split_once("=~") {
+            (n, "=~", v)
+        } else if let Some((n, v)) = m.split_once("!=") {
+            (n, "!=", v)
+        } else {
+            let (n, v) = m.split_once('=').expect("a matcher");
+            (n, "=", v)
+        };
+        let value = value.trim_matches('"').replace("\\\\", "\\");
+        let actual = labels.get(name).copied().unwrap_or("");
+        match op {
+            "=" => actual == value,
+            "!=" => actual != value,
+            _ => {
+                let alternatives = value
+                    .strip_prefix("^(?:")
+                    .and_then(|v| v.strip_suffix(")$"))
+                    .expect("an anchored alternation");
+                alternatives
+                    .split('|')
+                    .any(|alt| alt.replace('\\', "") == actual)
+            }
+        }
+    })
+}
+
+async fn fake() -> Fake {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let state = Arc::new(FakeState::default());
+    let shared = state.clone();
+    let app = axum::Router::new().route(
+        "/api/v1/query",
+        axum::routing::get(move |Query(params): Query<BTreeMap<String, String>>| {
+            let state = shared.clone();
+            async move {
+                let query = params.get("query").cloned().unwrap_or_default();
+                let n = {
+                    let mut queries = lock(&state.queries);
+                    queries.push((query.clone(), std::time::Instant::now()));
+                    queries.len()
+                };
+                let delay = state.delay_ms.load(Ordering::Relaxed) as u64;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let bump = state.bump_per_query.load(Ordering::Relaxed) * n;
+                // `sum by (pod) (x{MATCHERS})` or `x{MATCHERS}` (no pod label kept).
+                let inner = query.split_once('{').unwrap().1;
+                let matchers = inner.split_once('}').unwrap().0;
+                let keeps_pod = query.contains("by (pod)");
+                let result: Vec<serde_json::Value> = lock(&state.series)
+                    .iter()
+                    .filter(|s| {
+                        let labels =
+                            BTreeMap::from([("namespace", &*s.namespace), ("pod", &*s.pod)]);
+                        matches(matchers, &labels)
+                    })
+                    .map(|s| {
+                        let value = s.value.parse::<usize>().unwrap() + bump;
+                        let metric = if keeps_pod {
+                            serde_json::json!({"pod": s.pod})
+                        } else {
+                            serde_json::json!({})
+                        };
+                        serde_json::json!({"metric": metric, "value": [1.0, value.to_string()]})
+                    })
+                    .collect();
+                axum::Json(serde_json::json!({
+                    "status": "success",
+                    "data": {"resultType": "vector", "result": result}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Fake { url, state }
+}
+
+fn upstream(fake: &Fake, options: QueryOptions) -> Upstream {
+    let client = PrometheusClient::new(PrometheusConfig::new(&fake.url)).unwrap();
+    Upstream::new(client, options, SelfMetrics::new())
+}
+
+fn rule(group_by: bool) -> Arc<MetricRule> {
+    let mut segments = vec![Segment::Literal("x{".into()), Segment::LabelMatchers];
+    if group_by {
+        segments.insert(0, Segment::Literal("sum by (".into()));
+        segments.insert(1, Segment::GroupBy);
+        segments.insert(2, Segment::Literal(") (".into()));
+        segments.push(Segment::Literal("})".into()));
+    } else {
+        segments.insert(0, Segment::Literal("sum(".into()));
+        segments.push(Segment::Literal("})".into()));
+    }
+    Arc::new(MetricRule {
+        object: ObjectKind::Pod,
+        metric: "m".into(),
+        template: QueryTemplate::new(segments),
+        object_label: "pod".into(),
+        namespace_label: "namespace".into(),
+        window_seconds: None,
+        source: "test".into(),
+    })
+}
+
+async fn value(upstream: &Upstream, rule: &Arc<MetricRule>, ns: &str, pod: &str) -> ObjectAnswer {
+    upstream
+        .object(ObjectRequest {
+            rule,
+            namespace: ns,
+            metric_matchers: &[],
+            name: pod,
+        })
+        .await
+        .unwrap()
+}
+
+fn pod_value(answer: &ObjectAnswer) -> (String, String) {
+    match answer {
+        ObjectAnswer::Value(sample) => (
+            sample.labels.get("pod").unwrap_or("").to_owned(),
+            sample.value.clone(),
+        ),
+        other => panic!("expected a value, got {other:?}"),
+    }
+}
+
+const NO_CACHE: QueryOptions = QueryOptions {
+    max_in_flight: 64,
+    cache_max_age: Duration::ZERO,
+    batch_window: Duration::ZERO,
+    recent_horizon: Duration::from_secs(30),
+};
+
+#[tokio::test]
+async fn identical_concurrent_queries_share_one_request() {
+    let fake = fake().await;
+    fake.set("a", "p1", "7");
+    fake.state.delay_ms.store(100, Ordering::Relaxed);
+    let upstream = upstream(&fake, NO_CACHE);
+    let query = r#"sum by (pod) (x{namespace="a"})"#;
+    let answers = futures::future::join_all((0..20).map(|_| upstream.query(query))).await;
+    for answer in answers {
+        assert_eq!(answer.unwrap()[0].value, "7");
+    }
+    assert_eq!(fake.queries().len(), 1, "{:?}", fake.queries());
+    assert_eq!(upstream.inner.metrics.queries_coalesced.get(), 19);
+    // Not a cache: once answered, the next identical query is sent again.
+    upstream.query(query).await.unwrap();
+    assert_eq!(fake.queries().len(), 2);
+}
+
+#[tokio::test]
+async fn different_concurrent_queries_are_never_mixed() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    fake.set("b", "p1", "2");
+    fake.state.delay_ms.store(50, Ordering::Relaxed);
+    let upstream = upstream(&fake, NO_CACHE);
+    let (a, b) = tokio::join!(
+        upstream.query(r#"sum by (pod) (x{namespace="a"})"#),
+        upstream.query(r#"sum by (pod) (x{namespace="b"})"#)
+    );
+    assert_eq!(a.unwrap()[0].value, "1");
+    assert_eq!(b.unwrap()[0].value, "2");
+    assert_eq!(fake.queries().len(), 2);
+}
+
+#[tokio::test]
+async fn objects_of_one_group_are_batched_and_each_gets_its_own_value() {
+    let fake = fake().await;
+    for i in 0..=10 {
+        fake.set("a", &format!("p{i}"), &(100 + i).to_string());
+    }
+    fake.state.delay_ms.store(100, Ordering::Relaxed);
+    let upstream = upstream(&fake, NO_CACHE);
+    let rule = rule(true);
+    // The first goes out at once; the ten arriving while it runs wait for one query.
+    let first = tokio::spawn({
+        let (upstream, rule) = (upstream.clone(), rule.clone());
+        async move { value(&upstream, &rule, "a", "p0").await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let pods: Vec<String> = (1..=10).map(|i| format!("p{i}")).collect();
+    let answers =
+        futures::future::join_all(pods.iter().map(|pod| value(&upstream, &rule, "a", pod))).await;
+    assert_eq!(
+        pod_value(&first.await.unwrap()),
+        ("p0".into(), "100".into())
+    );
+    for (i, answer) in answers.iter().enumerate() {
+        let i = i + 1;
+        assert_eq!(pod_value(answer), (format!("p{i}"), (100 + i).to_string()));
+    }
+    let queries = fake.queries();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    assert_eq!(queries[0], r#"sum by (pod) (x{namespace="a",pod="p0"})"#);
+    assert!(
+        queries[1].starts_with(r#"sum by (pod) (x{namespace="a",pod=~"^(?:p1|p10|p2|"#),
+        "{queries:?}"
+    );
+    assert_eq!(upstream.inner.metrics.requests_batched.get(), 10);
+}
+
+#[tokio::test]
+async fn batches_never_mix_namespaces_or_selectors() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    fake.set("a", "p2", "2");
+    fake.set("b", "p1", "3");
+    fake.set("b", "p2", "4");
+    fake.state.delay_ms.store(50, Ordering::Relaxed);
+    let upstream = upstream(&fake, NO_CACHE);
+    let rule = rule(true);
+    let selected = vec![r#"pod!="p2""#.to_owned()];
+    let with_selector = |ns: &'static str, pod: &'static str| {
+        let (upstream, rule, selected) = (upstream.clone(), rule.clone(), selected.clone());
+        async move {
+            upstream
+                .object(ObjectRequest {
+                    rule: &rule,
+                    namespace: ns,
+                    metric_matchers: &selected,
+                    name: pod,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let (a1, a2, b1, b2, sel_a1, sel_a2) = tokio::join!(
+        value(&upstream, &rule, "a", "p1"),
+        value(&upstream, &rule, "a", "p2"),
+        value(&upstream, &rule, "b", "p1"),
+        value(&upstream, &rule, "b", "p2"),
+        with_selector("a", "p1"),
+        with_selector("a", "p2"),
+    );
+    assert_eq!(pod_value(&a1), ("p1".into(), "1".into()));
+    assert_eq!(pod_value(&a2), ("p2".into(), "2".into()));
+    assert_eq!(pod_value(&b1), ("p1".into(), "3".into()));
+    assert_eq!(pod_value(&b2), ("p2".into(), "4".into()));
+    assert_eq!(pod_value(&sel_a1), ("p1".into(), "1".into()));
+    // The selector excludes p2 for its own group only.
+    assert_eq!(sel_a2, ObjectAnswer::Absent);
+    for query in fake.queries() {
+        let namespaces = ["namespace=\"a\"", "namespace=\"b\""]
+            .iter()
+            .filter(|ns| query.contains(*ns))
+            .count();
+        assert_eq!(namespaces, 1, "one namespace per query: {query}");
+    }
+}
+
+#[tokio::test]
+async fn queries_without_group_by_are_not_batched() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    let upstream = upstream(&fake, NO_CACHE);
+    assert_eq!(
+        value(&upstream, &rule(false), "a", "p1").await,
+        ObjectAnswer::Ambiguous
+    );
+    assert!(fake.queries().is_empty());
+}
+
+#[tokio::test]
+async fn a_series_without_the_object_label_makes_a_batch_ambiguous() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    fake.set("a", "p2", "2");
+    fake.state.delay_ms.store(50, Ordering::Relaxed);
+    let upstream = upstream(&fake, NO_CACHE);
+    // Has <<.GroupBy>> but not in a `by`: the stand-in drops the pod label then.
+    let rule = Arc::new(MetricRule {
+        template: QueryTemplate::new(vec![
+            Segment::Literal("sum(x{".into()),
+            Segment::LabelMatchers,
+            Segment::Literal("}) # ".into()),
+            Segment::GroupBy,
+        ]),
+        ..(*rule(true)).clone()
+    });
+    let (one, two) = tokio::join!(
+        value(&upstream, &rule, "a", "p1"),
+        value(&upstream, &rule, "a", "p2")
+    );
+    assert_eq!(one, ObjectAnswer::Ambiguous);
+    assert_eq!(two, ObjectAnswer::Ambiguous);
+}
+
+#[tokio::test]
+async fn cached_values_are_never_older_than_the_max_age() {
+    let fake = fake().await;
+    fake.set("a", "p1", "0");
+    // Every answer differs from the previous one.
+    fake.state.bump_per_query.store(1, Ordering::Relaxed);
+    let max_age = Duration::from_millis(200);
+    let upstream = upstream(
+        &fake,
+        QueryOptions {
+            cache_max_age: max_age,
+            ..NO_CACHE
+        },
+    );
+    let query = r#"sum by (pod) (x{namespace="a"})"#;
+    let rule = rule(true);
+    let started = std::time::Instant::now();
+    let mut served = std::collections::BTreeSet::new();
+    while started.elapsed() < Duration::from_millis(1500) {
+        for answer in [
+            upstream.query(query).await.unwrap()[0].value.clone(),
+            pod_value(&value(&upstream, &rule, "a", "p1").await).1,
+        ] {
+            // The value of query n is n: the stand-in saw that query at this instant.
+            let n: usize = answer.parse().unwrap();
+            let asked_at = lock(&fake.state.queries)[n - 1].1;
+            assert!(
+                asked_at.elapsed() <= max_age,
+                "served a value {:?} old",
+                asked_at.elapsed()
+            );
+            served.insert(n);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let queries = fake.queries().len();
+    // Two keys, refreshed about every 200 ms over 1.5 s, instead of ~130 requests each.
+    assert!((4..=30).contains(&queries), "{queries} queries");
+    assert!(served.len() >= 4, "values were refreshed: {served:?}");
+    assert!(upstream.inner.metrics.cache_hits.get() > 100);
+}
+
+#[tokio::test]
+async fn with_the_cache_a_batch_refreshes_the_recently_asked_objects() {
+    let fake = fake().await;
+    for i in 0..5 {
+        fake.set("a", &format!("p{i}"), &i.to_string());
+    }
+    let max_age = Duration::from_millis(300);
+    let upstream = upstream(
+        &fake,
+        QueryOptions {
+            cache_max_age: max_age,
+            ..NO_CACHE
+        },
+    );
+    let rule = rule(true);
+    for i in 0..5 {
+        value(&upstream, &rule, "a", &format!("p{i}")).await;
+    }
+    let warm = fake.queries().len();
+    tokio::time::sleep(max_age + Duration::from_millis(50)).await;
+    // One miss refreshes all five: the other four are answered without a query.
+    for i in 0..5 {
+        let answer = value(&upstream, &rule, "a", &format!("p{i}")).await;
+        assert_eq!(pod_value(&answer), (format!("p{i}"), i.to_string()));
+    }
+    assert_eq!(fake.queries().len(), warm + 1, "{:?}", fake.queries());
+    assert!(
+        fake.queries()
+            .last()
+            .unwrap()
+            .contains(r#"pod=~"^(?:p0|p1|p2|p3|p4)$""#)
+    );
+}
+
+#[tokio::test]
+async fn past_the_in_flight_bound_requests_are_refused_at_once() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    fake.state.delay_ms.store(500, Ordering::Relaxed);
+    let upstream = upstream(
+        &fake,
+        QueryOptions {
+            max_in_flight: 1,
+            ..NO_CACHE
+        },
+    );
+    let slow = tokio::spawn({
+        let upstream = upstream.clone();
+        async move { upstream.query(r#"sum by (pod) (x{namespace="a"})"#).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let refused = upstream
+        .query(r#"sum by (pod) (x{namespace="b"})"#)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(100));
+    let status = ApiError::from(refused);
+    assert_eq!(status.code, 429, "{status:?}");
+    assert_eq!(status.retry_after, Some(1));
+    assert!(status.message.contains("--prometheus-max-in-flight"));
+    // The same query as the running one is no extra load: it shares it.
+    let shared = upstream
+        .query(r#"sum by (pod) (x{namespace="a"})"#)
+        .await
+        .unwrap();
+    assert_eq!(shared[0].value, "1");
+    assert!(slow.await.unwrap().is_ok());
+    assert_eq!(upstream.inner.metrics.queries_rejected.get(), 1);
+}
