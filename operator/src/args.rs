@@ -1,5 +1,6 @@
 //! Command-line arguments, one `Args` struct per concern.
 
+use crate::compiler::CompileOptions;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use metrics_registry_apiserver::prometheus::{PrometheusConfig, QueryMethod};
@@ -186,10 +187,24 @@ pub struct DefinitionArgs {
     /// Let namespaced definitions read series of other namespaces (off: queries are pinned to their namespace).
     #[arg(long)]
     pub disable_namespace_isolation: bool,
+    /// Read an external metric only from series whose `namespace` label is the namespace of
+    /// the HPA that asks, as prometheus-adapter's namespaced external rules do; a
+    /// CustomPrometheusRules' `externalMetricsNamespaced` decides for the metrics it records.
+    #[arg(long)]
+    pub external_metrics_namespaced: bool,
     /// Write CustomPrometheusRules as Prometheus rule files into this folder (which Prometheus'
     /// rule_files must include) and POST /-/reload to Prometheus after each change.
     #[arg(long, value_name = "DIR")]
     pub rules_dir: Option<PathBuf>,
+}
+
+impl DefinitionArgs {
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            namespace_isolation: !self.disable_namespace_isolation,
+            external_metrics_namespaced: self.external_metrics_namespaced,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -364,6 +379,25 @@ mod tests {
             vec![("X-Scope-OrgID".to_string(), "tenant-a".to_string())]
         );
         assert!(matches!(config.method, QueryMethod::Post));
+    }
+
+    #[test]
+    fn external_metrics_namespaced_reaches_the_compiler() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["metrics-registry", "run", "--manifests", "defs"]
+                    .iter()
+                    .chain(extra),
+            )
+            .unwrap();
+            let Command::Run(args) = cli.command else {
+                panic!()
+            };
+            args.definitions.compile_options()
+        };
+        assert!(!parse(&[]).external_metrics_namespaced);
+        let options = parse(&["--external-metrics-namespaced"]);
+        assert!(options.external_metrics_namespaced && options.namespace_isolation);
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check(args) => {
             let options = CompileOptions {
                 namespace_isolation: !args.disable_namespace_isolation,
+                ..CompileOptions::default()
             };
             let report = check::check(&args.files, options);
             for problem in &report.problems {
