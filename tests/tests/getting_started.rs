@@ -93,6 +93,15 @@ fn path_b_is_a_script_that_ends_in_a_scaled_deployment() {
 #[ignore = "needs a real node: run through scripts/test.sh (network namespace, containerd, kubelet)"]
 async fn a_newcomer_following_path_b_reaches_a_scaling_hpa() {
     let (entry, script) = path_b();
+    // Inside the test namespace nothing can be built from the network: kubectl must be there.
+    if let Some(dir) = std::env::var_os("K8S_BIN_DIR") {
+        let kubectl = Path::new(&dir).join("kubectl");
+        assert!(
+            kubectl.is_file(),
+            "{} is missing: run scripts/build-kubectl.sh before the tests",
+            kubectl.display()
+        );
+    }
     println!("$ {entry}\n{script}");
     let mut command = tokio::process::Command::new("bash");
     command
