@@ -1,7 +1,9 @@
 //! HTTP handlers of custom.metrics.k8s.io and external.metrics.k8s.io.
 
 use crate::error::ApiError;
-use crate::external::{EXTERNAL_PREFIX, ExternalCatalog, is_valid_external_name};
+use crate::external::{
+    EXTERNAL_PREFIX, ExternalCatalog, is_valid_external_name, render_external_query,
+};
 use crate::objects::{ObjectIndex, ObjectIndexError};
 use crate::prometheus::Sample;
 use crate::quantity::milli_quantity;
@@ -477,11 +479,9 @@ pub async fn external_metric(
     let matchers = selector
         .to_promql_matchers()
         .map_err(|error| ApiError::bad_request(format!("invalid labelSelector: {error}")))?;
-    let query = if matchers.is_empty() {
-        format!("{EXTERNAL_PREFIX}{metric}")
-    } else {
-        format!("{EXTERNAL_PREFIX}{metric}{{{}}}", matchers.join(","))
-    };
+    // A namespaced metric reads only the series of the asking HPA's namespace.
+    let pinned = state.rules.load().external_namespaced(metric);
+    let query = render_external_query(metric, &matchers, pinned.then_some(*namespace));
     let samples = state.upstream.query(&query).await.map_err(|error| {
         tracing::warn!(%error, query = %query, "Prometheus query failed");
         ApiError::from(error)

@@ -3,6 +3,7 @@
 //! never waits on Prometheus.
 
 use crate::prometheus::{PrometheusClient, PrometheusError};
+use crate::selector::promql_string;
 use arc_swap::ArcSwap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -17,6 +18,50 @@ pub fn is_valid_external_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Which external metrics a request reads only in its own namespace (prometheus-adapter's
+/// `namespaced` external rules): the server's default, and the metrics whose definitions
+/// decide otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExternalNamespacing {
+    /// For metrics no definition decides (`--external-metrics-namespaced`).
+    pub default: bool,
+    /// Metrics a definition pins to the request's namespace.
+    pub namespaced: BTreeSet<String>,
+    /// Metrics definitions open to every namespace, and none pins.
+    pub cluster_wide: BTreeSet<String>,
+}
+
+impl ExternalNamespacing {
+    pub fn is_namespaced(&self, metric: &str) -> bool {
+        if self.namespaced.contains(metric) {
+            true
+        } else if self.cluster_wide.contains(metric) {
+            false
+        } else {
+            self.default
+        }
+    }
+}
+
+/// The query of an external metrics request: the series with the request's
+/// `labelSelector` as (already escaped) matchers, and, for a namespaced metric, the
+/// request's namespace escaped as a PromQL string.
+pub fn render_external_query(
+    metric: &str,
+    selector_matchers: &[String],
+    namespace: Option<&str>,
+) -> String {
+    let mut matchers = selector_matchers.to_vec();
+    if let Some(namespace) = namespace {
+        matchers.push(format!("namespace={}", promql_string(namespace)));
+    }
+    if matchers.is_empty() {
+        format!("{EXTERNAL_PREFIX}{metric}")
+    } else {
+        format!("{EXTERNAL_PREFIX}{metric}{{{}}}", matchers.join(","))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +143,48 @@ mod tests {
         assert!(!is_valid_external_name(""));
         assert!(!is_valid_external_name("queue-depth"));
         assert!(!is_valid_external_name("x{a=\"b\"}"));
+    }
+
+    #[test]
+    fn namespaced_queries_read_the_escaped_request_namespace() {
+        let selector = vec![r#"queue="orders""#.to_string()];
+        assert_eq!(
+            render_external_query("lag", &selector, None),
+            r#"kube_adapter_metric_lag{queue="orders"}"#
+        );
+        assert_eq!(
+            render_external_query("lag", &[], None),
+            "kube_adapter_metric_lag"
+        );
+        assert_eq!(
+            render_external_query("lag", &selector, Some("team-a")),
+            r#"kube_adapter_metric_lag{queue="orders",namespace="team-a"}"#
+        );
+        assert_eq!(
+            render_external_query("lag", &[], Some("team-a")),
+            r#"kube_adapter_metric_lag{namespace="team-a"}"#
+        );
+        // A namespace from the URL stays one string literal, whatever it holds.
+        assert_eq!(
+            render_external_query("lag", &[], Some(r#"a"} or vector(1) or x{b=""#)),
+            r#"kube_adapter_metric_lag{namespace="a\"} or vector(1) or x{b=\""}"#
+        );
+    }
+
+    #[test]
+    fn a_definition_decides_before_the_default_and_pinning_wins() {
+        let mut namespacing = ExternalNamespacing {
+            default: false,
+            namespaced: ["pinned".to_string()].into(),
+            cluster_wide: ["open".to_string()].into(),
+        };
+        assert!(namespacing.is_namespaced("pinned"));
+        assert!(!namespacing.is_namespaced("open"));
+        assert!(!namespacing.is_namespaced("undeclared"));
+        namespacing.default = true;
+        assert!(namespacing.is_namespaced("pinned"));
+        assert!(!namespacing.is_namespaced("open"));
+        assert!(namespacing.is_namespaced("undeclared"));
     }
 
     #[test]

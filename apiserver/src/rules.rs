@@ -4,6 +4,7 @@
 //! (an `ArcSwap`), so request handlers read it without locks and never see a
 //! half-applied change.
 
+use crate::external::ExternalNamespacing;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -190,6 +191,7 @@ type KindGroups = BTreeMap<Arc<str>, Arc<MetricGroup>>;
 pub struct RuleTable {
     metrics: BTreeMap<ObjectKind, Arc<KindGroups>>,
     external: Arc<BTreeSet<String>>,
+    external_namespacing: Arc<ExternalNamespacing>,
 }
 
 impl RuleTable {
@@ -257,6 +259,26 @@ impl RuleTable {
         }
         self.external = Arc::new(names);
         true
+    }
+
+    /// Replaces which external metrics are read in the request's namespace only;
+    /// returns whether that changed.
+    pub fn set_external_namespacing(&mut self, namespacing: ExternalNamespacing) -> bool {
+        if *self.external_namespacing == namespacing {
+            return false;
+        }
+        self.external_namespacing = Arc::new(namespacing);
+        true
+    }
+
+    pub fn external_namespacing(&self) -> &ExternalNamespacing {
+        &self.external_namespacing
+    }
+
+    /// Whether a request for external metric `metric` reads only the series of its own
+    /// namespace.
+    pub fn external_namespaced(&self, metric: &str) -> bool {
+        self.external_namespacing.is_namespaced(metric)
     }
 
     /// Precedence: the namespaced definition in `namespace`, else the cluster one.

@@ -33,6 +33,13 @@ use std::collections::BTreeMap;
 pub struct CustomPrometheusRulesSpec {
     /// Rule groups, as in a Prometheus rule file; group names must be unique.
     pub groups: Vec<RuleGroup>,
+    /// Whether the external metrics these rules record are read only in the namespace of
+    /// the HPA that asks: `true` adds `namespace="<its namespace>"` to every request's
+    /// query (as prometheus-adapter's namespaced external rules do), `false` reads the
+    /// series of every namespace. Unset: the server's `--external-metrics-namespaced`
+    /// decides. When objects disagree about one metric, `true` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_metrics_namespaced: Option<bool>,
 }
 
 /// One Prometheus rule group.

@@ -1,5 +1,6 @@
 //! Command-line arguments, one `Args` struct per concern.
 
+use crate::compiler::CompileOptions;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use metrics_registry_apiserver::auth::CacheTtls;
@@ -217,10 +218,24 @@ pub struct DefinitionArgs {
     /// Let namespaced definitions read series of other namespaces (off: queries are pinned to their namespace).
     #[arg(long)]
     pub disable_namespace_isolation: bool,
+    /// Read an external metric only from series whose `namespace` label is the namespace of
+    /// the HPA that asks, as prometheus-adapter's namespaced external rules do; a
+    /// CustomPrometheusRules' `externalMetricsNamespaced` decides for the metrics it records.
+    #[arg(long)]
+    pub external_metrics_namespaced: bool,
     /// Write CustomPrometheusRules as Prometheus rule files into this folder (which Prometheus'
     /// rule_files must include) and POST /-/reload to Prometheus after each change.
     #[arg(long, value_name = "DIR")]
     pub rules_dir: Option<PathBuf>,
+}
+
+impl DefinitionArgs {
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            namespace_isolation: !self.disable_namespace_isolation,
+            external_metrics_namespaced: self.external_metrics_namespaced,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +360,47 @@ pub struct CheckArgs {
     pub files: Vec<PathBuf>,
     #[arg(long)]
     pub disable_namespace_isolation: bool,
+    #[command(flatten)]
+    pub live: LiveCheckArgs,
+}
+
+/// `check --prometheus-url`: evaluate each valid definition against a running Prometheus.
+#[derive(Debug, Args)]
+pub struct LiveCheckArgs {
+    /// Also evaluate every valid definition against this Prometheus (or Thanos, Mimir,
+    /// VictoriaMetrics) and print its query and what it would serve; exit 1 when a query fails.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// Extra header NAME=VALUE sent with every query (e.g. X-Scope-OrgID=tenant); repeatable.
+    #[arg(long = "prometheus-header", value_name = "NAME=VALUE", value_parser = parse_header, requires = "prometheus_url")]
+    pub prometheus_headers: Vec<(String, String)>,
+    /// File with a bearer token for that Prometheus.
+    #[arg(long, value_name = "FILE", requires = "prometheus_url")]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// CA bundle that signs that Prometheus' certificate.
+    #[arg(long, value_name = "FILE", requires = "prometheus_url")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub prometheus_timeout: Duration,
+    /// Namespace the sample request of cluster-wide definitions asks for (default: every
+    /// namespace); namespaced definitions are asked for their own.
+    #[arg(long, value_name = "NS", requires = "prometheus_url")]
+    pub namespace: Option<String>,
+    /// Exit 1 also when a definition's query returns nothing it could serve.
+    #[arg(long, requires = "prometheus_url")]
+    pub require_data: bool,
+}
+
+impl LiveCheckArgs {
+    /// `None` without `--prometheus-url`: the check stays offline.
+    pub fn config(&self) -> Option<PrometheusConfig> {
+        let mut config = PrometheusConfig::new(self.prometheus_url.clone()?);
+        config.timeout = self.prometheus_timeout;
+        config.headers = self.prometheus_headers.clone();
+        config.bearer_token_file = self.prometheus_bearer_token_file.clone();
+        config.ca_file = self.prometheus_ca_file.clone();
+        Some(config)
+    }
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -461,6 +517,25 @@ mod tests {
                 ..CacheTtls::default()
             }
         );
+    }
+
+    #[test]
+    fn external_metrics_namespaced_reaches_the_compiler() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["metrics-registry", "run", "--manifests", "defs"]
+                    .iter()
+                    .chain(extra),
+            )
+            .unwrap();
+            let Command::Run(args) = cli.command else {
+                panic!()
+            };
+            args.definitions.compile_options()
+        };
+        assert!(!parse(&[]).external_metrics_namespaced);
+        let options = parse(&["--external-metrics-namespaced"]);
+        assert!(options.external_metrics_namespaced && options.namespace_isolation);
     }
 
     #[test]

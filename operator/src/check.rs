@@ -1,16 +1,45 @@
-//! `metrics-registry check FILE...`: the compiler run offline, one line per problem.
+//! `metrics-registry check FILE...`: the compiler run offline, one line per problem; with
+//! `--prometheus-url`, each valid definition also evaluated live ([`live`]).
+
+pub mod live;
 
 use crate::compiler::{CompileOptions, compile};
-use crate::definitions::DefinitionId;
+use crate::definitions::{DefinitionBody, DefinitionId};
 use crate::sources::folder as manifests;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use metrics_registry_apiserver::external::EXTERNAL_PREFIX;
+use metrics_registry_apiserver::rules::{MetricRule, RuleTable};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// Outcome of checking files: how many definitions were read and every problem found.
+/// Outcome of checking files: how many definitions were read, every problem found, and
+/// what the valid ones serve.
 #[derive(Debug, Default)]
 pub struct CheckReport {
     pub definitions: usize,
     pub problems: Vec<String>,
+    pub served: Vec<Served>,
+}
+
+/// A valid definition and what it serves, in file order.
+#[derive(Debug)]
+pub struct Served {
+    pub file: PathBuf,
+    pub id: DefinitionId,
+    pub what: Serves,
+}
+
+#[derive(Debug)]
+pub enum Serves {
+    /// A `*Metric` served as this rule.
+    Metric(Arc<MetricRule>),
+    /// A recording rule of a `CustomPrometheusRules` that makes `metric` an external metric.
+    External {
+        metric: String,
+        expr: String,
+        namespaced: bool,
+    },
 }
 
 pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
@@ -36,7 +65,63 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
             problem.reason, problem.message
         ));
     }
+    for item in &located {
+        let definition = &item.definition;
+        let Some(verdict) = compiled.verdicts.get(&definition.id) else {
+            continue;
+        };
+        if !verdict.is_ready() {
+            continue;
+        }
+        let served = |what| Served {
+            file: item.file.clone(),
+            id: definition.id.clone(),
+            what,
+        };
+        match &definition.body {
+            DefinitionBody::Metric(_) => {
+                if let Some(rule) = served_rule(&compiled.table, &definition.id, verdict) {
+                    report.served.push(served(Serves::Metric(rule)));
+                }
+            }
+            DefinitionBody::Rules(spec) => {
+                let rules = spec.groups.iter().flat_map(|group| &group.rules);
+                for rule in rules {
+                    let Some(metric) = rule
+                        .record
+                        .as_deref()
+                        .and_then(|record| record.strip_prefix(EXTERNAL_PREFIX))
+                        .filter(|metric| verdict.external_metrics.iter().any(|m| m == metric))
+                    else {
+                        continue;
+                    };
+                    let expr = match &rule.expr {
+                        IntOrString::String(expr) => expr.clone(),
+                        IntOrString::Int(number) => number.to_string(),
+                    };
+                    report.served.push(served(Serves::External {
+                        metric: metric.to_string(),
+                        expr,
+                        namespaced: compiled.table.external_namespaced(metric),
+                    }));
+                }
+            }
+        }
+    }
     report
+}
+
+/// The rule a served `*Metric` definition became.
+fn served_rule(
+    table: &RuleTable,
+    id: &DefinitionId,
+    verdict: &crate::compiler::Verdict,
+) -> Option<Arc<MetricRule>> {
+    let group = table.group(id.kind.object()?, verdict.metric_name.as_deref()?)?;
+    match &id.namespace {
+        Some(namespace) => group.namespaced.get(namespace).cloned(),
+        None => group.cluster.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 use anyhow::Context;
 use clap::Parser;
-use metrics_registry::args::{Cli, Command, LogFormat};
+use metrics_registry::args::{CheckArgs, Cli, Command, LogFormat};
+use metrics_registry::check::live::{self, Outcome, SampleOptions};
 use metrics_registry::compiler::CompileOptions;
 use metrics_registry::telemetry::QuietTlsNoise;
 use metrics_registry::{check, convert, crdgen, install_crypto_provider, run};
+use metrics_registry_apiserver::prometheus::PrometheusClient;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -75,21 +77,58 @@ fn execute(command: Command) -> anyhow::Result<ExitCode> {
             runtime.block_on(run::uninstall(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check(args) => {
-            let options = CompileOptions {
-                namespace_isolation: !args.disable_namespace_isolation,
-            };
-            let report = check::check(&args.files, options);
-            for problem in &report.problems {
-                println!("{problem}");
-            }
-            if report.problems.is_empty() {
-                println!("{} definitions OK", report.definitions);
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        Command::Check(args) => check_command(args),
         Command::Convert(args) => convert::command::execute(args),
+    }
+}
+
+/// `check`: one line per problem; with `--prometheus-url`, then each valid definition's
+/// sample query and what it would serve. Exit 1 on any problem or failed query.
+fn check_command(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let options = CompileOptions {
+        namespace_isolation: !args.disable_namespace_isolation,
+        ..CompileOptions::default()
+    };
+    let report = check::check(&args.files, options);
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    let mut failed = !report.problems.is_empty();
+    if report.problems.is_empty() {
+        println!("{} definitions OK", report.definitions);
+    }
+    let Some(config) = args.live.config() else {
+        return Ok(exit_code(failed));
+    };
+    let prometheus = PrometheusClient::new(config).context("invalid Prometheus settings")?;
+    let sample = SampleOptions {
+        namespace: args.live.namespace.clone(),
+        ..SampleOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let evaluations = runtime.block_on(live::evaluate(&report.served, &prometheus, &sample));
+    let (mut data, mut empty, mut errors) = (0, 0, 0);
+    for evaluation in &evaluations {
+        println!("{evaluation}");
+        match evaluation.outcome {
+            Outcome::Data { .. } => data += 1,
+            Outcome::NoData(_) => empty += 1,
+            Outcome::Failed(_) => errors += 1,
+        }
+    }
+    println!(
+        "{} evaluated against {}: {data} with data, {empty} without, {errors} failed",
+        evaluations.len(),
+        prometheus.url()
+    );
+    failed |= errors > 0 || (args.live.require_data && empty > 0);
+    Ok(exit_code(failed))
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

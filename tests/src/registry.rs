@@ -19,6 +19,8 @@ pub struct RegistryOptions {
     pub prometheus_timeout: Duration,
     pub prometheus_max_response_bytes: usize,
     pub namespace_isolation: bool,
+    /// `--external-metrics-namespaced`.
+    pub external_metrics_namespaced: bool,
     pub external_refresh: Duration,
     pub rules_dir: Option<std::path::PathBuf>,
     /// Sent with every request to Prometheus (`--prometheus-header NAME=VALUE`).
@@ -37,6 +39,7 @@ impl RegistryOptions {
             prometheus_max_response_bytes:
                 metrics_registry_apiserver::prometheus::DEFAULT_MAX_RESPONSE_BYTES,
             namespace_isolation: true,
+            external_metrics_namespaced: false,
             external_refresh: Duration::from_millis(500),
             rules_dir: None,
             prometheus_headers: Vec::new(),
@@ -111,6 +114,7 @@ impl Registry {
             prometheus,
             options: CompileOptions {
                 namespace_isolation: options.namespace_isolation,
+                external_metrics_namespaced: options.external_metrics_namespaced,
             },
             external_refresh: options.external_refresh,
             rules_dir: options.rules_dir.clone(),

@@ -63,7 +63,7 @@ const EXPECTED: &[Expected] = &[
         origin: "docs/externalmetrics.md yaml block 1",
         objects: 1,
         notes: &[
-            "externalRules[0]: differs: queue_consumer_lag: the adapter reads only the HPA's namespace; the recording keeps the label namespace",
+            "externalRules[0]: differs: queue_consumer_lag: an HPA's labelSelector filters the recorded series, which keep only the label(s) name, namespace",
         ],
     },
     Expected {

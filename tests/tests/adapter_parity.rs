@@ -277,14 +277,20 @@ fn cases(source: &Path) -> Vec<Case> {
             data_for: Duration::ZERO,
             custom: &[],
             external: &[
+                // The conversion pins the metric to the HPA's namespace, as the adapter does.
                 ExternalPath {
                     adapter: "namespaces/queue/queue_consumer_lag?labelSelector=name%3Dorders",
-                    ours: "namespaces/queue/queue_consumer_lag?labelSelector=name%3Dorders,namespace%3Dqueue",
+                    ours: "namespaces/queue/queue_consumer_lag?labelSelector=name%3Dorders",
                     kept: &["namespace"],
                 },
                 ExternalPath {
                     adapter: "namespaces/queue/queue_consumer_lag",
-                    ours: "namespaces/queue/queue_consumer_lag?labelSelector=namespace%3Dqueue",
+                    ours: "namespaces/queue/queue_consumer_lag",
+                    kept: &["namespace"],
+                },
+                ExternalPath {
+                    adapter: "namespaces/other/queue_consumer_lag",
+                    ours: "namespaces/other/queue_consumer_lag",
                     kept: &["namespace"],
                 },
             ],

@@ -10,6 +10,7 @@
 use super::memo::ParseMemo;
 use super::{CompileOptions, Problem, Reason, Verdict, compile_metric, rules};
 use crate::definitions::{Definition, DefinitionBody, DefinitionId};
+use metrics_registry_apiserver::external::ExternalNamespacing;
 use metrics_registry_apiserver::rules::{
     MetricGroup, MetricRule, ObjectKind, RuleTable, Scope, SlotTaken,
 };
@@ -189,12 +190,17 @@ pub struct IncrementalCompiler {
 
 impl IncrementalCompiler {
     pub fn new(options: CompileOptions) -> Self {
+        let mut table = RuleTable::default();
+        table.set_external_namespacing(rules::external_namespacing(
+            options.external_metrics_namespaced,
+            [],
+        ));
         IncrementalCompiler {
             options,
             entries: BTreeMap::new(),
             groups: HashMap::new(),
             external: BTreeMap::new(),
-            table: Arc::new(RuleTable::default()),
+            table: Arc::new(table),
             memo: ParseMemo::default(),
         }
     }
@@ -221,6 +227,9 @@ impl IncrementalCompiler {
         let mut before: HashMap<DefinitionId, Before> = HashMap::new();
         let mut dirty_groups: HashSet<GroupKey> = HashSet::new();
         let mut external_dirty = false;
+        // Whether a valid CustomPrometheusRules came or went, so which external metrics
+        // are namespaced may differ. There are few such objects: recomputed whole.
+        let mut namespacing_dirty = false;
         let changes: Vec<Change> = changes.into_iter().collect();
         // Definitions that differ from what is held are compiled first, on every core
         // (a start-up load is one batch of them all); the rest is sequential.
@@ -254,6 +263,7 @@ impl IncrementalCompiler {
                     dirty_groups.insert(key);
                 }
                 external_dirty |= self.count_external(old.external_metrics(), false);
+                namespacing_dirty |= matches!(old.unit, Unit::Rules(Ok(_)));
             }
             let Some(definition) = definition else {
                 continue;
@@ -276,6 +286,7 @@ impl IncrementalCompiler {
                 dirty_groups.insert(key);
             }
             external_dirty |= self.count_external(entry.external_metrics(), true);
+            namespacing_dirty |= matches!(entry.unit, Unit::Rules(Ok(_)));
             self.entries.insert(id, entry);
         }
         for key in dirty_groups {
@@ -289,6 +300,14 @@ impl IncrementalCompiler {
         if external_dirty {
             let names: BTreeSet<String> = self.external.keys().cloned().collect();
             delta.table_changed |= Arc::make_mut(&mut self.table).set_external(names);
+        }
+        if namespacing_dirty {
+            let namespacing = self.external_namespacing();
+            // Compared first: `make_mut` copies a table that published snapshots share.
+            if *self.table.external_namespacing() != namespacing {
+                delta.table_changed |=
+                    Arc::make_mut(&mut self.table).set_external_namespacing(namespacing);
+            }
         }
         for (id, old) in before {
             let now = self.entries.get(&id);
@@ -339,6 +358,19 @@ impl IncrementalCompiler {
             .iter()
             .filter_map(|(id, e)| e.valid_rule_groups().map(|g| (id.clone(), g.clone())))
             .collect()
+    }
+
+    fn external_namespacing(&self) -> ExternalNamespacing {
+        let declared = self.entries.values().filter_map(|entry| {
+            let DefinitionBody::Rules(spec) = &entry.definition.body else {
+                return None;
+            };
+            let Unit::Rules(Ok(names)) = &entry.unit else {
+                return None;
+            };
+            Some((names.as_slice(), spec.external_metrics_namespaced))
+        });
+        rules::external_namespacing(self.options.external_metrics_namespaced, declared)
     }
 
     fn leave_group(&mut self, key: &GroupKey, scope: &Scope, member: &Member) {

@@ -38,47 +38,51 @@ fn definition() -> impl Strategy<Value = Definition> {
         0..QUERIES.len(),
         prop::option::of(0..3usize),
         0..3usize,
+        0..3usize,
     )
-        .prop_map(|(kind, namespace, name, metric, query, created, rule)| {
-            let kind = KINDS[kind];
-            let id = DefinitionId {
-                kind,
-                namespace: kind
-                    .is_namespaced()
-                    .then(|| ["team-a", "team-b"][namespace].to_string()),
-                name: format!("d{name}"),
-            };
-            let body = if kind == DefinitionKind::CustomPrometheusRules {
-                let record = [
-                    "kube_adapter_metric_q1",
-                    "kube_adapter_metric_q2",
-                    "bad name",
-                ][rule];
-                DefinitionBody::Rules(CustomPrometheusRulesSpec {
-                    groups: vec![RuleGroup {
-                        name: "g".into(),
-                        interval: None,
-                        rules: vec![Rule {
-                            record: Some(record.into()),
-                            expr: IntOrString::String("sum(x)".into()),
-                            ..Rule::default()
+        .prop_map(
+            |(kind, namespace, name, metric, query, created, rule, namespaced)| {
+                let kind = KINDS[kind];
+                let id = DefinitionId {
+                    kind,
+                    namespace: kind
+                        .is_namespaced()
+                        .then(|| ["team-a", "team-b"][namespace].to_string()),
+                    name: format!("d{name}"),
+                };
+                let body = if kind == DefinitionKind::CustomPrometheusRules {
+                    let record = [
+                        "kube_adapter_metric_q1",
+                        "kube_adapter_metric_q2",
+                        "bad name",
+                    ][rule];
+                    DefinitionBody::Rules(CustomPrometheusRulesSpec {
+                        groups: vec![RuleGroup {
+                            name: "g".into(),
+                            interval: None,
+                            rules: vec![Rule {
+                                record: Some(record.into()),
+                                expr: IntOrString::String("sum(x)".into()),
+                                ..Rule::default()
+                            }],
                         }],
-                    }],
-                })
-            } else {
-                DefinitionBody::Metric(MetricSpec {
-                    query: QUERIES[query].into(),
-                    metric_name: metric.map(|m| format!("m{m}")),
-                    ..MetricSpec::default()
-                })
-            };
-            Definition {
-                id,
-                generation: Some(1),
-                created: created.map(|c| format!("2025-01-0{}T00:00:00Z", c + 1)),
-                body,
-            }
-        })
+                        external_metrics_namespaced: [None, Some(true), Some(false)][namespaced],
+                    })
+                } else {
+                    DefinitionBody::Metric(MetricSpec {
+                        query: QUERIES[query].into(),
+                        metric_name: metric.map(|m| format!("m{m}")),
+                        ..MetricSpec::default()
+                    })
+                };
+                Definition {
+                    id,
+                    generation: Some(1),
+                    created: created.map(|c| format!("2025-01-0{}T00:00:00Z", c + 1)),
+                    body,
+                }
+            },
+        )
 }
 
 fn change() -> impl Strategy<Value = Change> {
@@ -102,8 +106,12 @@ proptest! {
     fn incremental_equals_full_compile(
         batches in prop::collection::vec(prop::collection::vec(change(), 1..6), 1..12),
         isolation in any::<bool>(),
+        external_namespaced in any::<bool>(),
     ) {
-        let options = CompileOptions { namespace_isolation: isolation };
+        let options = CompileOptions {
+            namespace_isolation: isolation,
+            external_metrics_namespaced: external_namespaced,
+        };
         let mut compiler = IncrementalCompiler::new(options);
         let mut current: BTreeMap<DefinitionId, Definition> = BTreeMap::new();
         for batch in batches {

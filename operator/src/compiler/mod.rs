@@ -79,12 +79,17 @@ impl Verdict {
 pub struct CompileOptions {
     /// Pin namespaced definitions to their namespace (on unless turned off by a flag).
     pub namespace_isolation: bool,
+    /// Read external metrics only in the requesting HPA's namespace unless a
+    /// `CustomPrometheusRules` declaring the metric says otherwise (off unless a flag
+    /// turns it on).
+    pub external_metrics_namespaced: bool,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             namespace_isolation: true,
+            external_metrics_namespaced: false,
         }
     }
 }
@@ -166,6 +171,18 @@ pub fn compile(definitions: &[Definition], options: CompileOptions) -> Compiled 
             verdict.overridden_in = overriding;
         }
     }
+    let declared = definitions.iter().filter_map(|definition| {
+        let DefinitionBody::Rules(spec) = &definition.body else {
+            return None;
+        };
+        let verdict = compiled.verdicts.get(&definition.id)?;
+        Some((
+            verdict.external_metrics.as_slice(),
+            spec.external_metrics_namespaced,
+        ))
+    });
+    let namespacing = rules::external_namespacing(options.external_metrics_namespaced, declared);
+    compiled.table.set_external_namespacing(namespacing);
     compiled
 }
 

@@ -2,7 +2,9 @@
 
 use super::promql;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, is_valid_external_name};
+use metrics_registry_apiserver::external::{
+    EXTERNAL_PREFIX, ExternalNamespacing, is_valid_external_name,
+};
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_crds::RuleGroup;
 use std::collections::BTreeSet;
@@ -95,6 +97,32 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
     }
 }
 
+/// Which external metrics requests read only in their own namespace, from each valid
+/// `CustomPrometheusRules`' external metrics and its `externalMetricsNamespaced`. Where
+/// objects disagree about a metric, pinning wins: opening a metric to every namespace
+/// takes every object that declares it.
+pub fn external_namespacing<'a>(
+    default: bool,
+    declared: impl IntoIterator<Item = (&'a [String], Option<bool>)>,
+) -> ExternalNamespacing {
+    let mut namespacing = ExternalNamespacing {
+        default,
+        ..ExternalNamespacing::default()
+    };
+    for (names, namespaced) in declared {
+        match namespaced {
+            Some(true) => namespacing.namespaced.extend(names.iter().cloned()),
+            Some(false) => namespacing.cluster_wide.extend(names.iter().cloned()),
+            None => {}
+        }
+    }
+    let pinned = &namespacing.namespaced;
+    namespacing
+        .cluster_wide
+        .retain(|name| !pinned.contains(name));
+    namespacing
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +133,29 @@ mod tests {
             "rules": [{"alert": "A", "expr": "up == 0", "for": for_}],
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn pinning_wins_where_objects_disagree() {
+        let both = vec!["shared".to_string()];
+        let open = vec!["open".to_string()];
+        let inherit = vec!["inherited".to_string()];
+        let namespacing = external_namespacing(
+            false,
+            [
+                (both.as_slice(), Some(false)),
+                (both.as_slice(), Some(true)),
+                (open.as_slice(), Some(false)),
+                (inherit.as_slice(), None),
+            ],
+        );
+        assert!(namespacing.is_namespaced("shared"));
+        assert!(!namespacing.is_namespaced("open"));
+        assert!(!namespacing.is_namespaced("inherited"));
+        assert!(!namespacing.cluster_wide.contains("shared"));
+        let namespacing = external_namespacing(true, [(open.as_slice(), Some(false))]);
+        assert!(!namespacing.is_namespaced("open"));
+        assert!(namespacing.is_namespaced("inherited"));
     }
 
     #[test]

@@ -270,6 +270,7 @@ fn namespaced_queries_are_pinned_and_isolation_can_be_turned_off() {
         &definitions,
         CompileOptions {
             namespace_isolation: false,
+            ..CompileOptions::default()
         },
     );
     let rendered = render(&open, ObjectKind::Service, "m", "team-a").unwrap();
@@ -285,7 +286,8 @@ fn namespaced_queries_are_pinned_and_isolation_can_be_turned_off() {
         compile(
             &escape,
             CompileOptions {
-                namespace_isolation: false
+                namespace_isolation: false,
+                ..CompileOptions::default()
             }
         )
         .verdicts
@@ -367,6 +369,7 @@ fn rules(name: &str, rules: Vec<Rule>) -> Definition {
                 interval: Some("30s".into()),
                 rules,
             }],
+            external_metrics_namespaced: None,
         }),
     }
 }
@@ -443,4 +446,46 @@ fn recording_rules_declare_external_metrics() {
         both.message
     );
     assert_eq!(compiled.rule_groups.len(), 1);
+}
+
+#[test]
+fn external_metrics_are_namespaced_by_their_rules_else_by_the_flag() {
+    let pinned_by = |name: &str, namespaced: Option<bool>, metric: &str| {
+        let mut definition = rules(
+            name,
+            vec![record(&format!("kube_adapter_metric_{metric}"), "sum(x)")],
+        );
+        if let DefinitionBody::Rules(spec) = &mut definition.body {
+            spec.external_metrics_namespaced = namespaced;
+        }
+        definition
+    };
+    let definitions = [
+        pinned_by("pinned", Some(true), "pinned"),
+        pinned_by("open", Some(false), "open"),
+        pinned_by("inherits", None, "inherits"),
+        // Two objects recording one metric disagree: pinning wins.
+        pinned_by("shared-open", Some(false), "shared"),
+        pinned_by("shared-pinned", Some(true), "shared"),
+    ];
+    for flag in [false, true] {
+        let options = CompileOptions {
+            external_metrics_namespaced: flag,
+            ..CompileOptions::default()
+        };
+        let table = compile(&definitions, options).table;
+        assert!(table.external_namespaced("pinned"), "flag {flag}");
+        assert!(!table.external_namespaced("open"), "flag {flag}");
+        assert!(table.external_namespaced("shared"), "flag {flag}");
+        assert_eq!(table.external_namespaced("inherits"), flag);
+        // A series no definition records follows the flag.
+        assert_eq!(table.external_namespaced("only_in_prometheus"), flag);
+    }
+    // An invalid object decides nothing.
+    let mut invalid = pinned_by("invalid", Some(true), "broken");
+    if let DefinitionBody::Rules(spec) = &mut invalid.body {
+        spec.groups[0].rules[0].expr = IntOrString::String("sum(".into());
+    }
+    let table = compile(&[invalid], CompileOptions::default()).table;
+    assert!(!table.external_namespaced("broken"));
 }

@@ -3,9 +3,10 @@
 //! whose expression is the rule's metricsQuery without the request's label matchers.
 //!
 //! What moves: the adapter applies the HPA's `labelSelector` (and, unless `namespaced:
-//! false`, its namespace) to the series *before* the query aggregates them; here the
-//! selector filters the recorded series *after*. The recording therefore keeps the
-//! namespace label, and the notes say which labels a selector can still use.
+//! false`, its namespace) to the series *before* the query aggregates them; here both
+//! filter the recorded series *after*. The recording therefore keeps the namespace label
+//! (as `namespace`, which `externalMetricsNamespaced: true` matches against the HPA's
+//! namespace), and the notes say which labels a selector can still use.
 
 use super::discovery::{self, Discovery};
 use super::output::{Document, object_name};
@@ -16,6 +17,7 @@ use super::{Conversion, NoteKind, Prepared};
 use crate::definitions::DefinitionKind;
 use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, is_valid_external_name};
 use metrics_registry_apiserver::rules::ObjectKind;
+use promql_parser::parser::Expr;
 use serde_json::json;
 
 pub(super) fn convert_rule(
@@ -108,13 +110,15 @@ pub(super) fn convert_rule(
                 continue;
             }
         };
+        let mut pinned = false;
         if namespaced && let Some(label) = &namespace_label {
-            match promql::keep_label(&mut expr, label) {
-                Ok(()) => conversion.note(
+            match pin_to_namespace(&mut expr, label) {
+                Ok(Pinned::Namespace | Pinned::Copied) => pinned = true,
+                Ok(Pinned::KeptOnly) => conversion.note(
                     origin,
                     NoteKind::Differs,
                     format!(
-                        "{metric}: the adapter reads only the HPA's namespace; the recording keeps the label {label}, so add `{label}: <the HPA's namespace>` to the HPA's metric selector for the same value"
+                        "{metric}: the adapter reads only the HPA's namespace; the recording keeps the label {label} but cannot copy it to namespace (its result may hold a namespace label of its own), so add `{label}: <the HPA's namespace>` to the HPA's metric selector for the same value"
                     ),
                 ),
                 Err(reason) => conversion.note(
@@ -154,12 +158,44 @@ pub(super) fn convert_rule(
                     .map(|s| format!(" of series {s}"))
                     .unwrap_or_default()
             ),
+            // Always explicit, so the server's --external-metrics-namespaced changes nothing.
             spec: json!({
+                "externalMetricsNamespaced": pinned,
                 "groups": [{
                     "name": metric,
                     "rules": [{"record": record, "expr": expr.to_string()}],
                 }]
             }),
         });
+    }
+}
+
+/// How a namespaced rule's recording carries the HPA's namespace.
+enum Pinned {
+    /// The namespace label is `namespace`, kept through the query's aggregations.
+    Namespace,
+    /// Kept and copied to `namespace` with `label_replace`.
+    Copied,
+    /// Kept under its own name only: the result may already hold a `namespace` label,
+    /// which a copy would overwrite (and could make two results one).
+    KeptOnly,
+}
+
+/// Makes the recording carry the namespace the adapter would have matched `label`
+/// against in a `namespace` label, which `externalMetricsNamespaced` matches against the
+/// HPA's namespace. A series without `label` gets no `namespace` (the copy of an empty
+/// value removes it), so no namespace reads it, as in the adapter.
+fn pin_to_namespace(expr: &mut Expr, label: &str) -> Result<Pinned, String> {
+    promql::keep_label(expr, label)?;
+    if label == "namespace" {
+        return Ok(Pinned::Namespace);
+    }
+    match promql::result_labels(expr) {
+        Some(labels) if !labels.iter().any(|l| l == "namespace") => {
+            let copied = format!(r#"label_replace({expr}, "namespace", "$1", "{label}", "(.*)")"#);
+            *expr = promql_parser::parser::parse(&copied)?;
+            Ok(Pinned::Copied)
+        }
+        _ => Ok(Pinned::KeptOnly),
     }
 }

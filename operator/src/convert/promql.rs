@@ -140,10 +140,20 @@ fn exclude(labels: &mut Labels, label: &str) {
     labels.labels.retain(|l| l != label);
 }
 
-/// The labels a query's result keeps when its top is an aggregation with `by (…)`.
+/// The labels a query's result keeps when its top is an aggregation with `by (…)`, also
+/// under a `label_replace` that adds one.
 pub fn result_labels(expr: &Expr) -> Option<Vec<String>> {
     match expr {
         Expr::Paren(paren) => result_labels(&paren.expr),
+        Expr::Call(call) if call.func.name == "label_replace" => {
+            let mut labels = result_labels(call.args.args.first()?)?;
+            if let Some(Expr::StringLiteral(added)) = call.args.args.get(1).map(|a| &**a)
+                && !labels.contains(&added.val)
+            {
+                labels.push(added.val.clone());
+            }
+            Some(labels)
+        }
         Expr::Aggregate(aggregate) => match &aggregate.modifier {
             Some(LabelModifier::Include(labels)) => Some(labels.labels.clone()),
             None => Some(Vec::new()),
@@ -213,5 +223,12 @@ mod tests {
         let expr = parser::parse("(sum by (name) (x))").unwrap();
         assert_eq!(result_labels(&expr), Some(vec!["name".to_string()]));
         assert_eq!(result_labels(&parser::parse("x").unwrap()), None);
+        let copied =
+            parser::parse(r#"label_replace(sum by (a) (x), "namespace", "$1", "a", "(.*)")"#)
+                .unwrap();
+        assert_eq!(
+            result_labels(&copied),
+            Some(vec!["a".to_string(), "namespace".to_string()])
+        );
     }
 }

@@ -1,6 +1,7 @@
 use super::discovery::Series;
 use super::*;
 use crate::definitions::DefinitionKind;
+use serde_json::json;
 use std::collections::BTreeMap;
 
 fn cluster() -> Options {
@@ -246,13 +247,60 @@ externalRules:
             ),
         ]
     );
+    // The adapter's namespaced rule reads the HPA's namespace here too; the others, every one.
+    let namespaced: Vec<_> = conversion
+        .documents
+        .iter()
+        .map(|d| d.spec["externalMetricsNamespaced"].clone())
+        .collect();
+    assert_eq!(namespaced, vec![json!(true), json!(false), json!(false)]);
     let notes = notes(&conversion);
-    assert!(notes.contains("externalRules[0]: differs: queue_consumer_lag: the adapter reads only the HPA's namespace; the recording keeps the label namespace, so add `namespace: <the HPA's namespace>`"), "{notes}");
+    assert!(
+        !notes.contains("queue_consumer_lag: the adapter reads only"),
+        "{notes}"
+    );
     assert!(
         notes.contains("externalRules[2]: differs: the adapter fails every request for this rule"),
         "{notes}"
     );
     assert!(notes.contains("keep only the label(s) name"), "{notes}");
+}
+
+#[test]
+fn a_namespace_kept_in_another_label_is_copied_to_namespace() {
+    let conversion = run(
+        r#"
+externalRules:
+- seriesQuery: '{__name__="lag",exported_namespace!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (topic)
+  resources:
+    overrides: { exported_namespace: {resource: "namespace"} }
+- seriesQuery: '{__name__="depth",exported_namespace!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (topic, namespace)
+  resources:
+    overrides: { exported_namespace: {resource: "namespace"} }
+"#,
+        Discovery::Assumed,
+        &cluster(),
+    );
+    let specs: Vec<_> = conversion.documents.iter().map(|d| &d.spec).collect();
+    assert_eq!(
+        specs[0]["groups"][0]["rules"][0]["expr"],
+        r#"label_replace(sum by (topic, exported_namespace) (lag), "namespace", "$1", "exported_namespace", "(.*)")"#
+    );
+    assert_eq!(specs[0]["externalMetricsNamespaced"], true);
+    // Its own `namespace` would be overwritten: kept as it is, and the note says what to add.
+    assert_eq!(
+        specs[1]["groups"][0]["rules"][0]["expr"],
+        "sum by (topic, namespace, exported_namespace) (depth)"
+    );
+    assert_eq!(specs[1]["externalMetricsNamespaced"], false);
+    let notes = notes(&conversion);
+    assert!(
+        notes.contains("externalRules[0]: differs: lag: an HPA's labelSelector filters the recorded series, which keep only the label(s) topic, exported_namespace, namespace"),
+        "{notes}"
+    );
+    assert!(notes.contains("externalRules[1]: differs: depth: the adapter reads only the HPA's namespace; the recording keeps the label exported_namespace but cannot copy it to namespace"), "{notes}");
 }
 
 #[test]

@@ -10,7 +10,6 @@ pub use standalone::Standalone;
 use crate::args::{self, RunArgs, UninstallArgs};
 use crate::cluster::leader::LeaseSettings;
 use crate::cluster::uninstall::Uninstall;
-use crate::compiler::CompileOptions;
 use crate::sinks::apiservice::ServiceTarget;
 use anyhow::{Context, bail};
 pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
@@ -60,9 +59,7 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
     let mode = ClusterMode {
         kube: KubeClients::from_config(config, args.cluster.kube_api_timeout)?,
         prometheus: args.prometheus.config(),
-        options: CompileOptions {
-            namespace_isolation: !args.definitions.disable_namespace_isolation,
-        },
+        options: args.definitions.compile_options(),
         external_refresh: args.prometheus.external_refresh_interval,
         rules_dir: args.definitions.rules_dir.clone(),
         prometheus_rules: Some((
@@ -127,9 +124,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let standalone = Standalone {
         manifests: args::manifests_dir(manifests)?,
         prometheus: args.prometheus.config(),
-        options: CompileOptions {
-            namespace_isolation: !args.definitions.disable_namespace_isolation,
-        },
+        options: args.definitions.compile_options(),
         external_refresh: args.prometheus.external_refresh_interval,
         rules_dir: args.definitions.rules_dir.clone(),
         limits: args.serving.limits(),

@@ -1,0 +1,442 @@
+//! `check --prometheus-url`: each valid definition evaluated against a live Prometheus
+//! with a sample request — every object of the definition's namespace (or of every
+//! namespace, for a cluster-wide definition) — printing the query and what it would serve.
+//! Recording rules of `CustomPrometheusRules` are evaluated as the series they would
+//! record, since Prometheus has not loaded them yet in CI.
+
+use super::{Served, Serves};
+use metrics_registry_apiserver::external::EXTERNAL_PREFIX;
+use metrics_registry_apiserver::prometheus::{PrometheusClient, Sample};
+use metrics_registry_apiserver::quantity::milli_quantity;
+use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
+use metrics_registry_apiserver::rules::{MetricRule, ObjectKind};
+use std::collections::HashSet;
+use std::fmt;
+
+/// How the sample requests are made.
+#[derive(Clone, Debug)]
+pub struct SampleOptions {
+    /// Namespace asked for cluster-wide definitions; `None`: every namespace.
+    pub namespace: Option<String>,
+    /// Objects (or series) printed per definition; the rest are counted.
+    pub max_lines: usize,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions {
+            namespace: None,
+            max_lines: 20,
+        }
+    }
+}
+
+/// One definition's sample request and its answer.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// `file: Kind ns/name: what is asked`.
+    pub heading: String,
+    pub query: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// What would be served, one line per object or series, plus remarks (series that
+    /// cannot be served, lines left out).
+    Data {
+        lines: Vec<String>,
+        remarks: Vec<String>,
+    },
+    /// Prometheus answered, but nothing would be served; why.
+    NoData(String),
+    /// Prometheus failed; the error as the API would report it.
+    Failed(String),
+}
+
+impl fmt::Display for Evaluation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.heading)?;
+        write!(f, "  query: {}", self.query.trim())?;
+        match &self.outcome {
+            Outcome::Data { lines, remarks } => {
+                for line in lines.iter().chain(remarks) {
+                    write!(f, "\n  {line}")?;
+                }
+                Ok(())
+            }
+            Outcome::NoData(why) => write!(f, "\n  no data: {why}"),
+            Outcome::Failed(error) => write!(f, "\n  error: {error}"),
+        }
+    }
+}
+
+/// Evaluates every served definition, one query each, in order.
+pub async fn evaluate(
+    served: &[Served],
+    prometheus: &PrometheusClient,
+    options: &SampleOptions,
+) -> Vec<Evaluation> {
+    let mut evaluations = Vec::with_capacity(served.len());
+    for item in served {
+        let sample = SampleRequest::new(item, options);
+        let outcome = match prometheus.query(&sample.query).await {
+            Ok(samples) => sample.outcome(&samples, options.max_lines),
+            Err(error) => Outcome::Failed(error.to_string()),
+        };
+        evaluations.push(Evaluation {
+            heading: format!("{}: {}: {}", item.file.display(), item.id, sample.asks),
+            query: sample.query,
+            outcome,
+        });
+    }
+    evaluations
+}
+
+/// The request a definition is tried with.
+struct SampleRequest<'a> {
+    served: &'a Serves,
+    /// The namespace asked, `None` for every namespace.
+    namespace: Option<String>,
+    asks: String,
+    query: String,
+}
+
+impl<'a> SampleRequest<'a> {
+    fn new(item: &'a Served, options: &SampleOptions) -> Self {
+        match &item.what {
+            Serves::Metric(rule) => {
+                let namespace = item.id.namespace.clone().or(options.namespace.clone());
+                let place = match &namespace {
+                    Some(namespace) => format!("in namespace {namespace}"),
+                    None => "in every namespace".to_string(),
+                };
+                let objects = match rule.object {
+                    ObjectKind::Namespace => "the namespace".to_string(),
+                    kind => format!("every {}", kind.kind()),
+                };
+                SampleRequest {
+                    served: &item.what,
+                    asks: format!(
+                        "{}/{} of {objects} {place}",
+                        rule.object.resource(),
+                        rule.metric
+                    ),
+                    query: sample_query(rule, namespace.as_deref()),
+                    namespace,
+                }
+            }
+            Serves::External {
+                metric,
+                expr,
+                namespaced,
+            } => SampleRequest {
+                served: &item.what,
+                namespace: None,
+                asks: format!(
+                    "external metric {metric}, the series {EXTERNAL_PREFIX}{metric} would hold ({})",
+                    if *namespaced {
+                        "namespaced: an HPA reads only those of its own namespace"
+                    } else {
+                        "an HPA in any namespace reads them all"
+                    }
+                ),
+                query: expr.clone(),
+            },
+        }
+    }
+
+    fn outcome(&self, samples: &[Sample], max_lines: usize) -> Outcome {
+        match self.served {
+            Serves::Metric(rule) => {
+                metric_outcome(rule, self.namespace.as_deref(), samples, max_lines)
+            }
+            Serves::External { namespaced, .. } => {
+                external_outcome(*namespaced, samples, max_lines)
+            }
+        }
+    }
+}
+
+/// The query of a request for every object with data: in `namespace`, as the API renders
+/// it; in every namespace (`None`), with the namespace label matched and grouped by too,
+/// so objects of the same name in different namespaces stay apart.
+pub fn sample_query(rule: &MetricRule, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(namespace) => {
+            let objects = if rule.object == ObjectKind::Namespace {
+                ObjectSelection::One(namespace)
+            } else {
+                ObjectSelection::All
+            };
+            render_query(
+                rule,
+                &RenderRequest {
+                    namespace,
+                    objects,
+                    metric_matchers: &[],
+                },
+            )
+        }
+        None => {
+            let (object, namespace) = (&rule.object_label, &rule.namespace_label);
+            if object == namespace {
+                rule.template.render(&format!("{object}!=\"\""), object)
+            } else {
+                rule.template.render(
+                    &format!("{namespace}!=\"\",{object}!=\"\""),
+                    &format!("{object},{namespace}"),
+                )
+            }
+        }
+    }
+}
+
+/// Turns served values into lines, at most `max_lines` of them.
+fn lines_of(values: Vec<String>, max_lines: usize, remarks: &mut Vec<String>) -> Vec<String> {
+    let total = values.len();
+    let mut lines = values;
+    if total > max_lines {
+        lines.truncate(max_lines);
+        remarks.push(format!("… and {} more", total - max_lines));
+    }
+    lines
+}
+
+fn value_text(sample: &Sample) -> String {
+    match milli_quantity(&sample.value) {
+        Ok(quantity) => quantity,
+        Err(problem) => format!("not served ({problem})"),
+    }
+}
+
+fn metric_outcome(
+    rule: &MetricRule,
+    namespace: Option<&str>,
+    samples: &[Sample],
+    max_lines: usize,
+) -> Outcome {
+    if samples.is_empty() {
+        return Outcome::NoData("Prometheus returned no series for this query".to_string());
+    }
+    let label = &rule.object_label;
+    let mut remarks = Vec::new();
+    let mut values = Vec::new();
+    let mut usable = 0;
+    if let (ObjectKind::Namespace, Some(namespace)) = (rule.object, namespace) {
+        // As the API picks it: the namespace's series, or a single unlabelled one.
+        let found = samples
+            .iter()
+            .find(|s| s.labels.get(label) == Some(namespace))
+            .or(match samples {
+                [one] if !one.labels.contains(label) => Some(one),
+                _ => None,
+            });
+        let Some(sample) = found else {
+            return Outcome::NoData(format!(
+                "Prometheus returned {} series but none with {label}={namespace:?}",
+                samples.len()
+            ));
+        };
+        usable += usize::from(milli_quantity(&sample.value).is_ok());
+        values.push(format!("{namespace}: {}", value_text(sample)));
+    } else {
+        let mut seen = HashSet::new();
+        let mut unlabelled = 0;
+        for sample in samples {
+            let Some(name) = sample.labels.get(label) else {
+                unlabelled += 1;
+                continue;
+            };
+            let object = match namespace {
+                Some(_) => name.to_string(),
+                None => format!(
+                    "{}/{name}",
+                    sample.labels.get(&rule.namespace_label).unwrap_or("")
+                ),
+            };
+            if seen.insert(object.clone()) {
+                usable += usize::from(milli_quantity(&sample.value).is_ok());
+                values.push(format!("{object}: {}", value_text(sample)));
+            }
+        }
+        if unlabelled > 0 {
+            remarks.push(format!(
+                "{unlabelled} series without a {label} label are not served: group the query by (<<.GroupBy>>)"
+            ));
+        }
+    }
+    if usable == 0 {
+        let mut why = format!(
+            "Prometheus returned {} series, none of them servable",
+            samples.len()
+        );
+        for line in values.iter().chain(&remarks) {
+            why.push_str("; ");
+            why.push_str(line);
+        }
+        return Outcome::NoData(why);
+    }
+    let lines = lines_of(values, max_lines, &mut remarks);
+    Outcome::Data { lines, remarks }
+}
+
+fn external_outcome(namespaced: bool, samples: &[Sample], max_lines: usize) -> Outcome {
+    if samples.is_empty() {
+        return Outcome::NoData("Prometheus returned no series for this expression".to_string());
+    }
+    let mut remarks = Vec::new();
+    let values: Vec<String> = samples
+        .iter()
+        .map(|sample| {
+            let labels: Vec<String> = sample
+                .labels
+                .iter()
+                .filter(|(name, _)| *name != "__name__")
+                .map(|(name, value)| format!("{name}={value:?}"))
+                .collect();
+            format!("{{{}}}: {}", labels.join(","), value_text(sample))
+        })
+        .collect();
+    if namespaced {
+        let without = samples
+            .iter()
+            .filter(|s| !s.labels.contains("namespace"))
+            .count();
+        if without > 0 {
+            remarks.push(format!(
+                "{without} series without a namespace label: no HPA reads them (keep `namespace` in the recording)"
+            ));
+        }
+    }
+    let lines = lines_of(values, max_lines, &mut remarks);
+    Outcome::Data { lines, remarks }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_registry_apiserver::rules::{QueryTemplate, Segment};
+
+    fn rule(object: ObjectKind, object_label: &str, namespace_label: &str) -> MetricRule {
+        MetricRule {
+            object,
+            metric: "m".into(),
+            template: QueryTemplate::new(vec![
+                Segment::Literal("sum(x{".into()),
+                Segment::LabelMatchers,
+                Segment::Literal("}) by (".into()),
+                Segment::GroupBy,
+                Segment::Literal(")".into()),
+            ]),
+            object_label: object_label.into(),
+            namespace_label: namespace_label.into(),
+            window_seconds: None,
+            source: "test".into(),
+        }
+    }
+
+    /// Labels sorted by name, as Prometheus sends them.
+    fn sample(labels: &[(&str, &str)], value: &str) -> Sample {
+        let mut labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        labels.sort();
+        Sample {
+            labels: labels.into_iter().collect(),
+            timestamp: 1.0,
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn sample_requests_ask_for_every_object() {
+        let service = rule(
+            ObjectKind::Service,
+            "exported_service",
+            "exported_namespace",
+        );
+        assert_eq!(
+            sample_query(&service, Some("kong")),
+            r#"sum(x{exported_namespace="kong",exported_service!=""}) by (exported_service)"#
+        );
+        assert_eq!(
+            sample_query(&service, None),
+            r#"sum(x{exported_namespace!="",exported_service!=""}) by (exported_service,exported_namespace)"#
+        );
+        let namespace = rule(ObjectKind::Namespace, "namespace", "namespace");
+        assert_eq!(
+            sample_query(&namespace, Some("team")),
+            r#"sum(x{namespace="team"}) by (namespace)"#
+        );
+        // The namespace given on the command line is escaped like a request's.
+        assert_eq!(
+            sample_query(&service, Some(r#"a"}"#)),
+            r#"sum(x{exported_namespace="a\"}",exported_service!=""}) by (exported_service)"#
+        );
+    }
+
+    #[test]
+    fn values_are_shown_as_served() {
+        let service = rule(ObjectKind::Service, "service", "namespace");
+        let samples = vec![
+            sample(&[("service", "a"), ("namespace", "n")], "102.312"),
+            sample(&[("service", "b"), ("namespace", "n")], "NaN"),
+            sample(&[("namespace", "n")], "1"),
+        ];
+        let Outcome::Data { lines, remarks } = metric_outcome(&service, None, &samples, 20) else {
+            panic!()
+        };
+        assert_eq!(lines[0], "n/a: 102312m");
+        assert!(lines[1].starts_with("n/b: not served ("), "{}", lines[1]);
+        assert_eq!(
+            remarks,
+            vec![
+                "1 series without a service label are not served: group the query by (<<.GroupBy>>)"
+            ]
+        );
+        let only_nan = &samples[1..2];
+        assert!(matches!(
+            metric_outcome(&service, Some("n"), only_nan, 20),
+            Outcome::NoData(why) if why.contains("none of them servable")
+        ));
+        assert!(matches!(
+            metric_outcome(&service, Some("n"), &[], 20),
+            Outcome::NoData(_)
+        ));
+    }
+
+    #[test]
+    fn long_answers_are_cut() {
+        let pod = rule(ObjectKind::Pod, "pod", "namespace");
+        let samples: Vec<Sample> = (0..25)
+            .map(|i| sample(&[("pod", &format!("p{i:02}"))], "1"))
+            .collect();
+        let Outcome::Data { lines, remarks } = metric_outcome(&pod, Some("n"), &samples, 20) else {
+            panic!()
+        };
+        assert_eq!(lines.len(), 20);
+        assert_eq!(remarks, vec!["… and 5 more"]);
+    }
+
+    #[test]
+    fn namespaced_external_series_need_a_namespace() {
+        let samples = vec![
+            sample(&[("queue", "q"), ("namespace", "a")], "3"),
+            sample(&[("queue", "r")], "4"),
+        ];
+        let Outcome::Data { lines, remarks } = external_outcome(true, &samples, 20) else {
+            panic!()
+        };
+        assert_eq!(
+            lines,
+            vec![r#"{namespace="a",queue="q"}: 3"#, r#"{queue="r"}: 4"#]
+        );
+        assert_eq!(remarks.len(), 1, "{remarks:?}");
+        let Outcome::Data { remarks, .. } = external_outcome(false, &samples, 20) else {
+            panic!()
+        };
+        assert!(remarks.is_empty());
+    }
+}
