@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-echo "==> Kubernetes components and helm (built once from their Go modules, then cached)"
-K8S_BIN_DIR="$(bash scripts/build-k8s.sh | tail -1)"
+echo "==> Kubernetes components, kubectl and helm (built once from their Go modules, then cached)"
+K8S_BIN_DIR="$(bash scripts/build-kubectl.sh | tail -1)"
 export K8S_BIN_DIR
 echo "==> prometheus-adapter (the baseline the migration tests compare against; built once)"
 ADAPTER_DIR="$(bash scripts/build-adapter.sh | tail -1)"
@@ -48,10 +48,22 @@ trap 'rm -f "$log"' EXIT
 status=0
 bash scripts/in-test-namespace.sh \
   cargo test --workspace --locked --offline --no-fail-fast -- --include-ignored --show-output 2>&1 | tee "$log" || status=$?
+echo "==> benchmark smoke (scripts/bench.sh --smoke: every server answers every load; no targets judged)"
+# The image's static release binary is the one measured; the load generator is the debug
+# build cargo test made, so its numbers here are not the benchmark's.
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+target_dir="${CARGO_TARGET_DIR:-target}"
+METRICS_REGISTRY_BIN="$target_dir/$triple/release/metrics-registry" \
+  bash scripts/in-test-namespace.sh "$target_dir/debug/bench" --smoke 2>&1 | tee -a "$log" || status=$?
 echo "==> fuzzing (AFL++ through cargo-afl, a bounded run per target)"
 cache="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" CARGO_TARGET_DIR="$cache/target-fuzz" bash scripts/fuzz.sh 2>&1 | tee -a "$log" || status=$?
 # One total over every test binary, so the last line is not a doc-test run of zero.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i; if ($(i+1) ~ /^ignored;?$/) g += $i } }
      END { printf "total: %d passed, %d failed, %d ignored\n", p, f, g }' "$log"
+# The failures by name, last, so they are what a truncated log still shows.
+if grep -q -e '^test .* FAILED$' -e '^Error: ' "$log"; then
+  echo "failed:"
+  grep -e '^test .* FAILED$' -e '^Error: ' "$log" | sed 's/^/  /'
+fi
 exit "$status"
