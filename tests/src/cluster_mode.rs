@@ -66,6 +66,8 @@ pub async fn wait_established(
 
 /// A running cluster mode; stopped on `stop` or when dropped.
 pub struct InProcessOperator {
+    /// Where it serves HTTPS (a certificate of its own making).
+    pub addr: std::net::SocketAddr,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -98,11 +100,13 @@ impl InProcessOperator {
             auth_cache: Default::default(),
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(mode.serve(listener, async move {
             let _ = signal.await;
         }));
         Ok(InProcessOperator {
+            addr,
             task,
             shutdown: Some(shutdown),
         })

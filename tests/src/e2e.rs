@@ -136,7 +136,7 @@ impl Timeline {
     }
 }
 
-fn chart_dir() -> PathBuf {
+pub fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/metrics-registry")
 }
 

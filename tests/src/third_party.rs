@@ -1,6 +1,6 @@
 //! Third-party components taken from their Go modules at pinned versions by scripts in
 //! `scripts/`, cached outside the clone: Thanos (built) and prometheus-operator's
-//! `PrometheusRule` CRD (read from the module's files, never copied into the clone).
+//! `PrometheusRule` and `ServiceMonitor` CRDs (read from the module's files, never copied into the clone).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,6 +10,8 @@ use tokio::sync::OnceCell;
 
 const PROMETHEUS_RULE_CRD_PATH: &str =
     "source/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml";
+const SERVICE_MONITOR_CRD_PATH: &str =
+    "source/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml";
 
 /// The folder holding the `thanos` binary: `THANOS_DIR` if set, else what
 /// `scripts/build-thanos.sh` prints (building Thanos the first time, which takes minutes).
@@ -24,17 +26,27 @@ pub async fn thanos_dir() -> anyhow::Result<PathBuf> {
 /// publishes it (YAML), at the version `scripts/fetch-prometheus-operator.sh` pins; from
 /// `PROMETHEUS_OPERATOR_DIR` if set.
 pub async fn prometheus_rule_crd() -> anyhow::Result<String> {
+    prometheus_operator_file(PROMETHEUS_RULE_CRD_PATH).await
+}
+
+/// prometheus-operator's `ServiceMonitor` CustomResourceDefinition, as
+/// [`prometheus_rule_crd`].
+pub async fn service_monitor_crd() -> anyhow::Result<String> {
+    prometheus_operator_file(SERVICE_MONITOR_CRD_PATH).await
+}
+
+async fn prometheus_operator_file(path: &str) -> anyhow::Result<String> {
     static DIR: OnceCell<PathBuf> = OnceCell::const_new();
     let dir = DIR
         .get_or_try_init(|| {
             script_folder(
                 "PROMETHEUS_OPERATOR_DIR",
                 "fetch-prometheus-operator.sh",
-                &[PROMETHEUS_RULE_CRD_PATH],
+                &[PROMETHEUS_RULE_CRD_PATH, SERVICE_MONITOR_CRD_PATH],
             )
         })
         .await?;
-    let path = dir.join(PROMETHEUS_RULE_CRD_PATH);
+    let path = dir.join(path);
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
