@@ -142,14 +142,15 @@ struct Group {
 }
 
 impl Group {
-    fn cached(&self, name: &str, max_age: std::time::Duration) -> Option<ObjectAnswer> {
+    /// The freshest answer for `name` no older than `max_age`, and when its query was sent.
+    fn cached(&self, name: &str, max_age: std::time::Duration) -> Option<(ObjectAnswer, Instant)> {
         let fresh = |at: &Instant| at.elapsed() <= max_age;
         let entry = self.cached.get(name).filter(|(_, at)| fresh(at));
         let wide = self.namespace_wide.filter(fresh);
         match (entry, wide) {
-            (Some((_, at)), Some(wide)) if wide > *at => Some(ObjectAnswer::Absent),
-            (Some((answer, _)), _) => Some(answer.clone()),
-            (None, Some(_)) => Some(ObjectAnswer::Absent),
+            (Some((_, at)), Some(wide)) if wide > *at => Some((ObjectAnswer::Absent, wide)),
+            (Some((answer, at)), _) => Some((answer.clone(), *at)),
+            (None, Some(wide)) => Some((ObjectAnswer::Absent, wide)),
             (None, None) => None,
         }
     }
@@ -187,11 +188,33 @@ impl Upstream {
             let now = Instant::now();
             state.last_used = now;
             if !options.cache_max_age.is_zero() {
-                if let Some(answer) = state.cached(request.name, options.cache_max_age) {
+                match state.recent.get_mut(request.name) {
+                    Some(at) => *at = now,
+                    None => {
+                        state.recent.insert(request.name.to_owned(), now);
+                    }
+                }
+                if let Some((answer, sent)) = state.cached(request.name, options.cache_max_age) {
                     self.inner.metrics.cache_hits.inc();
+                    // Refresh ahead: past half its age, the answer is renewed in the
+                    // background, so the requests after this one find a fresh answer
+                    // instead of waiting for a query. What is served is still never
+                    // older than the maximum age.
+                    if sent.elapsed() * 2 > options.cache_max_age
+                        && state.pending.is_none()
+                        && state.in_flight.is_none()
+                    {
+                        let (sender, receiver) = watch::channel(None);
+                        state.pending = Some(Pending {
+                            names: BTreeSet::from([request.name.to_owned()]),
+                            created: now,
+                            sender,
+                            receiver,
+                        });
+                        self.flush(&group, &mut state);
+                    }
                     return Ok(answer);
                 }
-                state.recent.insert(request.name.to_owned(), now);
             }
             if let Some(in_flight) = state
                 .in_flight

@@ -418,6 +418,39 @@ async fn with_the_cache_a_batch_refreshes_the_recently_asked_objects() {
 }
 
 #[tokio::test]
+async fn an_answer_past_half_its_age_is_refreshed_ahead_of_the_next_request() {
+    let fake = fake().await;
+    fake.set("a", "p1", "0");
+    fake.state.bump_per_query.store(1, Ordering::Relaxed);
+    let max_age = Duration::from_millis(400);
+    let upstream = upstream(
+        &fake,
+        QueryOptions {
+            cache_max_age: max_age,
+            ..NO_CACHE
+        },
+    );
+    let rule = rule(true);
+    assert_eq!(pod_value(&value(&upstream, &rule, "a", "p1").await).1, "1");
+    // Young: a hit, and nothing sent.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(pod_value(&value(&upstream, &rule, "a", "p1").await).1, "1");
+    assert_eq!(fake.queries().len(), 1);
+    // Past half its age: still answered from the cache at once, and renewed behind it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(pod_value(&value(&upstream, &rule, "a", "p1").await).1, "1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while fake.queries().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no refresh was sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // After the first answer would have expired, the renewed one is served, no query waited for.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(pod_value(&value(&upstream, &rule, "a", "p1").await).1, "2");
+    assert_eq!(fake.queries().len(), 2, "{:?}", fake.queries());
+}
+
+#[tokio::test]
 async fn past_the_in_flight_bound_requests_are_refused_at_once() {
     let fake = fake().await;
     fake.set("a", "p1", "1");
