@@ -1,4 +1,9 @@
+use super::custom::*;
+use super::values::*;
 use super::*;
+use crate::prometheus::Sample;
+use crate::render::ObjectSelection;
+use crate::rules::{ObjectKind, RuleTable};
 
 #[test]
 fn paths_map_to_targets() {
