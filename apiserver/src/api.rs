@@ -17,9 +17,10 @@ use crate::objects::ObjectIndex;
 use crate::rules::SharedRuleTable;
 use crate::selector::LabelSelector;
 use crate::upstream::Upstream;
-use crate::wire::{self, ApiResource, ApiResourceList, CustomVersion};
+use crate::wire::{self, CustomVersion};
 use axum::Json;
 use axum::extract::{Path, State};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -60,45 +61,39 @@ pub(super) fn not_found_path(path: &str) -> ApiError {
 pub async fn custom_discovery(
     State(state): State<ApiState>,
     Path(version): Path<String>,
-) -> ApiResult<ApiResourceList> {
+) -> ApiResult<APIResourceList> {
     let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
     let table = state.rules.load();
-    let resources: Vec<ApiResource> = table
+    let resources = table
         .discovery()
-        .map(|(kind, metric)| ApiResource {
-            name: format!("{}/{}", kind.resource(), metric),
-            singular_name: "",
-            namespaced: kind.is_namespaced(),
-            kind: "MetricValueList",
-            verbs: ["get"],
+        .map(|(kind, metric)| {
+            wire::metric_resource(
+                format!("{}/{}", kind.resource(), metric),
+                kind.is_namespaced(),
+                "MetricValueList",
+            )
         })
         .collect();
-    Ok(Json(wire::api_resource_list(
-        version.group_version(),
+    Ok(Json(APIResourceList {
+        group_version: version.group_version().to_owned(),
         resources,
-    )))
+    }))
 }
 
-pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult<ApiResourceList> {
+pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult<APIResourceList> {
     let table = state.rules.load();
     let mut names: Vec<String> = state.external.names().iter().cloned().collect();
     names.extend(table.external_metrics().iter().cloned());
     names.sort();
     names.dedup();
-    let resources: Vec<ApiResource> = names
+    let resources = names
         .into_iter()
-        .map(|name| ApiResource {
-            name,
-            singular_name: "",
-            namespaced: true,
-            kind: "ExternalMetricValueList",
-            verbs: ["get"],
-        })
+        .map(|name| wire::metric_resource(name, true, "ExternalMetricValueList"))
         .collect();
-    Ok(Json(wire::api_resource_list(
-        "external.metrics.k8s.io/v1beta1",
+    Ok(Json(APIResourceList {
+        group_version: "external.metrics.k8s.io/v1beta1".to_owned(),
         resources,
-    )))
+    }))
 }
 
 pub(super) fn parse_selector(

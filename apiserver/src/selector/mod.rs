@@ -21,7 +21,8 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
+use serde_json::Value;
 
 use lex::Kind;
 use parse::Parser;
@@ -153,15 +154,14 @@ impl LabelSelector {
             .collect()
     }
 
-    /// Renders the selector as a `metav1.LabelSelector` JSON object.
+    /// Renders the selector as a `metav1.LabelSelector`.
     ///
-    /// The empty selector becomes `{}` (match everything), never `null`, which
-    /// Kubernetes reads as "match nothing". A repeated `=` on the same key
-    /// cannot share the `matchLabels` map, so later ones become `In`
-    /// expressions. `>`/`<` become `Gt`/`Lt` expressions; those exist only in
-    /// node selectors, so the API server rejects them in a `LabelSelector`.
-    pub fn to_label_selector_json(&self) -> Value {
-        let mut match_labels = Map::new();
+    /// A repeated `=` on the same key cannot share the `matchLabels` map, so
+    /// later ones become `In` expressions. `>`/`<` become `Gt`/`Lt`
+    /// expressions; those exist only in node selectors, so the API server
+    /// rejects them in a `LabelSelector`.
+    pub fn to_label_selector(&self) -> metav1::LabelSelector {
+        let mut match_labels = BTreeMap::new();
         let mut match_expressions = Vec::new();
         for requirement in &self.requirements {
             let (operator, with_values) = match requirement.operator {
@@ -169,10 +169,7 @@ impl LabelSelector {
                     if requirement.values.len() == 1
                         && !match_labels.contains_key(&requirement.key) =>
                 {
-                    match_labels.insert(
-                        requirement.key.clone(),
-                        Value::String(requirement.values[0].clone()),
-                    );
+                    match_labels.insert(requirement.key.clone(), requirement.values[0].clone());
                     continue;
                 }
                 // Kubernetes matches a multi-valued `=` against any of its values.
@@ -183,26 +180,24 @@ impl LabelSelector {
                 Operator::GreaterThan => ("Gt", true),
                 Operator::LessThan => ("Lt", true),
             };
-            let mut expression = Map::new();
-            expression.insert("key".to_owned(), Value::String(requirement.key.clone()));
-            expression.insert("operator".to_owned(), Value::String(operator.to_owned()));
-            if with_values {
-                let values = requirement.values.iter().cloned().map(Value::String);
-                expression.insert("values".to_owned(), Value::Array(values.collect()));
-            }
-            match_expressions.push(Value::Object(expression));
+            match_expressions.push(metav1::LabelSelectorRequirement {
+                key: requirement.key.clone(),
+                operator: operator.to_owned(),
+                values: with_values.then(|| requirement.values.clone()),
+            });
         }
-        let mut selector = Map::new();
-        if !match_labels.is_empty() {
-            selector.insert("matchLabels".to_owned(), Value::Object(match_labels));
+        metav1::LabelSelector {
+            match_labels: (!match_labels.is_empty()).then_some(match_labels),
+            match_expressions: (!match_expressions.is_empty()).then_some(match_expressions),
         }
-        if !match_expressions.is_empty() {
-            selector.insert(
-                "matchExpressions".to_owned(),
-                Value::Array(match_expressions),
-            );
-        }
-        Value::Object(selector)
+    }
+
+    /// [`to_label_selector`](Self::to_label_selector) as JSON. The empty
+    /// selector becomes `{}` (match everything), never `null`, which
+    /// Kubernetes reads as "match nothing".
+    pub fn to_label_selector_json(&self) -> Value {
+        serde_json::to_value(self.to_label_selector())
+            .expect("a LabelSelector always serialises to JSON")
     }
 }
 
