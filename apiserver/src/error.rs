@@ -4,7 +4,7 @@ use crate::prometheus::PrometheusError;
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde::Serialize;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 
 /// An error answered to a client, with the real cause in `message`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,30 +65,15 @@ impl From<PrometheusError> for ApiError {
     }
 }
 
-/// The `metav1.Status` wire shape.
-#[derive(Serialize)]
-struct Status<'a> {
-    kind: &'static str,
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    metadata: serde_json::Map<String, serde_json::Value>,
-    status: &'static str,
-    message: &'a str,
-    reason: &'a str,
-    code: u16,
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = Status {
-            kind: "Status",
-            api_version: "v1",
-            metadata: Default::default(),
-            status: "Failure",
-            message: &self.message,
-            reason: self.reason,
-            code: self.code,
+            status: Some("Failure".to_owned()),
+            message: Some(self.message),
+            reason: Some(self.reason.to_owned()),
+            code: Some(i32::from(self.code)),
+            ..Default::default()
         };
         let mut response = (status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {

@@ -6,13 +6,17 @@
 //! configuration for either and swaps it under the listener, so new connections see
 //! the change and open ones keep the configuration they were accepted with.
 
+mod certificate;
+
+pub use certificate::ServingCertificate;
+pub(crate) use certificate::parse_roots;
+
 use axum_server::tls_rustls::RustlsConfig;
+use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{RootCertStore, ServerConfig};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -49,152 +53,6 @@ pub(crate) fn crypto_provider() -> Result<Arc<CryptoProvider>, TlsError> {
     CryptoProvider::get_default()
         .cloned()
         .ok_or(TlsError::NoCryptoProvider)
-}
-
-/// Every certificate in a PEM bundle; `what` names the source in errors.
-pub(crate) fn parse_certificates(
-    what: &str,
-    pem: &str,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(what, format!("not a PEM certificate bundle: {e}")))?;
-    if certs.is_empty() {
-        return Err(invalid(what, "no PEM certificate found"));
-    }
-    Ok(certs)
-}
-
-/// Trust anchors from a PEM bundle. Every certificate must be usable: silently
-/// skipping one would make clients of that CA fail with a far less helpful error.
-pub(crate) fn parse_roots(what: &str, pem: &str) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for (index, der) in parse_certificates(what, pem)?.into_iter().enumerate() {
-        roots.add(der).map_err(|e| {
-            invalid(
-                what,
-                format!("certificate #{} is not a usable CA: {e}", index + 1),
-            )
-        })?;
-    }
-    Ok(roots)
-}
-
-/// A certificate chain (leaf first) and its private key, both PEM.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ServingCertificate {
-    pub cert_pem: String,
-    pub key_pem: String,
-}
-
-// The key must never reach a log line through `{:?}`.
-impl fmt::Debug for ServingCertificate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServingCertificate")
-            .field("cert_pem", &self.cert_pem)
-            .field("key_pem", &"<redacted>")
-            .finish()
-    }
-}
-
-impl ServingCertificate {
-    /// Reads and parses both files; whether the key belongs to the certificate is
-    /// checked when a [`ReloadableTls`] is built from them.
-    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let read = |what, path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| TlsError::Read {
-                what,
-                path: path.to_owned(),
-                source,
-            })
-        };
-        let serving = ServingCertificate {
-            cert_pem: read("serving certificate", cert)?,
-            key_pem: read("serving key", key)?,
-        };
-        serving.parse_files(cert, key)?;
-        Ok(serving)
-    }
-
-    /// Self-signed for these DNS names/IPs (e.g. metrics-registry.ns.svc, localhost,
-    /// 127.0.0.1); usable as its own caBundle.
-    pub fn self_signed(hosts: &[String]) -> Result<Self, TlsError> {
-        const WHAT: &str = "self-signed serving certificate";
-        let Some(first) = hosts.first() else {
-            return Err(invalid(WHAT, "needs at least one DNS name or IP address"));
-        };
-        let mut params =
-            rcgen::CertificateParams::new(hosts.to_vec()).map_err(|e| invalid(WHAT, e))?;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, first.as_str());
-        // Not a CA: rustls (webpki) refuses a CA certificate as a server's leaf, and Go
-        // trusts a self-signed leaf found verbatim in the caBundle without one.
-        params.is_ca = rcgen::IsCa::NoCa;
-        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        // Backdated a day for clocks running behind ours; ten years because nothing
-        // renews this certificate while the process runs, only a restart does.
-        let today = jiff::Timestamp::now()
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .date();
-        let midnight = rcgen::date_time_ymd(
-            today.year().into(),
-            today.month().unsigned_abs(),
-            today.day().unsigned_abs(),
-        );
-        params.not_before = midnight - Duration::from_secs(24 * 3600);
-        params.not_after = midnight + Duration::from_secs(3650 * 24 * 3600);
-        let key = rcgen::KeyPair::generate().map_err(|e| invalid(WHAT, e))?;
-        let cert = params.self_signed(&key).map_err(|e| invalid(WHAT, e))?;
-        Ok(ServingCertificate {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
-    }
-
-    /// The PEM an APIService caBundle needs to trust this certificate (for a
-    /// self-signed one: itself; for a chain: its last certificate).
-    pub fn ca_bundle(&self) -> String {
-        const END: &str = "-----END CERTIFICATE-----";
-        // Cut from the PEM text rather than re-encoding DER: no base64 dependency, and
-        // the bytes are exactly what the operator put in the Secret.
-        let Some(end) = self.cert_pem.rfind(END) else {
-            return String::new();
-        };
-        let begin = self.cert_pem[..end]
-            .rfind("-----BEGIN CERTIFICATE-----")
-            .unwrap_or(0);
-        format!("{}\n", &self.cert_pem[begin..end + END.len()])
-    }
-
-    fn parse(
-        &self,
-        cert_what: &str,
-        key_what: &str,
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-        let chain = parse_certificates(cert_what, &self.cert_pem)?;
-        // The parser's message never contains key material, only what it expected.
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| {
-            invalid(
-                key_what,
-                format!("no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
-            )
-        })?;
-        Ok((chain, key))
-    }
-
-    fn parse_files(
-        &self,
-        cert: &Path,
-        key: &Path,
-    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-        self.parse(
-            &format!("serving certificate {}", cert.display()),
-            &format!("serving key {}", key.display()),
-        )
-    }
 }
 
 struct State {
@@ -404,86 +262,4 @@ fn server_config(provider: &Arc<CryptoProvider>, state: &State) -> Result<Server
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::test_pki::TestCa;
-
-    fn install_provider() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-
-    #[test]
-    fn self_signed_is_its_own_ca_bundle() {
-        install_provider();
-        let serving = ServingCertificate::self_signed(&[
-            "metrics-registry.ns.svc".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])
-        .unwrap();
-        assert_eq!(serving.ca_bundle().trim(), serving.cert_pem.trim());
-        assert!(!format!("{serving:?}").contains("PRIVATE KEY"));
-        ReloadableTls::new(serving, None).unwrap();
-    }
-
-    #[test]
-    fn self_signed_needs_a_host() {
-        let err = ServingCertificate::self_signed(&[]).unwrap_err();
-        assert!(err.to_string().contains("at least one"), "{err}");
-    }
-
-    #[test]
-    fn chain_ca_bundle_is_the_last_certificate() {
-        let ca = TestCa::new("serving-ca");
-        let leaf = ca.serving(&["127.0.0.1"]);
-        let chained = ServingCertificate {
-            cert_pem: format!("{}{}", leaf.cert_pem, ca.pem()),
-            key_pem: leaf.key_pem,
-        };
-        assert_eq!(chained.ca_bundle().trim(), ca.pem().trim());
-    }
-
-    #[test]
-    fn from_files_names_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let cert = dir.path().join("tls.crt");
-        let key = dir.path().join("tls.key");
-        std::fs::write(&cert, "not a certificate").unwrap();
-        std::fs::write(&key, "").unwrap();
-        let err = ServingCertificate::from_files(&cert, &key).unwrap_err();
-        assert!(err.to_string().contains("tls.crt"), "{err}");
-
-        let missing = ServingCertificate::from_files(&dir.path().join("nope"), &key).unwrap_err();
-        assert!(missing.to_string().contains("nope"), "{missing}");
-    }
-
-    #[test]
-    fn mismatched_key_is_refused_and_the_old_pair_kept() {
-        install_provider();
-        let first = ServingCertificate::self_signed(&["localhost".to_owned()]).unwrap();
-        let other = ServingCertificate::self_signed(&["localhost".to_owned()]).unwrap();
-        let tls = ReloadableTls::new(first.clone(), None).unwrap();
-        let broken = ServingCertificate {
-            cert_pem: other.cert_pem,
-            key_pem: first.key_pem.clone(),
-        };
-        let err = tls.set_serving(broken).unwrap_err();
-        assert!(
-            err.to_string().contains("serving certificate and key"),
-            "{err}"
-        );
-        assert_eq!(tls.serving(), first);
-        assert!(!err.to_string().contains("PRIVATE"), "{err}");
-    }
-
-    #[test]
-    fn client_ca_errors_are_explained() {
-        install_provider();
-        let serving = ServingCertificate::self_signed(&["localhost".to_owned()]).unwrap();
-        let err = ReloadableTls::new(serving.clone(), Some("garbage".to_owned())).unwrap_err();
-        assert!(err.to_string().contains("client CA bundle"), "{err}");
-        let tls = ReloadableTls::new(serving, None).unwrap();
-        tls.set_client_ca(Some(TestCa::new("ca").pem())).unwrap();
-        tls.set_client_ca(None).unwrap();
-        assert!(tls.set_client_ca(Some(String::new())).is_err());
-    }
-}
+mod tests;

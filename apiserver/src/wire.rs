@@ -1,7 +1,8 @@
-//! JSON shapes of custom.metrics.k8s.io (v1beta1, v1beta2), external.metrics.k8s.io
-//! (v1beta1) and discovery, written by hand: the published Rust crates for these
-//! types serialise wrong field names.
+//! JSON shapes of custom.metrics.k8s.io (v1beta1, v1beta2) and external.metrics.k8s.io
+//! (v1beta1), written by hand: the published Rust crates for these types serialise
+//! wrong field names. Discovery uses k8s-openapi's `APIResource`.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResource;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -168,35 +169,15 @@ pub fn external_metric_value_list(items: Vec<ExternalMetricValue>) -> ExternalMe
     }
 }
 
-/// One entry of an `APIResourceList`.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiResource {
-    pub name: String,
-    pub singular_name: &'static str,
-    pub namespaced: bool,
-    pub kind: &'static str,
-    pub verbs: [&'static str; 1],
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiResourceList {
-    kind: &'static str,
-    api_version: &'static str,
-    group_version: &'static str,
-    resources: Vec<ApiResource>,
-}
-
-pub fn api_resource_list(
-    group_version: &'static str,
-    resources: Vec<ApiResource>,
-) -> ApiResourceList {
-    ApiResourceList {
-        kind: "APIResourceList",
-        api_version: "v1",
-        group_version,
-        resources,
+/// One discovery entry: a metric, readable with `get` only.
+pub fn metric_resource(name: String, namespaced: bool, kind: &str) -> APIResource {
+    APIResource {
+        name,
+        singular_name: String::new(),
+        namespaced,
+        kind: kind.to_owned(),
+        verbs: vec!["get".to_owned()],
+        ..Default::default()
     }
 }
 
@@ -275,5 +256,32 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(timestamp(1_709_730_672.123), "2024-03-06T13:11:12Z");
+    }
+
+    #[test]
+    fn discovery_lists_metrics_in_the_api_resource_list_shape() {
+        let list = k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList {
+            group_version: "custom.metrics.k8s.io/v1beta2".to_owned(),
+            resources: vec![metric_resource(
+                "pods/latency".to_owned(),
+                true,
+                "MetricValueList",
+            )],
+        };
+        assert_eq!(
+            serde_json::to_value(list).unwrap(),
+            serde_json::json!({
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": "custom.metrics.k8s.io/v1beta2",
+                "resources": [{
+                    "name": "pods/latency",
+                    "singularName": "",
+                    "namespaced": true,
+                    "kind": "MetricValueList",
+                    "verbs": ["get"]
+                }]
+            })
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! here.
 
 use super::UserInfo;
+use percent_encoding::percent_decode_str;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
@@ -145,45 +146,26 @@ pub(crate) fn forbidden_message(user: &UserInfo, attributes: &Attributes, reason
 /// `%XX` decoded; anything else, malformed escapes included, kept as it is, like the
 /// router does for the path parameters the handlers see.
 fn percent_decode(input: &str) -> String {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(byte) = bytes
-                .get(i + 1..i + 3)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_decode_str(input).decode_utf8_lossy().into_owned()
 }
 
 /// Go's `url.PathUnescape`: `None` on a malformed escape.
 pub(crate) fn path_unescape(input: &str) -> Option<String> {
+    // percent_decode_str passes a malformed escape through verbatim; Go rejects it.
     let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_decode_str(input)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]

@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
+// tokio's clock, so that tests can pause and advance it; outside tests it reads the
+// same monotonic clock as std.
+use tokio::time::Instant;
 
 /// Bounded because its keys come from clients: random tokens must not grow it
 /// without limit. Past the bound, expired entries go first, then everything, which
@@ -153,14 +156,14 @@ impl<K: Hash + Eq + Clone, V: Clone> ReviewCache<K, V> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn entries_expire() {
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire() {
         let cache = TtlCache::new(10);
         cache.insert("a", 1, Duration::from_millis(30));
         cache.insert("b", 2, Duration::ZERO);
         assert_eq!(cache.get(&"a"), Some(1));
         assert_eq!(cache.get(&"b"), None);
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(40)).await;
         assert_eq!(cache.get(&"a"), None);
         assert_eq!(cache.len(), 0);
     }

@@ -10,10 +10,15 @@
 //! this crate does not depend on a Kubernetes client.
 
 mod attributes;
+mod authorize;
+mod bearer;
 mod cache;
 mod certificate;
 mod config;
 mod guard;
+mod middleware;
+mod request_header;
+mod x509;
 
 #[cfg(test)]
 pub(crate) mod test_pki;
@@ -23,7 +28,8 @@ mod tests;
 pub use attributes::{Attributes, ResourceAttributes, attributes_for};
 pub use certificate::VerifiedChain;
 pub use config::{AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RequestHeaderConfig};
-pub use guard::{CacheTtls, Guard, require_auth};
+pub use guard::{CacheTtls, Guard};
+pub use middleware::require_auth;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};

@@ -652,7 +652,7 @@ async fn access_reviews_are_cached_and_masters_never_asked() {
     assert_eq!(access.calls(), 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cached_decisions_expire() {
     install_provider();
     let access = FakeAccess::allow_all();
@@ -669,7 +669,7 @@ async fn cached_decisions_expire() {
     guard.authorize(&alice, CM_PODS).await.unwrap();
     guard.authorize(&alice, CM_PODS).await.unwrap();
     assert_eq!(access.calls(), 1);
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::advance(Duration::from_millis(80)).await;
     access.set_rule(|_, _| {
         Ok(Decision::Denied {
             reason: String::new(),

@@ -8,7 +8,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const VECTOR: &str = r#"{"status":"success","data":{"resultType":"vector","result":[
@@ -109,32 +108,10 @@ fn client(config: PrometheusConfig) -> PrometheusClient {
     PrometheusClient::new(config).expect("valid config")
 }
 
-/// A directory removed on drop (the crate has no tempfile dependency).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "prometheus-client-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, content).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn write_file(dir: &tempfile::TempDir, name: &str, content: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path
 }
 
 fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
@@ -282,8 +259,8 @@ async fn keeps_path_prefix_with_or_without_trailing_slash() {
 #[tokio::test]
 async fn bearer_token_is_reread_after_the_file_changes() {
     let prom = fake(ok(VECTOR)).await;
-    let dir = TempDir::new();
-    let token = dir.file("token", "first-token\n");
+    let dir = tempfile::tempdir().unwrap();
+    let token = write_file(&dir, "token", "first-token\n");
     let mut config = PrometheusConfig::new(&prom.url);
     config.bearer_token_file = Some(token.clone());
     let client = client(config);
@@ -305,7 +282,7 @@ async fn bearer_token_is_reread_after_the_file_changes() {
     );
     assert_eq!(client.token_reads(), 2);
     // Kubernetes swaps a projected token's file for a new one.
-    let replacement = dir.file("token.new", "third-token");
+    let replacement = write_file(&dir, "token.new", "third-token");
     std::fs::rename(&replacement, &token).unwrap();
     client.query("up").await.unwrap();
     assert_eq!(
@@ -326,10 +303,10 @@ async fn bearer_token_is_reread_after_the_file_changes() {
 #[tokio::test]
 async fn basic_auth_reads_the_password_file() {
     let prom = fake(ok(VECTOR)).await;
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = PrometheusConfig::new(&prom.url);
     config.basic_auth_user = Some("alice".to_owned());
-    config.basic_auth_password_file = Some(dir.file("password", "s3cret\n"));
+    config.basic_auth_password_file = Some(write_file(&dir, "password", "s3cret\n"));
     client(config).query("up").await.unwrap();
     // base64("alice:s3cret")
     assert_eq!(
@@ -593,9 +570,9 @@ fn missing_ca_file_is_named() {
 #[test]
 fn ca_file_without_certificates_is_invalid() {
     install_provider();
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = PrometheusConfig::new("https://prometheus.example");
-    config.ca_file = Some(dir.file("ca.pem", "not a certificate\n"));
+    config.ca_file = Some(write_file(&dir, "ca.pem", "not a certificate\n"));
     let err = PrometheusClient::new(config.clone()).unwrap_err();
     assert!(
         matches!(err, PrometheusConfigError::InvalidFile { .. }),
@@ -604,7 +581,8 @@ fn ca_file_without_certificates_is_invalid() {
     assert!(err.to_string().contains("ca.pem"), "{err}");
 
     // Valid PEM framing around something that is not a certificate.
-    config.ca_file = Some(dir.file(
+    config.ca_file = Some(write_file(
+        &dir,
         "broken.pem",
         "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n",
     ));
@@ -619,10 +597,10 @@ fn ca_file_without_certificates_is_invalid() {
 #[test]
 fn bad_client_key_is_named() {
     install_provider();
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = PrometheusConfig::new("https://prometheus.example");
-    config.client_cert_file = Some(dir.file("tls.crt", "garbage"));
-    config.client_key_file = Some(dir.file("tls.key", "garbage"));
+    config.client_cert_file = Some(write_file(&dir, "tls.crt", "garbage"));
+    config.client_key_file = Some(write_file(&dir, "tls.key", "garbage"));
     let err = PrometheusClient::new(config).unwrap_err();
     assert!(err.to_string().contains("tls.crt"), "{err}");
 }
@@ -801,9 +779,9 @@ fn tls_server(require_client_cert: bool) -> String {
 #[tokio::test]
 async fn trusts_the_configured_ca() {
     let url = tls_server(false);
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = PrometheusConfig::new(&url);
-    config.ca_file = Some(dir.file("ca.pem", TEST_CA));
+    config.ca_file = Some(write_file(&dir, "ca.pem", TEST_CA));
     let samples = client(config).query("up").await.unwrap();
     assert!(samples.is_empty());
 }
@@ -811,9 +789,9 @@ async fn trusts_the_configured_ca() {
 #[tokio::test]
 async fn trusts_only_the_configured_ca() {
     let url = tls_server(false);
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = PrometheusConfig::new(&url);
-    config.ca_file = Some(dir.file("ca.pem", OTHER_CA));
+    config.ca_file = Some(write_file(&dir, "ca.pem", OTHER_CA));
     let err = client(config).query("up").await.unwrap_err();
     assert!(
         matches!(err, PrometheusError::Unreachable { .. }),
@@ -825,27 +803,27 @@ async fn trusts_only_the_configured_ca() {
 #[tokio::test]
 async fn presents_the_client_certificate() {
     let url = tls_server(true);
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = PrometheusConfig::new(&url);
-    config.ca_file = Some(dir.file("ca.pem", TEST_CA));
+    config.ca_file = Some(write_file(&dir, "ca.pem", TEST_CA));
     client(config.clone())
         .query("up")
         .await
         .expect_err("the server demands a client certificate");
 
-    config.client_cert_file = Some(dir.file("tls.crt", CLIENT_CERT));
-    config.client_key_file = Some(dir.file("tls.key", CLIENT_KEY));
+    config.client_cert_file = Some(write_file(&dir, "tls.crt", CLIENT_CERT));
+    config.client_key_file = Some(write_file(&dir, "tls.key", CLIENT_KEY));
     client(config).query("up").await.unwrap();
 }
 
 #[test]
 fn mismatched_client_key_is_rejected() {
     install_provider();
-    let dir = TempDir::new();
+    let dir = tempfile::tempdir().unwrap();
     let mut config = PrometheusConfig::new("https://prometheus.example");
-    config.ca_file = Some(dir.file("ca.pem", TEST_CA));
-    config.client_cert_file = Some(dir.file("tls.crt", CLIENT_CERT));
-    config.client_key_file = Some(dir.file("tls.key", SERVER_KEY));
+    config.ca_file = Some(write_file(&dir, "ca.pem", TEST_CA));
+    config.client_cert_file = Some(write_file(&dir, "tls.crt", CLIENT_CERT));
+    config.client_key_file = Some(write_file(&dir, "tls.key", SERVER_KEY));
     let err = PrometheusClient::new(config).unwrap_err().to_string();
     assert!(err.contains("tls.crt") && err.contains("tls.key"), "{err}");
 }

@@ -12,6 +12,10 @@
 //! no object label, or an object has several series, makes each request ask again on
 //! its own.
 
+mod values;
+
+use values::{BatchValues, Coverage};
+
 use super::{QueryError, Samples, Upstream, lock};
 use crate::api::MAX_REGEX_OBJECTS;
 use crate::prometheus::{PrometheusError, Sample};
@@ -49,65 +53,6 @@ pub(super) fn batchable(rule: &MetricRule) -> bool {
     let names_objects =
         !(rule.object == ObjectKind::Namespace && rule.object_label == rule.namespace_label);
     names_objects && rule.template.segments().contains(&Segment::GroupBy)
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Coverage {
-    Names(BTreeSet<String>),
-    /// Every object of the namespace (`<objectLabel>!=""`).
-    Namespace,
-}
-
-impl Coverage {
-    fn covers(&self, name: &str) -> bool {
-        match self {
-            Coverage::Names(names) => names.contains(name),
-            Coverage::Namespace => true,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct BatchValues {
-    coverage: Coverage,
-    by_name: HashMap<String, ObjectAnswer>,
-    /// A series without the object label: no object can be answered from this batch.
-    ambiguous: bool,
-}
-
-impl BatchValues {
-    fn new(coverage: Coverage, samples: &[Sample], label: &str) -> Self {
-        let mut by_name = HashMap::new();
-        let mut ambiguous = false;
-        for sample in samples {
-            match sample.labels.get(label) {
-                None => ambiguous = true,
-                Some(name) => {
-                    by_name
-                        .entry(name.to_owned())
-                        .and_modify(|answer| *answer = ObjectAnswer::Ambiguous)
-                        .or_insert_with(|| ObjectAnswer::Value(sample.clone()));
-                }
-            }
-        }
-        BatchValues {
-            coverage,
-            by_name,
-            ambiguous,
-        }
-    }
-
-    fn answer(&self, name: &str) -> ObjectAnswer {
-        if self.ambiguous {
-            return ObjectAnswer::Ambiguous;
-        }
-        match self.by_name.get(name) {
-            Some(answer) => answer.clone(),
-            None if self.coverage.covers(name) => ObjectAnswer::Absent,
-            // Cannot happen: a request only waits for a batch that names its object.
-            None => ObjectAnswer::Ambiguous,
-        }
-    }
 }
 
 type BatchOutcome = Result<Arc<BatchValues>, QueryError>;

@@ -19,7 +19,7 @@ struct Series {
 #[derive(Default)]
 struct FakeState {
     series: Mutex<Vec<Series>>,
-    queries: Mutex<Vec<(String, std::time::Instant)>>,
+    queries: Mutex<Vec<(String, tokio::time::Instant)>>,
     delay_ms: AtomicUsize,
     /// Added to every value: answers change from one query to the next.
     bump_per_query: AtomicUsize,
@@ -89,7 +89,7 @@ async fn fake() -> Fake {
                 let query = params.get("query").cloned().unwrap_or_default();
                 let n = {
                     let mut queries = lock(&state.queries);
-                    queries.push((query.clone(), std::time::Instant::now()));
+                    queries.push((query.clone(), tokio::time::Instant::now()));
                     queries.len()
                 };
                 let delay = state.delay_ms.load(Ordering::Relaxed) as u64;
@@ -341,7 +341,8 @@ async fn a_series_without_the_object_label_makes_a_batch_ambiguous() {
     assert_eq!(two, ObjectAnswer::Ambiguous);
 }
 
-#[tokio::test]
+// On a paused clock the stand-in's timestamps and the cache's ages are exact.
+#[tokio::test(start_paused = true)]
 async fn cached_values_are_never_older_than_the_max_age() {
     let fake = fake().await;
     fake.set("a", "p1", "0");
@@ -357,7 +358,7 @@ async fn cached_values_are_never_older_than_the_max_age() {
     );
     let query = r#"sum by (pod) (x{namespace="a"})"#;
     let rule = rule(true);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let mut served = std::collections::BTreeSet::new();
     while started.elapsed() < Duration::from_millis(1500) {
         for answer in [
@@ -383,7 +384,7 @@ async fn cached_values_are_never_older_than_the_max_age() {
     assert!(upstream.inner.metrics.cache_hits.get() > 100);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn with_the_cache_a_batch_refreshes_the_recently_asked_objects() {
     let fake = fake().await;
     for i in 0..5 {
@@ -402,7 +403,7 @@ async fn with_the_cache_a_batch_refreshes_the_recently_asked_objects() {
         value(&upstream, &rule, "a", &format!("p{i}")).await;
     }
     let warm = fake.queries().len();
-    tokio::time::sleep(max_age + Duration::from_millis(50)).await;
+    tokio::time::advance(max_age + Duration::from_millis(50)).await;
     // One miss refreshes all five: the other four are answered without a query.
     for i in 0..5 {
         let answer = value(&upstream, &rule, "a", &format!("p{i}")).await;

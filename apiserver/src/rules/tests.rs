@@ -1,0 +1,127 @@
+use super::*;
+
+fn rule(object: ObjectKind, metric: &str, source: &str) -> MetricRule {
+    MetricRule {
+        object,
+        metric: metric.into(),
+        template: QueryTemplate::new(vec![Segment::Literal("up".into())]),
+        object_label: object.default_label().into(),
+        namespace_label: "namespace".into(),
+        window_seconds: None,
+        source: source.into(),
+    }
+}
+
+#[test]
+fn namespaced_definition_wins_only_in_its_namespace() {
+    let mut table = RuleTable::default();
+    table
+        .insert(
+            Scope::Cluster,
+            rule(ObjectKind::Service, "latency", "cluster"),
+        )
+        .unwrap();
+    table
+        .insert(
+            Scope::Namespace("team-a".into()),
+            rule(ObjectKind::Service, "latency", "team-a"),
+        )
+        .unwrap();
+    assert_eq!(
+        table
+            .lookup(ObjectKind::Service, "latency", "team-a")
+            .unwrap()
+            .source,
+        "team-a"
+    );
+    assert_eq!(
+        table
+            .lookup(ObjectKind::Service, "latency", "team-b")
+            .unwrap()
+            .source,
+        "cluster"
+    );
+    assert!(table.lookup(ObjectKind::Pod, "latency", "team-a").is_none());
+    assert!(
+        table
+            .lookup(ObjectKind::Service, "other", "team-a")
+            .is_none()
+    );
+    assert_eq!(table.discovery().count(), 1);
+    assert_eq!(table.len(), 2);
+}
+
+#[test]
+fn namespaced_only_metric_is_absent_elsewhere() {
+    let mut table = RuleTable::default();
+    table
+        .insert(
+            Scope::Namespace("a".into()),
+            rule(ObjectKind::Pod, "workers", "a"),
+        )
+        .unwrap();
+    assert!(table.lookup(ObjectKind::Pod, "workers", "a").is_some());
+    assert!(table.lookup(ObjectKind::Pod, "workers", "b").is_none());
+    assert_eq!(
+        table.namespaces_defining(ObjectKind::Pod, "workers"),
+        vec!["a".to_string()]
+    );
+}
+
+#[test]
+fn same_slot_twice_is_refused_with_the_holder() {
+    let mut table = RuleTable::default();
+    table
+        .insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "first"))
+        .unwrap();
+    let err = table
+        .insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "second"))
+        .unwrap_err();
+    assert_eq!(err.existing, "first");
+    // A different kind with the same metric name is a different slot.
+    table
+        .insert(Scope::Cluster, rule(ObjectKind::Service, "m", "svc"))
+        .unwrap();
+    table
+        .insert(
+            Scope::Namespace("x".into()),
+            rule(ObjectKind::Pod, "m", "x"),
+        )
+        .unwrap();
+    let err = table
+        .insert(
+            Scope::Namespace("x".into()),
+            rule(ObjectKind::Pod, "m", "x2"),
+        )
+        .unwrap_err();
+    assert_eq!(err.existing, "x");
+}
+
+#[test]
+fn resources_resolve_in_every_spelling() {
+    for kind in ObjectKind::ALL {
+        assert_eq!(ObjectKind::from_resource(kind.resource()), Some(kind));
+        assert_eq!(ObjectKind::from_resource(kind.default_label()), Some(kind));
+        assert_eq!(ObjectKind::from_resource(kind.kind()), Some(kind));
+    }
+    assert_eq!(
+        ObjectKind::from_resource("deployments"),
+        Some(ObjectKind::Deployment)
+    );
+    assert_eq!(ObjectKind::from_resource("jobs.batch"), None);
+}
+
+#[test]
+fn template_renders_by_concatenation() {
+    let template = QueryTemplate::new(vec![
+        Segment::Literal("sum(x{".into()),
+        Segment::LabelMatchers,
+        Segment::Literal("}) by (".into()),
+        Segment::GroupBy,
+        Segment::Literal(")".into()),
+    ]);
+    assert_eq!(
+        template.render(r#"namespace="a",pod="b""#, "pod"),
+        r#"sum(x{namespace="a",pod="b"}) by (pod)"#
+    );
+}
