@@ -57,15 +57,15 @@ const RULES: &[(&str, &[&str], Rule)] = &[
     (
         "manifest file",
         &[
-            "operator/src/manifests.rs",
-            "operator/src/definitions.rs",
-            "operator/src/folder.rs",
+            "operator/src/sources/folder/read.rs",
+            "operator/src/definitions/mod.rs",
+            "operator/src/sources/folder/scan.rs",
         ],
         Rule::Sentences,
     ),
     (
         "rules hand-over",
-        &["operator/src/rules_output.rs"],
+        &["operator/src/sinks/rules/mod.rs"],
         Rule::Sentences,
     ),
     (
@@ -364,7 +364,7 @@ fn reasons() -> Vec<(String, String)> {
     for variant in body.split(',').map(str::trim).filter(|v| !v.is_empty()) {
         reasons.push(("definition status reason".into(), variant.to_string()));
     }
-    let status = read("operator/src/cluster/status.rs");
+    let status = read("operator/src/sinks/status/mod.rs");
     for part in status
         .split("(false, \"")
         .chain(status.split("(true, \""))
