@@ -11,13 +11,11 @@ use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
 use crate::cluster::ControlPlane;
-use crate::cluster::process::Process;
+use crate::cluster::process::{Process, start_on_free_ports};
 use crate::parity::MetricsClient;
 use crate::ports::free_port;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const START_ATTEMPTS: usize = 3;
-const LOG_TAIL_LINES: usize = 40;
 
 /// `ADAPTER_DIR` if set, else the folder `scripts/build-adapter.sh` prints on its last line
 /// (building the adapter the first time, which takes minutes). Holds `adapter` and
@@ -113,68 +111,52 @@ impl Adapter {
         std::fs::write(&key_path, key)?;
         let kubeconfig = plane.kubeconfig_path().display().to_string();
         let log_path = dir.path().join("adapter.log");
-        let mut attempt = 1;
-        loop {
-            let port = free_port();
-            let args = vec![
-                format!("--secure-port={port}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                format!("--tls-cert-file={}", cert_path.display()),
-                format!("--tls-private-key-file={}", key_path.display()),
-                format!("--lister-kubeconfig={kubeconfig}"),
-                format!("--authentication-kubeconfig={kubeconfig}"),
-                format!("--authorization-kubeconfig={kubeconfig}"),
-                format!("--prometheus-url={prometheus_url}"),
-                format!("--config={}", config_path.display()),
-                "--metrics-relist-interval=1s".to_owned(),
-                "--metrics-max-age=10m".to_owned(),
-                // The default 5 queries per second to kube-apiserver throttle the pod LIST
-                // each wildcard request makes; a test asking dozens of them would wait.
-                "--client-qps=100".to_owned(),
-                "--client-burst=200".to_owned(),
-                // --v=6 logs every query sent to Prometheus, shown when a comparison fails.
-                "--v=6".to_owned(),
-            ];
-            let args: Vec<String> = args.into_iter().chain(extra_args.iter().cloned()).collect();
-            let mut process =
-                Process::spawn("prometheus-adapter", &binary, &args, &log_path, dir.path())?;
-            let base = format!("https://127.0.0.1:{port}");
-            let base = base.as_str();
-            let ready = process
-                .wait_until(
-                    "prometheus-adapter /readyz",
-                    READY_TIMEOUT,
-                    move || async move {
-                        match client.get(base, "/readyz").await {
-                            Ok(answer) if answer.status == 200 => Ok(()),
-                            Ok(answer) => Err(format!("{} {}", answer.status, answer.body)),
-                            Err(error) => Err(format!("{error:#}")),
-                        }
-                    },
-                )
-                .await;
-            match ready {
-                Ok(()) => {
-                    return Ok(Adapter {
-                        process,
-                        port,
-                        log_path,
-                        _dir: dir,
-                    });
+        let (process, _, port) = start_on_free_ports(
+            |args| Process::spawn("prometheus-adapter", &binary, args, &log_path, dir.path()),
+            "prometheus-adapter /readyz",
+            READY_TIMEOUT,
+            || {
+                let port = free_port();
+                let args = vec![
+                    format!("--secure-port={port}"),
+                    "--bind-address=127.0.0.1".to_owned(),
+                    format!("--tls-cert-file={}", cert_path.display()),
+                    format!("--tls-private-key-file={}", key_path.display()),
+                    format!("--lister-kubeconfig={kubeconfig}"),
+                    format!("--authentication-kubeconfig={kubeconfig}"),
+                    format!("--authorization-kubeconfig={kubeconfig}"),
+                    format!("--prometheus-url={prometheus_url}"),
+                    format!("--config={}", config_path.display()),
+                    "--metrics-relist-interval=1s".to_owned(),
+                    "--metrics-max-age=10m".to_owned(),
+                    // The default 5 queries per second to kube-apiserver throttle the pod LIST
+                    // each wildcard request makes; a test asking dozens of them would wait.
+                    "--client-qps=100".to_owned(),
+                    "--client-burst=200".to_owned(),
+                    // --v=6 logs every query sent to Prometheus, shown when a comparison fails.
+                    "--v=6".to_owned(),
+                ];
+                let args = args.into_iter().chain(extra_args.iter().cloned()).collect();
+                (args, port)
+            },
+            |port| async move {
+                match client
+                    .get(&format!("https://127.0.0.1:{port}"), "/readyz")
+                    .await
+                {
+                    Ok(answer) if answer.status == 200 => Ok(()),
+                    Ok(answer) => Err(format!("{} {}", answer.status, answer.body)),
+                    Err(error) => Err(format!("{error:#}")),
                 }
-                Err(error) => {
-                    process.stop();
-                    let log = process.log_tail(LOG_TAIL_LINES);
-                    if attempt < START_ATTEMPTS && log.contains("address already in use") {
-                        attempt += 1;
-                        continue;
-                    }
-                    bail!(
-                        "prometheus-adapter did not start: {error:#}\n--- last {LOG_TAIL_LINES} lines of its log ---\n{log}"
-                    );
-                }
-            }
-        }
+            },
+        )
+        .await?;
+        Ok(Adapter {
+            process,
+            port,
+            log_path,
+            _dir: dir,
+        })
     }
 
     pub fn port(&self) -> u16 {

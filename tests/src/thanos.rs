@@ -10,14 +10,13 @@ use std::time::Duration;
 use anyhow::bail;
 use tempfile::TempDir;
 
-use crate::cluster::process::Process;
+use crate::cluster::process::{Process, start_on_free_ports};
 use crate::ports::free_addr;
 use crate::prometheus::{Prometheus, http_client};
 use crate::query_api::wait_for_series_at;
 use crate::third_party::thanos_dir;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const START_ATTEMPTS: usize = 3;
 const LOG_TAIL_LINES: usize = 30;
 
 /// `thanos sidecar` next to a Prometheus (which must have external labels: the sidecar
@@ -160,35 +159,29 @@ async fn start_ready(
     let binary = thanos_dir().await?.join("thanos");
     let client = http_client()?;
     let log_path = dir.join("thanos.log");
-    let mut attempt = 1;
-    loop {
-        let grpc = free_pair();
-        let http = http_of(grpc);
-        let mut process = Process::spawn(name, &binary, &args(grpc, http), &log_path, dir)?;
-        let ready_url = format!("http://{http}/-/ready");
-        let ready = process
-            .wait_until(&format!("{name} /-/ready"), READY_TIMEOUT, || {
-                let (client, url) = (client.clone(), ready_url.clone());
-                async move {
-                    match client.get(&url).send().await {
-                        Ok(response) if response.status().is_success() => Ok(()),
-                        Ok(response) => Err(response.status().to_string()),
-                        Err(error) => Err(format!("{error:#}")),
-                    }
+    let (process, _, grpc) = start_on_free_ports(
+        |args| Process::spawn(name, &binary, args, &log_path, dir),
+        &format!("{name} /-/ready"),
+        READY_TIMEOUT,
+        || {
+            let grpc = free_pair();
+            (args(grpc, http_of(grpc)), grpc)
+        },
+        |grpc| {
+            let client = client.clone();
+            async move {
+                match client
+                    .get(format!("http://{}/-/ready", http_of(grpc)))
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status().is_success() => Ok(()),
+                    Ok(response) => Err(response.status().to_string()),
+                    Err(error) => Err(format!("{error:#}")),
                 }
-            })
-            .await;
-        match ready {
-            Ok(()) => return Ok((process, grpc)),
-            Err(error) => {
-                process.stop();
-                let log = process.log_tail(LOG_TAIL_LINES);
-                if attempt < START_ATTEMPTS && log.contains("address already in use") {
-                    attempt += 1;
-                    continue;
-                }
-                bail!("{name} did not start: {error:#}\n--- its log ---\n{log}");
             }
-        }
-    }
+        },
+    )
+    .await?;
+    Ok((process, grpc))
 }

@@ -9,13 +9,12 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::cluster::process::Process;
+use crate::cluster::process::{Process, start_on_free_ports};
 use crate::ports::free_addr;
 use crate::prometheus::http_client;
 use crate::query_api::wait_for_series_at;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
-const START_ATTEMPTS: usize = 3;
 const LOG_TAIL_LINES: usize = 30;
 const NOT_FOUND: &str = "victoria-metrics not found: install the Debian package \
      `victoria-metrics` (scripts/install-deps.sh does it) or set VICTORIA_METRICS_BIN";
@@ -50,56 +49,43 @@ impl VictoriaMetrics {
         std::fs::write(&config_path, serde_json::to_string_pretty(&config)?)?;
         let log_path = dir.path().join("victoria-metrics.log");
         let client = http_client()?;
-        let mut attempt = 1;
-        loop {
-            let addr = free_addr();
-            let args = vec![
-                format!("-httpListenAddr={addr}"),
-                format!("-storageDataPath={}", dir.path().join("data").display()),
-                format!("-promscrape.config={}", config_path.display()),
-                // By default the last 30 s are hidden from queries, as not yet complete;
-                // a test that waits for its first scrape would wait that long.
-                "-search.latencyOffset=0s".to_owned(),
-                // Answers must follow the exporter, not a response cache.
-                "-search.disableCache".to_owned(),
-                "-loggerLevel=WARN".to_owned(),
-            ];
-            let mut process =
-                Process::spawn("victoria-metrics", &binary, &args, &log_path, dir.path())?;
-            let health = format!("http://{addr}/health");
-            let probe_client = client.clone();
-            let ready = process
-                .wait_until("victoria-metrics /health", READY_TIMEOUT, || {
-                    let (client, health) = (probe_client.clone(), health.clone());
-                    async move {
-                        match client.get(&health).send().await {
-                            Ok(response) if response.status().is_success() => Ok(()),
-                            Ok(response) => Err(format!("{}", response.status())),
-                            Err(error) => Err(format!("{error:#}")),
-                        }
+        let (process, _, addr) = start_on_free_ports(
+            |args| Process::spawn("victoria-metrics", &binary, args, &log_path, dir.path()),
+            "victoria-metrics /health",
+            READY_TIMEOUT,
+            || {
+                let addr = free_addr();
+                let args = vec![
+                    format!("-httpListenAddr={addr}"),
+                    format!("-storageDataPath={}", dir.path().join("data").display()),
+                    format!("-promscrape.config={}", config_path.display()),
+                    // By default the last 30 s are hidden from queries, as not yet complete;
+                    // a test that waits for its first scrape would wait that long.
+                    "-search.latencyOffset=0s".to_owned(),
+                    // Answers must follow the exporter, not a response cache.
+                    "-search.disableCache".to_owned(),
+                    "-loggerLevel=WARN".to_owned(),
+                ];
+                (args, addr)
+            },
+            |addr| {
+                let client = client.clone();
+                async move {
+                    match client.get(format!("http://{addr}/health")).send().await {
+                        Ok(response) if response.status().is_success() => Ok(()),
+                        Ok(response) => Err(format!("{}", response.status())),
+                        Err(error) => Err(format!("{error:#}")),
                     }
-                })
-                .await;
-            match ready {
-                Ok(()) => {
-                    return Ok(VictoriaMetrics {
-                        process,
-                        addr,
-                        client,
-                        _dir: dir,
-                    });
                 }
-                Err(error) => {
-                    process.stop();
-                    let log = process.log_tail(LOG_TAIL_LINES);
-                    if attempt < START_ATTEMPTS && log.contains("address already in use") {
-                        attempt += 1;
-                        continue;
-                    }
-                    bail!("victoria-metrics did not start: {error:#}\n--- its log ---\n{log}");
-                }
-            }
-        }
+            },
+        )
+        .await?;
+        Ok(VictoriaMetrics {
+            process,
+            addr,
+            client,
+            _dir: dir,
+        })
     }
 
     /// `http://IP:PORT`, the root of its Prometheus-compatible API (`/api/v1/...`).

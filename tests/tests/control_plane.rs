@@ -229,6 +229,7 @@ async fn deployment_pods_run_on_a_real_node_and_scale() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane built from Go (etcd, kube-apiserver, kube-controller-manager): run through scripts/test.sh"]
 async fn rbac_applies_to_certificate_users() {
     let plane = boot("rbac", false).await;
     let bob = plane.client_for("bob", &[]).await.expect("client for bob");

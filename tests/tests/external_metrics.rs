@@ -9,6 +9,7 @@ use std::time::Duration;
 const EXTERNAL: &str = "/apis/external.metrics.k8s.io/v1beta1";
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn kube_adapter_metric_series_are_external_metrics() {
     let stack = Stack::start(
         &[("app.yaml", SEED_004)],

@@ -49,6 +49,7 @@ fn pair(namespace: &str, value: &str) -> (String, String) {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn the_flag_keeps_each_namespace_to_its_own_series() {
     let stack = Stack::start(&[], publish, "kube_adapter_metric_queue_depth", |o| {
         o.external_metrics_namespaced = true
@@ -113,6 +114,7 @@ fn lag_rules(namespaced: bool) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn a_rules_object_decides_for_the_metrics_it_records() {
     let pinned_rules = lag_rules(true);
     let stack = Stack::start(

@@ -41,6 +41,7 @@ async fn start_serving_latency_a() -> Stack {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn edits_are_served_within_a_second() {
     let stack = start_serving_latency_a().await;
     let registry = &stack.registry;
@@ -79,6 +80,7 @@ async fn edits_are_served_within_a_second() {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn broken_files_keep_their_last_good_definitions_and_hold_back_nothing_else() {
     let stack = start_serving_latency_a().await;
     let registry = &stack.registry;
@@ -128,6 +130,7 @@ async fn broken_files_keep_their_last_good_definitions_and_hold_back_nothing_els
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn a_broken_file_at_start_up_holds_back_nothing() {
     let stack = Stack::start(
         &[
@@ -144,6 +147,7 @@ async fn a_broken_file_at_start_up_holds_back_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn a_replaced_folder_stays_watched() {
     let stack = start_serving_latency_a().await;
     let registry = &stack.registry;
@@ -161,6 +165,7 @@ async fn a_replaced_folder_stays_watched() {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn a_re_pointed_symlinked_folder_is_followed() {
     let stack = Stack::start(
         &[("latency.yaml", &definition("latency_a"))],
@@ -185,6 +190,7 @@ async fn a_re_pointed_symlinked_folder_is_followed() {
 }
 
 #[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
 async fn a_config_map_update_is_served() {
     let stack = start_serving_latency_a().await;
     let registry = &stack.registry;

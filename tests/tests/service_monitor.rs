@@ -37,6 +37,7 @@ async fn token(admin: &kube::Client, namespace: &str, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the control plane and helm built from Go and prometheus-operator's ServiceMonitor CRD: run through scripts/test.sh"]
 async fn chart_service_monitor_is_accepted_and_its_account_reads_metrics() {
     metrics_registry_tests::init_test_logging();
     let plane = ControlPlane::start(ControlPlaneOptions::default())

@@ -37,7 +37,14 @@ const RULES: &[(&str, &[&str], Rule)] = &[
     ),
     (
         "authentication",
-        &["apiserver/src/auth/guard.rs"],
+        &[
+            "apiserver/src/auth/guard.rs",
+            "apiserver/src/auth/request_header.rs",
+            "apiserver/src/auth/x509.rs",
+            "apiserver/src/auth/bearer.rs",
+            "apiserver/src/auth/authorize.rs",
+            "apiserver/src/auth/middleware.rs",
+        ],
         Rule::Sentences,
     ),
     ("error type", ALL_SOURCES, Rule::Calls(&["#[error("])),

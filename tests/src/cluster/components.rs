@@ -1,11 +1,11 @@
 //! Starting the control-plane components: each one a child process with its flags, its
 //! readiness probe, and another attempt when a port was taken meanwhile.
 
-use super::process::Process;
+use super::process::{Process, start_failure, start_on_free_ports};
 use super::{ADMIN_USER, ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER};
 use super::{ClusterCerts, ControlPlane, ControlPlaneOptions, FRONT_PROXY_CLIENT_CN};
 use crate::ports::free_port;
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
 use std::future::Future;
@@ -17,11 +17,6 @@ const ETCD_TIMEOUT: Duration = Duration::from_secs(30);
 // Generous: test binaries boot one cluster per test, in parallel, on small CI machines too.
 const APISERVER_TIMEOUT: Duration = Duration::from_secs(90);
 const CONTROLLER_MANAGER_TIMEOUT: Duration = Duration::from_secs(90);
-const LOG_TAIL_LINES: usize = 40;
-// Ports come from `free_port`, so another process can take one before the component binds
-// it; only this failure is worth a retry with fresh ports.
-const PORT_IN_USE: &str = "address already in use";
-const START_ATTEMPTS: usize = 3;
 
 impl ControlPlane {
     /// Stops kube-apiserver and starts it again on the same address with the same flags —
@@ -60,7 +55,7 @@ impl ControlPlane {
                 || apiserver_ready(&admin_http, &readyz),
             )
             .await
-            .map_err(|error| failure(&apiserver, error))?;
+            .map_err(|error| start_failure(&apiserver, error))?;
         self.processes[position] = apiserver;
         Ok(started.elapsed())
     }
@@ -322,41 +317,29 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Spawns `component` with the arguments `attempt` makes and waits until `ready` (given
-    /// what `attempt` returned besides them) holds. Ports come from `free_port`, so another
-    /// process can take one before the component binds it: only that failure is worth
-    /// another attempt, with fresh ports.
+    /// Spawns `component` with the arguments `attempt` makes and waits until `ready`
+    /// holds, on fresh ports when one was taken meanwhile ([`start_on_free_ports`]).
     async fn launch<P, Fut>(
         &self,
         bin_dir: &Path,
         component: &'static str,
         what: &str,
         timeout: Duration,
-        mut attempt: impl FnMut() -> (Vec<String>, P),
+        attempt: impl FnMut() -> (Vec<String>, P),
         ready: impl Fn(P) -> Fut,
     ) -> anyhow::Result<(Process, Vec<String>, P)>
     where
         P: Clone,
         Fut: Future<Output = Result<(), String>>,
     {
-        let mut attempts = 1;
-        loop {
-            let (args, ports) = attempt();
-            let mut process = self.spawn(bin_dir, component, &args)?;
-            match process
-                .wait_until(what, timeout, || ready(ports.clone()))
-                .await
-            {
-                Ok(()) => return Ok((process, args, ports)),
-                Err(error) => {
-                    process.stop();
-                    if retry_after_port_clash(&process, &mut attempts) {
-                        continue;
-                    }
-                    return Err(failure(&process, error));
-                }
-            }
-        }
+        start_on_free_ports(
+            |args| self.spawn(bin_dir, component, args),
+            what,
+            timeout,
+            attempt,
+            ready,
+        )
+        .await
     }
 
     pub(super) fn spawn(
@@ -426,22 +409,4 @@ async fn default_service_account(service_accounts: &Api<ServiceAccount>) -> Resu
         Ok(None) => Err("not created yet".to_owned()),
         Err(error) => Err(error.to_string()),
     }
-}
-
-fn retry_after_port_clash(process: &Process, attempt: &mut usize) -> bool {
-    if *attempt < START_ATTEMPTS && process.log_tail(LOG_TAIL_LINES).contains(PORT_IN_USE) {
-        tracing::debug!(component = process.name(), attempt, "port taken, retrying");
-        *attempt += 1;
-        true
-    } else {
-        false
-    }
-}
-
-fn failure(process: &Process, error: anyhow::Error) -> anyhow::Error {
-    anyhow!(
-        "{} did not start: {error:#}\n--- last {LOG_TAIL_LINES} lines of its log ---\n{}",
-        process.name(),
-        process.log_tail(LOG_TAIL_LINES)
-    )
 }

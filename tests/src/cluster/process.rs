@@ -1,4 +1,5 @@
-//! One control-plane component run as a child process, logging to a file.
+//! A program under test run as a child process, logging to a file, and started again on
+//! fresh ports when another process took one of its ports first.
 
 use std::fs::File;
 use std::future::Future;
@@ -10,6 +11,12 @@ use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Log lines searched for a port clash and shown when a start fails.
+const LOG_TAIL_LINES: usize = 40;
+// Ports come from `free_port`, so another process can take one before the child binds
+// it; only this failure is worth a retry with fresh ports.
+const PORT_IN_USE: &str = "address already in use";
+const START_ATTEMPTS: usize = 3;
 
 pub(crate) struct Process {
     name: &'static str,
@@ -93,6 +100,53 @@ impl Process {
             kill_and_reap(child, self.name);
         }
     }
+}
+
+/// Spawns a process with the arguments `attempt` makes (with fresh ports each time) and
+/// waits until `ready`, given what `attempt` returned besides them, holds; `what` names
+/// that state in the timeout error. Only a port clash is worth another attempt.
+pub(crate) async fn start_on_free_ports<P, Fut>(
+    spawn: impl Fn(&[String]) -> anyhow::Result<Process>,
+    what: &str,
+    timeout: Duration,
+    mut attempt: impl FnMut() -> (Vec<String>, P),
+    ready: impl Fn(P) -> Fut,
+) -> anyhow::Result<(Process, Vec<String>, P)>
+where
+    P: Clone,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut attempts = 1;
+    loop {
+        let (args, ports) = attempt();
+        let mut process = spawn(&args)?;
+        match process
+            .wait_until(what, timeout, || ready(ports.clone()))
+            .await
+        {
+            Ok(()) => return Ok((process, args, ports)),
+            Err(error) => {
+                process.stop();
+                if attempts < START_ATTEMPTS
+                    && process.log_tail(LOG_TAIL_LINES).contains(PORT_IN_USE)
+                {
+                    tracing::debug!(component = process.name(), attempts, "port taken, retrying");
+                    attempts += 1;
+                    continue;
+                }
+                return Err(start_failure(&process, error));
+            }
+        }
+    }
+}
+
+/// `error` with the end of the process' log, which usually says why.
+pub(crate) fn start_failure(process: &Process, error: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} did not start: {error:#}\n--- last {LOG_TAIL_LINES} lines of its log ---\n{}",
+        process.name(),
+        process.log_tail(LOG_TAIL_LINES)
+    )
 }
 
 /// SIGKILL and reap. Sync so that Drop can use it; SIGKILL takes effect within

@@ -7,13 +7,14 @@
 //! metric group, so a change recompiles its own definition and re-decides the one or two
 //! groups it leaves or joins, never the whole table.
 
+mod entry;
+mod groups;
+
 use super::memo::ParseMemo;
-use super::{CompileOptions, Problem, Reason, Verdict, compile_metric, rules};
-use crate::definitions::{Definition, DefinitionBody, DefinitionId};
-use metrics_registry_apiserver::external::ExternalNamespacing;
-use metrics_registry_apiserver::rules::{
-    MetricGroup, MetricRule, ObjectKind, RuleTable, Scope, SlotTaken,
-};
+use super::{CompileOptions, Problem, Verdict, rules};
+use crate::definitions::{Definition, DefinitionId};
+use entry::{Before, Entry, GroupKey, Member, Unit, compile_unit};
+use metrics_registry_apiserver::rules::{RuleTable, Scope};
 use metrics_registry_crds::RuleGroup;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -50,129 +51,6 @@ impl Delta {
         self.table_changed |= other.table_changed;
         self.rules_changed |= other.rules_changed;
     }
-}
-
-/// A definition compiled on its own, before any other definition is looked at.
-#[derive(Debug)]
-enum Unit {
-    Metric {
-        metric_name: String,
-        compiled: Result<(Scope, Arc<MetricRule>), Problem>,
-    },
-    Rules(Result<Vec<String>, Problem>),
-}
-
-type GroupKey = (ObjectKind, String);
-
-/// A group member, ordered as conflicts are decided: older first (`created`), then by
-/// id, as in [`super::compile`].
-#[derive(Clone, Debug)]
-struct Member(Arc<Definition>);
-
-impl Ord for Member {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        fn created(definition: &Definition) -> &str {
-            definition.created.as_deref().unwrap_or("")
-        }
-        let (a, b) = (&self.0, &other.0);
-        created(a).cmp(created(b)).then_with(|| a.id.cmp(&b.id))
-    }
-}
-
-impl PartialOrd for Member {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Member {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for Member {}
-
-#[derive(Debug)]
-struct Entry {
-    definition: Arc<Definition>,
-    unit: Unit,
-    verdict: Verdict,
-}
-
-impl Entry {
-    fn group_key(&self) -> Option<(GroupKey, Scope)> {
-        match &self.unit {
-            Unit::Metric {
-                compiled: Ok((scope, rule)),
-                ..
-            } => Some(((rule.object, rule.metric.clone()), scope.clone())),
-            _ => None,
-        }
-    }
-
-    fn valid_rule_groups(&self) -> Option<&Vec<RuleGroup>> {
-        match (&self.unit, &self.definition.body) {
-            (Unit::Rules(Ok(_)), DefinitionBody::Rules(spec)) => Some(&spec.groups),
-            _ => None,
-        }
-    }
-
-    fn external_metrics(&self) -> &[String] {
-        match &self.unit {
-            Unit::Rules(Ok(names)) => names,
-            _ => &[],
-        }
-    }
-}
-
-struct Before {
-    verdict: Option<Verdict>,
-    rule_groups: Option<Vec<RuleGroup>>,
-}
-
-/// A definition compiled on its own; members of a group get their verdict when the
-/// group is decided.
-fn compile_unit(
-    options: CompileOptions,
-    memo: &ParseMemo,
-    definition: &Definition,
-) -> (Unit, Verdict) {
-    let id = &definition.id;
-    let unit = match &definition.body {
-        DefinitionBody::Metric(spec) => {
-            let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
-            let compiled = compile_metric(id, spec, &metric_name, options, Some(memo))
-                .map(|(scope, rule)| (scope, Arc::new(rule)));
-            Unit::Metric {
-                metric_name,
-                compiled,
-            }
-        }
-        DefinitionBody::Rules(spec) => Unit::Rules(
-            rules::validate(&spec.groups).map_err(|m| Problem::new(Reason::InvalidRule, m)),
-        ),
-    };
-    let verdict = match &unit {
-        Unit::Metric {
-            metric_name,
-            compiled: Err(problem),
-        } => Verdict {
-            problem: Some(problem.clone()),
-            metric_name: Some(metric_name.clone()),
-            ..Verdict::default()
-        },
-        Unit::Metric { .. } => Verdict::default(),
-        Unit::Rules(Ok(external)) => Verdict {
-            external_metrics: external.clone(),
-            ..Verdict::default()
-        },
-        Unit::Rules(Err(problem)) => Verdict {
-            problem: Some(problem.clone()),
-            ..Verdict::default()
-        },
-    };
-    (unit, verdict)
 }
 
 /// Definitions in, a table and verdicts out, kept up to date change by change.
@@ -358,125 +236,5 @@ impl IncrementalCompiler {
             .iter()
             .filter_map(|(id, e)| e.valid_rule_groups().map(|g| (id.clone(), g.clone())))
             .collect()
-    }
-
-    fn external_namespacing(&self) -> ExternalNamespacing {
-        let declared = self.entries.values().filter_map(|entry| {
-            let DefinitionBody::Rules(spec) = &entry.definition.body else {
-                return None;
-            };
-            let Unit::Rules(Ok(names)) = &entry.unit else {
-                return None;
-            };
-            Some((names.as_slice(), spec.external_metrics_namespaced))
-        });
-        rules::external_namespacing(self.options.external_metrics_namespaced, declared)
-    }
-
-    fn leave_group(&mut self, key: &GroupKey, scope: &Scope, member: &Member) {
-        if let Some(scopes) = self.groups.get_mut(key) {
-            if let Some(members) = scopes.get_mut(scope) {
-                members.remove(member);
-                if members.is_empty() {
-                    scopes.remove(scope);
-                }
-            }
-            if scopes.is_empty() {
-                self.groups.remove(key);
-            }
-        }
-    }
-
-    /// Returns whether the set of external names may have changed.
-    fn count_external(&mut self, names: &[String], add: bool) -> bool {
-        let mut changed = false;
-        for name in names {
-            if add {
-                let count = self.external.entry(name.clone()).or_default();
-                changed |= *count == 0;
-                *count += 1;
-            } else if let Some(count) = self.external.get_mut(name) {
-                *count -= 1;
-                if *count == 0 {
-                    self.external.remove(name);
-                    changed = true;
-                }
-            }
-        }
-        changed
-    }
-
-    /// Serves the most senior definition of each scope, marks the others `Conflict`, and
-    /// tells the cluster definition where it is overridden.
-    /// Returns the members whose verdict changed and whether the table changed.
-    fn decide_group(&mut self, key: &GroupKey) -> (Vec<DefinitionId>, bool) {
-        let (object, metric) = key;
-        let mut served = MetricGroup::default();
-        let mut verdicts: Vec<(DefinitionId, Verdict)> = Vec::new();
-        let no_members = BTreeMap::new();
-        let scopes = self.groups.get(key).unwrap_or(&no_members);
-        let overriding: Vec<String> = scopes
-            .keys()
-            .filter_map(|scope| match scope {
-                Scope::Namespace(namespace) => Some(namespace.clone()),
-                Scope::Cluster => None,
-            })
-            .collect();
-        for (scope, members) in scopes {
-            let mut winner: Option<&Arc<MetricRule>> = None;
-            for Member(definition) in members {
-                let id = &definition.id;
-                let entry = &self.entries[id];
-                let Unit::Metric {
-                    metric_name,
-                    compiled: Ok((_, rule)),
-                } = &entry.unit
-                else {
-                    unreachable!("only valid metric definitions join groups");
-                };
-                let mut verdict = Verdict {
-                    metric_name: Some(metric_name.clone()),
-                    ..Verdict::default()
-                };
-                match winner {
-                    None => {
-                        winner = Some(rule);
-                        if *scope == Scope::Cluster {
-                            verdict.overridden_in = overriding.clone();
-                        }
-                    }
-                    Some(existing) => {
-                        let taken = SlotTaken {
-                            metric: rule.metric.clone(),
-                            resource: rule.object.resource(),
-                            existing: existing.source.clone(),
-                        };
-                        verdict.problem = Some(Problem::new(Reason::Conflict, taken.to_string()));
-                    }
-                }
-                verdicts.push((id.clone(), verdict));
-            }
-            let rule = winner.expect("a scope in a group has members").clone();
-            match scope {
-                Scope::Cluster => served.cluster = Some(rule),
-                Scope::Namespace(namespace) => {
-                    served.namespaced.insert(namespace.clone(), rule);
-                }
-            }
-        }
-        let mut changed = Vec::new();
-        for (id, verdict) in verdicts {
-            let entry = self
-                .entries
-                .get_mut(&id)
-                .expect("group members are entries");
-            if entry.verdict != verdict {
-                entry.verdict = verdict;
-                changed.push(id);
-            }
-        }
-        let table_changed = self.table.group(*object, metric) != Some(&served)
-            && Arc::make_mut(&mut self.table).set_group(*object, metric, served);
-        (changed, table_changed)
     }
 }

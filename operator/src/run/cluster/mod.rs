@@ -170,7 +170,6 @@ impl ClusterMode {
     ) -> ApiState {
         let table = shared_rule_table();
         let readiness = Readiness::default();
-        let external = ExternalCatalog::new();
         let objects = ObjectCaches::new(self.kube.watch.clone(), supervisor.spawner());
         let statuses = StatusQueue::default();
         let (rules_tx, rules_rx) = watch::channel(None);
@@ -204,12 +203,6 @@ impl ClusterMode {
             }
             .run(),
         );
-        supervisor.spawner().adopt(
-            "external metrics refresher",
-            external
-                .clone()
-                .spawn_refresher(prometheus.clone(), self.external_refresh),
-        );
         ApiState {
             rules: table,
             upstream: Upstream::new(
@@ -218,9 +211,26 @@ impl ClusterMode {
                 SelfMetrics::global(),
             ),
             objects,
-            external,
+            external: self.start_external_refresher(supervisor, prometheus),
             readiness,
         }
+    }
+
+    /// The list of external metrics (`kube_adapter_metric_*` series), refreshed in the
+    /// background so that requests never wait for it; a failed refresh keeps the last list.
+    fn start_external_refresher(
+        &self,
+        supervisor: &Supervisor,
+        prometheus: &PrometheusClient,
+    ) -> Arc<ExternalCatalog> {
+        let external = ExternalCatalog::new();
+        supervisor.spawner().adopt(
+            "external metrics refresher",
+            external
+                .clone()
+                .spawn_refresher(prometheus.clone(), self.external_refresh),
+        );
+        external
     }
 
     /// Self-registration for installs without the chart: once this server answers with a
@@ -265,65 +275,105 @@ impl ClusterMode {
         let ca_bundle = serving.ca_bundle();
         // Everything started from here on stops when this function returns, however it ends.
         let mut supervisor = Supervisor::default();
-        let (stopping_tx, stopping) = watch::channel(false);
+        let (stopping, stopping_rx) = watch::channel(false);
         let (tls, guard) = self.start_auth(&supervisor, serving).await?;
-        let (leadership, mut election) = self.start_leader_election(stopping);
+        let (leadership, election) = self.start_leader_election(stopping_rx);
         let state = self
             .start_definitions(&supervisor, &leadership, &prometheus)
             .await;
         let readiness = state.readiness.clone();
         self.start_registration(&supervisor, readiness.clone(), leadership, ca_bundle);
 
-        let app = server::observed(
-            server::health_routes(state.clone()).merge(
-                server::metrics_routes(state)
-                    .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
-            ),
-        );
         tracing::info!(
             addr = %listener.local_addr()?,
             prometheus = %self.prometheus.url,
             "serving custom.metrics.k8s.io and external.metrics.k8s.io over HTTPS"
         );
         let handle = ServeHandle::new();
-        let limits = self.limits;
-        let mut server = tokio::spawn(serve_https(listener, app, tls, limits, handle.signalled()));
+        let server = tokio::spawn(serve_https(
+            listener,
+            router(state, guard),
+            tls,
+            self.limits,
+            handle.signalled(),
+        ));
+        let mut running = Running {
+            readiness,
+            stopping,
+            handle,
+            server,
+            election,
+        };
         tokio::select! {
             _ = shutdown => {}
             exit = supervisor.first_exit() => {
-                readiness.begin_shutdown();
-                handle.shutdown();
-                return Err(anyhow!("{exit}: stopping rather than serving a table nobody updates"));
+                return Err(running.abandon(anyhow!(
+                    "{exit}: stopping rather than serving a table nobody updates"
+                )));
             }
-            _ = ended(&mut election) => {
-                readiness.begin_shutdown();
-                handle.shutdown();
-                return Err(anyhow!("leader election stopped"));
+            _ = ended(&mut running.election) => {
+                return Err(running.abandon(anyhow!("leader election stopped")));
             }
-            finished = &mut server => {
+            finished = &mut running.server => {
                 return Err(anyhow!("HTTPS server stopped: {finished:?}"));
             }
         }
+        running
+            .shut_down(self.shutdown_delay, self.limits.shutdown_grace)
+            .await
+    }
+}
 
-        let (delay, grace) = (self.shutdown_delay, limits.shutdown_grace);
-        readiness.begin_shutdown();
+/// Health routes open to all; metrics routes behind authentication and authorization.
+fn router(state: ApiState, guard: Arc<Guard>) -> axum::Router {
+    server::observed(
+        server::health_routes(state.clone()).merge(
+            server::metrics_routes(state)
+                .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
+        ),
+    )
+}
+
+/// What ending a running server touches.
+struct Running {
+    readiness: Readiness,
+    /// Tells leader election to release the Lease.
+    stopping: watch::Sender<bool>,
+    handle: ServeHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    election: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops at once, on a failure: `error` is what the caller returns.
+    fn abandon(self, error: anyhow::Error) -> anyhow::Error {
+        self.readiness.begin_shutdown();
+        self.handle.shutdown();
+        error
+    }
+
+    /// What SIGTERM does: `/readyz` fails; requests are still served for `delay` while
+    /// the endpoints and the aggregator stop routing here; requests still open then get
+    /// `grace` to finish.
+    async fn shut_down(mut self, delay: Duration, grace: Duration) -> anyhow::Result<()> {
+        self.readiness.begin_shutdown();
         // The leader releases the Lease now, so another replica writes from the next retry.
-        stopping_tx.send_replace(true);
+        self.stopping.send_replace(true);
         tracing::info!(
             "shutting down: /readyz fails; still serving for {delay:?} while endpoints drop this pod"
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            finished = &mut server => return Err(anyhow!("HTTPS server stopped: {finished:?}")),
+            finished = &mut self.server => return Err(anyhow!("HTTPS server stopped: {finished:?}")),
         }
-        handle.shutdown();
-        match tokio::time::timeout(grace + Duration::from_secs(1), &mut server).await {
+        self.handle.shutdown();
+        match tokio::time::timeout(grace + Duration::from_secs(1), &mut self.server).await {
             Ok(result) => result
                 .context("HTTPS server task")?
                 .context("HTTPS server failed")?,
             Err(_) => tracing::warn!("requests still open after {grace:?}; closed"),
         }
-        if let Some(task) = election {
+        if let Some(task) = self.election {
             // Bounded: a hung API server must not hold the exit.
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
         }
@@ -342,80 +392,4 @@ async fn ended(task: &mut Option<tokio::task::JoinHandle<()>>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cluster::reviews::ClusterReviews;
-    use metrics_registry_apiserver::auth::TokenReviewer;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Instant;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    fn clients(addr: std::net::SocketAddr, timeout: Duration) -> KubeClients {
-        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
-        KubeClients::from_config(config, timeout).unwrap()
-    }
-
-    /// A "hung" API server: accepts, reads, never answers.
-    #[tokio::test]
-    async fn a_hung_api_server_fails_a_review_within_the_timeout() {
-        crate::install_crypto_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        let reviews = ClusterReviews {
-            client: clients(addr, Duration::from_millis(500)).request,
-        };
-        let started = Instant::now();
-        let result = TokenReviewer::review(&reviews, "token").await;
-        assert!(result.is_err(), "{result:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "gave up after {:?}, not minutes",
-            started.elapsed()
-        );
-    }
-
-    /// A throttling API server: every answer is 503; the request client does not retry
-    /// (kube's default would, up to 15 times with growing pauses).
-    #[tokio::test]
-    async fn a_throttling_api_server_is_asked_once() {
-        crate::install_crypto_provider();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counted = requests.clone();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let counted = counted.clone();
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 65536];
-                    while let Ok(n) = socket.read(&mut buffer).await {
-                        if n == 0 {
-                            return;
-                        }
-                        counted.fetch_add(1, Ordering::SeqCst);
-                        let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":503,"reason":"ServiceUnavailable","message":"busy"}"#;
-                        let answer = format!(
-                            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if socket.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        let reviews = ClusterReviews {
-            client: clients(addr, Duration::from_secs(5)).request,
-        };
-        let result = TokenReviewer::review(&reviews, "token").await;
-        assert!(result.is_err(), "{result:?}");
-        assert_eq!(requests.load(Ordering::SeqCst), 1, "no retries");
-    }
-}
+mod tests;

@@ -1,0 +1,45 @@
+//! Where definitions come from and how they are compiled.
+
+use crate::compiler::CompileOptions;
+use anyhow::{Context, bail};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct DefinitionArgs {
+    /// Read definitions from the YAML files of this folder instead of the cluster; changes are picked up live.
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+    /// Let namespaced definitions read series of other namespaces (off: queries are pinned to their namespace).
+    #[arg(long)]
+    pub disable_namespace_isolation: bool,
+    /// Read an external metric only from series whose `namespace` label is the namespace of
+    /// the HPA that asks, as prometheus-adapter's namespaced external rules do; a
+    /// CustomPrometheusRules' `externalMetricsNamespaced` decides for the metrics it records.
+    #[arg(long)]
+    pub external_metrics_namespaced: bool,
+    /// Write CustomPrometheusRules as Prometheus rule files into this folder (which Prometheus'
+    /// rule_files must include) and POST /-/reload to Prometheus after each change.
+    #[arg(long, value_name = "DIR")]
+    pub rules_dir: Option<PathBuf>,
+}
+
+impl DefinitionArgs {
+    pub fn compile_options(&self) -> CompileOptions {
+        CompileOptions {
+            namespace_isolation: !self.disable_namespace_isolation,
+            external_metrics_namespaced: self.external_metrics_namespaced,
+        }
+    }
+}
+
+/// The manifests folder must exist before anything is served. The path is kept as given
+/// (made absolute, symlinks not resolved) so that a re-pointed symlink is followed.
+pub fn manifests_dir(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let metadata = std::fs::metadata(path)
+        .with_context(|| format!("--manifests {}: folder not found", path.display()))?;
+    if !metadata.is_dir() {
+        bail!("--manifests {}: not a folder", path.display());
+    }
+    std::path::absolute(path).with_context(|| format!("--manifests {}", path.display()))
+}

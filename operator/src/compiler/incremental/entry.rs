@@ -1,0 +1,132 @@
+//! One definition as the incremental compiler holds it: compiled on its own, and the
+//! key of the metric group it competes in.
+
+use super::super::memo::ParseMemo;
+use super::super::{CompileOptions, Problem, Reason, Verdict, compile_metric, rules};
+use crate::definitions::{Definition, DefinitionBody};
+use metrics_registry_apiserver::rules::{MetricRule, ObjectKind, Scope};
+use metrics_registry_crds::RuleGroup;
+use std::sync::Arc;
+
+/// A definition compiled on its own, before any other definition is looked at.
+#[derive(Debug)]
+pub(super) enum Unit {
+    Metric {
+        metric_name: String,
+        compiled: Result<(Scope, Arc<MetricRule>), Problem>,
+    },
+    Rules(Result<Vec<String>, Problem>),
+}
+
+pub(super) type GroupKey = (ObjectKind, String);
+
+/// A group member, ordered as conflicts are decided: older first (`created`), then by
+/// id, as in [`crate::compiler::compile`].
+#[derive(Clone, Debug)]
+pub(super) struct Member(pub(super) Arc<Definition>);
+
+impl Ord for Member {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        fn created(definition: &Definition) -> &str {
+            definition.created.as_deref().unwrap_or("")
+        }
+        let (a, b) = (&self.0, &other.0);
+        created(a).cmp(created(b)).then_with(|| a.id.cmp(&b.id))
+    }
+}
+
+impl PartialOrd for Member {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Member {}
+
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) definition: Arc<Definition>,
+    pub(super) unit: Unit,
+    pub(super) verdict: Verdict,
+}
+
+impl Entry {
+    pub(super) fn group_key(&self) -> Option<(GroupKey, Scope)> {
+        match &self.unit {
+            Unit::Metric {
+                compiled: Ok((scope, rule)),
+                ..
+            } => Some(((rule.object, rule.metric.clone()), scope.clone())),
+            _ => None,
+        }
+    }
+
+    pub(super) fn valid_rule_groups(&self) -> Option<&Vec<RuleGroup>> {
+        match (&self.unit, &self.definition.body) {
+            (Unit::Rules(Ok(_)), DefinitionBody::Rules(spec)) => Some(&spec.groups),
+            _ => None,
+        }
+    }
+
+    pub(super) fn external_metrics(&self) -> &[String] {
+        match &self.unit {
+            Unit::Rules(Ok(names)) => names,
+            _ => &[],
+        }
+    }
+}
+
+pub(super) struct Before {
+    pub(super) verdict: Option<Verdict>,
+    pub(super) rule_groups: Option<Vec<RuleGroup>>,
+}
+
+/// A definition compiled on its own; members of a group get their verdict when the
+/// group is decided.
+pub(super) fn compile_unit(
+    options: CompileOptions,
+    memo: &ParseMemo,
+    definition: &Definition,
+) -> (Unit, Verdict) {
+    let id = &definition.id;
+    let unit = match &definition.body {
+        DefinitionBody::Metric(spec) => {
+            let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+            let compiled = compile_metric(id, spec, &metric_name, options, Some(memo))
+                .map(|(scope, rule)| (scope, Arc::new(rule)));
+            Unit::Metric {
+                metric_name,
+                compiled,
+            }
+        }
+        DefinitionBody::Rules(spec) => Unit::Rules(
+            rules::validate(&spec.groups).map_err(|m| Problem::new(Reason::InvalidRule, m)),
+        ),
+    };
+    let verdict = match &unit {
+        Unit::Metric {
+            metric_name,
+            compiled: Err(problem),
+        } => Verdict {
+            problem: Some(problem.clone()),
+            metric_name: Some(metric_name.clone()),
+            ..Verdict::default()
+        },
+        Unit::Metric { .. } => Verdict::default(),
+        Unit::Rules(Ok(external)) => Verdict {
+            external_metrics: external.clone(),
+            ..Verdict::default()
+        },
+        Unit::Rules(Err(problem)) => Verdict {
+            problem: Some(problem.clone()),
+            ..Verdict::default()
+        },
+    };
+    (unit, verdict)
+}

@@ -1,0 +1,134 @@
+//! What depends on more than one definition: which member of a metric group is served,
+//! where a cluster definition is overridden, and which external metrics exist and are
+//! namespaced.
+
+use super::super::{Problem, Reason, Verdict, rules};
+use super::IncrementalCompiler;
+use super::entry::{GroupKey, Member, Unit};
+use crate::definitions::{DefinitionBody, DefinitionId};
+use metrics_registry_apiserver::external::ExternalNamespacing;
+use metrics_registry_apiserver::rules::{MetricGroup, MetricRule, Scope, SlotTaken};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+impl IncrementalCompiler {
+    pub(super) fn external_namespacing(&self) -> ExternalNamespacing {
+        let declared = self.entries.values().filter_map(|entry| {
+            let DefinitionBody::Rules(spec) = &entry.definition.body else {
+                return None;
+            };
+            let Unit::Rules(Ok(names)) = &entry.unit else {
+                return None;
+            };
+            Some((names.as_slice(), spec.external_metrics_namespaced))
+        });
+        rules::external_namespacing(self.options.external_metrics_namespaced, declared)
+    }
+
+    pub(super) fn leave_group(&mut self, key: &GroupKey, scope: &Scope, member: &Member) {
+        if let Some(scopes) = self.groups.get_mut(key) {
+            if let Some(members) = scopes.get_mut(scope) {
+                members.remove(member);
+                if members.is_empty() {
+                    scopes.remove(scope);
+                }
+            }
+            if scopes.is_empty() {
+                self.groups.remove(key);
+            }
+        }
+    }
+
+    /// Returns whether the set of external names may have changed.
+    pub(super) fn count_external(&mut self, names: &[String], add: bool) -> bool {
+        let mut changed = false;
+        for name in names {
+            if add {
+                let count = self.external.entry(name.clone()).or_default();
+                changed |= *count == 0;
+                *count += 1;
+            } else if let Some(count) = self.external.get_mut(name) {
+                *count -= 1;
+                if *count == 0 {
+                    self.external.remove(name);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Serves the most senior definition of each scope, marks the others `Conflict`, and
+    /// tells the cluster definition where it is overridden.
+    /// Returns the members whose verdict changed and whether the table changed.
+    pub(super) fn decide_group(&mut self, key: &GroupKey) -> (Vec<DefinitionId>, bool) {
+        let (object, metric) = key;
+        let mut served = MetricGroup::default();
+        let mut verdicts: Vec<(DefinitionId, Verdict)> = Vec::new();
+        let no_members = BTreeMap::new();
+        let scopes = self.groups.get(key).unwrap_or(&no_members);
+        let overriding: Vec<String> = scopes
+            .keys()
+            .filter_map(|scope| match scope {
+                Scope::Namespace(namespace) => Some(namespace.clone()),
+                Scope::Cluster => None,
+            })
+            .collect();
+        for (scope, members) in scopes {
+            let mut winner: Option<&Arc<MetricRule>> = None;
+            for Member(definition) in members {
+                let id = &definition.id;
+                let entry = &self.entries[id];
+                let Unit::Metric {
+                    metric_name,
+                    compiled: Ok((_, rule)),
+                } = &entry.unit
+                else {
+                    unreachable!("only valid metric definitions join groups");
+                };
+                let mut verdict = Verdict {
+                    metric_name: Some(metric_name.clone()),
+                    ..Verdict::default()
+                };
+                match winner {
+                    None => {
+                        winner = Some(rule);
+                        if *scope == Scope::Cluster {
+                            verdict.overridden_in = overriding.clone();
+                        }
+                    }
+                    Some(existing) => {
+                        let taken = SlotTaken {
+                            metric: rule.metric.clone(),
+                            resource: rule.object.resource(),
+                            existing: existing.source.clone(),
+                        };
+                        verdict.problem = Some(Problem::new(Reason::Conflict, taken.to_string()));
+                    }
+                }
+                verdicts.push((id.clone(), verdict));
+            }
+            let rule = winner.expect("a scope in a group has members").clone();
+            match scope {
+                Scope::Cluster => served.cluster = Some(rule),
+                Scope::Namespace(namespace) => {
+                    served.namespaced.insert(namespace.clone(), rule);
+                }
+            }
+        }
+        let mut changed = Vec::new();
+        for (id, verdict) in verdicts {
+            let entry = self
+                .entries
+                .get_mut(&id)
+                .expect("group members are entries");
+            if entry.verdict != verdict {
+                entry.verdict = verdict;
+                changed.push(id);
+            }
+        }
+        let table_changed = self.table.group(*object, metric) != Some(&served)
+            && Arc::make_mut(&mut self.table).set_group(*object, metric, served);
+        (changed, table_changed)
+    }
+}
