@@ -2,9 +2,11 @@
 # Runs every test: chart checks, formatting, lints, unit tests, the integration tests
 # against a real Prometheus and the end-to-end tests on a real control plane and node
 # (whose binaries are built from their Go modules the first time), with the image users
-# install. Installs what it needs first. Tests that need a node run in network and
-# mount namespaces of their own (scripts/in-test-namespace.sh); a plain `cargo test`
-# lists them as ignored, with the reason.
+# install; then the benchmark's smoke run and a bounded fuzzing run. Installs what it
+# needs first. A plain `cargo test` lists every test that needs Prometheus, the Go-built
+# control plane, a node or another outside program as ignored, with the reason; this
+# script runs them all (`--include-ignored`), those that need a node in network and mount
+# namespaces of their own (scripts/in-test-namespace.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
