@@ -9,7 +9,7 @@ fn main() {
         let Ok(text) = std::str::from_utf8(data) else {
             return;
         };
-        if let Ok(found) = metrics_registry::manifests::parse_text(Path::new("fuzz.yaml"), text) {
+        if let Ok(found) = metrics_registry::sources::folder::parse_text(Path::new("fuzz.yaml"), text) {
             let definitions: Vec<_> = found.into_iter().map(|l| l.definition).collect();
             let compiled = compile(&definitions, CompileOptions::default());
             assert!(compiled.verdicts.len() <= definitions.len());

@@ -9,7 +9,7 @@
 mod read;
 mod scan;
 
-pub use read::{Located, ManifestError, read_all, read_dir, read_file};
+pub use read::{Located, ManifestError, parse_text, read_all, read_dir, read_file};
 
 use crate::compiler::{CompileOptions, IncrementalCompiler};
 use crate::definitions::DefinitionId;
