@@ -48,61 +48,14 @@ fn assert_syntax_error_at(input: &str, position: usize) {
     }
 }
 
-/// Decodes a PromQL double-quoted literal the way Prometheus' lexer and
-/// unquoting do, and insists the literal spans the whole input, so a
+/// Decodes a PromQL double-quoted literal as Prometheus' unquoting does (the parser
+/// crate's port of it), which refuses a literal that ends before its last character: a
 /// successful decode proves nothing can escape the string.
 fn promql_unquote(literal: &str) -> Result<String, String> {
-    let body = literal
-        .strip_prefix('"')
-        .ok_or_else(|| format!("no opening quote: {literal}"))?;
-    let mut bytes = Vec::new();
-    let mut chars = body.chars();
-    let mut closed = false;
-    let hex = |chars: &mut std::str::Chars<'_>, n: usize| -> Result<u32, String> {
-        let digits: String = chars.by_ref().take(n).collect();
-        if digits.len() != n {
-            return Err("short escape".to_owned());
-        }
-        u32::from_str_radix(&digits, 16).map_err(|e| e.to_string())
-    };
-    while let Some(ch) = chars.next() {
-        if closed {
-            return Err(format!("text after closing quote in {literal}"));
-        }
-        match ch {
-            '"' => closed = true,
-            '\n' => return Err("raw newline".to_owned()),
-            '\u{fffd}' => return Err("raw U+FFFD".to_owned()),
-            '\\' => {
-                let escaped = chars.next().ok_or("dangling backslash")?;
-                let decoded = match escaped {
-                    'a' => '\u{7}',
-                    'b' => '\u{8}',
-                    'f' => '\u{c}',
-                    'n' => '\n',
-                    'r' => '\r',
-                    't' => '\t',
-                    'v' => '\u{b}',
-                    '\\' => '\\',
-                    '"' => '"',
-                    'x' => {
-                        let byte = hex(&mut chars, 2)?;
-                        bytes.push(u8::try_from(byte).map_err(|e| e.to_string())?);
-                        continue;
-                    }
-                    'u' => char::from_u32(hex(&mut chars, 4)?).ok_or("bad \\u")?,
-                    'U' => char::from_u32(hex(&mut chars, 8)?).ok_or("bad \\U")?,
-                    other => return Err(format!("unknown escape \\{other}")),
-                };
-                bytes.extend_from_slice(decoded.encode_utf8(&mut [0; 4]).as_bytes());
-            }
-            other => bytes.extend_from_slice(other.encode_utf8(&mut [0; 4]).as_bytes()),
-        }
+    if !literal.starts_with('"') {
+        return Err(format!("no opening quote: {literal}"));
     }
-    if !closed {
-        return Err("unterminated".to_owned());
-    }
-    String::from_utf8(bytes).map_err(|e| e.to_string())
+    promql_parser::util::unquote_string(literal)
 }
 
 /// Splits a regex built from quoted values at unescaped `|` and removes
