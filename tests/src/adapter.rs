@@ -2,7 +2,7 @@
 //! run as a child process against a test control plane and Prometheus, and called as the
 //! aggregator calls it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use crate::cluster::ControlPlane;
 use crate::cluster::process::{Process, start_on_free_ports};
 use crate::parity::MetricsClient;
 use crate::ports::free_port;
+use crate::third_party::script_folder;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -31,40 +32,12 @@ pub async fn module_source() -> anyhow::Result<PathBuf> {
 }
 
 async fn find_build_dir() -> anyhow::Result<PathBuf> {
-    let dir = match std::env::var_os("ADAPTER_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-adapter.sh");
-            // stderr stays attached: a first build takes minutes and reports progress there.
-            let output = tokio::process::Command::new("bash")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .await
-                .with_context(|| format!("running {}", script.display()))?;
-            if !output.status.success() {
-                bail!(
-                    "{} failed with {} (its messages are above); set ADAPTER_DIR to use a build from elsewhere",
-                    script.display(),
-                    output.status
-                );
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let last = stdout
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .with_context(|| format!("{} printed no folder", script.display()))?;
-            PathBuf::from(last.trim())
-        }
-    };
-    for needed in ["adapter", "source/go.mod"] {
-        if !dir.join(needed).is_file() {
-            bail!("{needed} not found in {}", dir.display());
-        }
-    }
-    Ok(dir)
+    script_folder(
+        "ADAPTER_DIR",
+        "build-adapter.sh",
+        &["adapter", "source/go.mod"],
+    )
+    .await
 }
 
 pub struct Adapter {

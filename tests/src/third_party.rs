@@ -3,9 +3,10 @@
 //! `PrometheusRule` and `ServiceMonitor` CRDs (read from the module's files, never copied into the clone).
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use anyhow::{Context as _, bail};
+
+use crate::cluster::scripts::last_line_path;
 use tokio::sync::OnceCell;
 
 const PROMETHEUS_RULE_CRD_PATH: &str =
@@ -52,35 +53,21 @@ async fn prometheus_operator_file(path: &str) -> anyhow::Result<String> {
 
 /// `env` if set, else the folder `scripts/<script>` prints on its last line; `needed`
 /// files must be in it.
-async fn script_folder(env: &str, script: &str, needed: &[&str]) -> anyhow::Result<PathBuf> {
+pub(crate) async fn script_folder(
+    env: &str,
+    script: &str,
+    needed: &[&str],
+) -> anyhow::Result<PathBuf> {
     let dir = match std::env::var_os(env).filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => {
             let script = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../scripts")
                 .join(script);
-            // stderr stays attached: a first build takes minutes and reports progress there.
-            let output = tokio::process::Command::new("bash")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .stderr(Stdio::inherit())
-                .output()
-                .await
-                .with_context(|| format!("running {}", script.display()))?;
-            if !output.status.success() {
-                bail!(
-                    "{} failed with {} (its messages are above); set {env} to use a folder from elsewhere",
-                    script.display(),
-                    output.status
-                );
-            }
-            let stdout = String::from_utf8_lossy(&output.stdout);
-            let last = stdout
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .with_context(|| format!("{} printed no folder", script.display()))?;
-            PathBuf::from(last.trim())
+            let mut command = tokio::process::Command::new("bash");
+            command.arg(&script);
+            let hint = format!("; set {env} to use a folder from elsewhere");
+            last_line_path(command, &script, &hint).await?
         }
     };
     for file in needed {

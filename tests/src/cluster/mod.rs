@@ -11,7 +11,7 @@ mod components;
 pub mod network;
 pub mod node;
 pub(crate) mod process;
-mod scripts;
+pub(crate) mod scripts;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

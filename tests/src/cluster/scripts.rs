@@ -94,8 +94,19 @@ async fn script_output_dir(name: &str) -> anyhow::Result<PathBuf> {
             command.env(key, value);
         }
     }
+    command.arg(&script);
+    last_line_path(command, &script, "").await
+}
+
+/// Runs `command` (a script at `script`, stderr left attached: a first build takes
+/// minutes and reports progress there) and returns the path it prints on its last line.
+/// `hint` follows the failure message.
+pub(crate) async fn last_line_path(
+    mut command: tokio::process::Command,
+    script: &Path,
+    hint: &str,
+) -> anyhow::Result<PathBuf> {
     let output = command
-        .arg(&script)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -103,7 +114,7 @@ async fn script_output_dir(name: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("running {}", script.display()))?;
     if !output.status.success() {
         bail!(
-            "{} failed with {} (its messages are above)",
+            "{} failed with {} (its messages are above){hint}",
             script.display(),
             output.status
         );
