@@ -114,32 +114,15 @@ async fn a_newcomer_following_path_b_reaches_a_scaling_hpa() {
         // The cluster's processes are in this group, so a timeout can stop them all.
         .process_group(0)
         .kill_on_drop(true);
-    // What the scripts need, and nothing cargo sets for a test: a nested cargo build
-    // seeing other variables would rebuild everything.
-    command.env_clear();
-    for (key, value) in std::env::vars_os() {
-        let keep = key.to_str().is_some_and(|k| {
-            matches!(
-                k,
-                "PATH"
-                    | "HOME"
-                    | "USER"
-                    | "TMPDIR"
-                    | "XDG_CACHE_HOME"
-                    | "CARGO_HOME"
-                    | "RUSTUP_HOME"
-                    | "RUSTUP_TOOLCHAIN"
-                    | "CARGO_TARGET_DIR"
-                    | "METRICS_REGISTRY_CACHE"
-                    | "K8S_BIN_DIR"
-                    | "METRICS_REGISTRY_IMAGE_ARCHIVE"
-                    | "METRICS_REGISTRY_TEST_NETNS"
-            )
-        });
-        if keep {
-            command.env(key, value);
-        }
-    }
+    // What the scripts need, and nothing cargo sets for a test.
+    metrics_registry_tests::cluster::keep_only_build_env(
+        &mut command,
+        &[
+            "K8S_BIN_DIR",
+            "METRICS_REGISTRY_IMAGE_ARCHIVE",
+            "METRICS_REGISTRY_TEST_NETNS",
+        ],
+    );
     // Inside the test namespace nothing can be downloaded; everything is built before.
     command.env("CARGO_NET_OFFLINE", "true");
     let mut child = command.spawn().expect("bash");

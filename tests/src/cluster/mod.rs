@@ -28,7 +28,7 @@ pub use certs::{
 };
 pub use network::{ClusterNetwork, in_test_network_namespace, node_unavailable_reason};
 pub use node::{Node, PAUSE_IMAGE, WORKLOAD_IMAGE};
-pub use scripts::{binary_dir, product_image, test_images};
+pub use scripts::{binary_dir, keep_only_build_env, product_image, test_images};
 
 use process::Process;
 

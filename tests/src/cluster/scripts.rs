@@ -65,35 +65,40 @@ pub async fn product_image() -> anyhow::Result<PathBuf> {
         .cloned()
 }
 
+/// What a script that builds with cargo needs of this process' environment, plus
+/// `extra`: the variables cargo sets for a test would make a nested cargo build see a
+/// different environment and rebuild everything.
+pub fn keep_only_build_env(command: &mut tokio::process::Command, extra: &[&str]) {
+    const BUILD_ENV: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "TMPDIR",
+        "XDG_CACHE_HOME",
+        "CARGO_HOME",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_TARGET_DIR",
+        "METRICS_REGISTRY_CACHE",
+    ];
+    command.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let keep = key
+            .to_str()
+            .is_some_and(|k| BUILD_ENV.contains(&k) || extra.contains(&k));
+        if keep {
+            command.env(key, value);
+        }
+    }
+}
+
 /// Runs `scripts/<name>` and returns the path it prints on its last line.
 async fn script_output_dir(name: &str) -> anyhow::Result<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../scripts")
         .join(name);
     let mut command = tokio::process::Command::new("bash");
-    // Only what the scripts need: the variables cargo sets for a test would make a
-    // nested cargo build see a different environment and rebuild everything.
-    command.env_clear();
-    for (key, value) in std::env::vars_os() {
-        let keep = key.to_str().is_some_and(|k| {
-            matches!(
-                k,
-                "PATH"
-                    | "HOME"
-                    | "USER"
-                    | "TMPDIR"
-                    | "XDG_CACHE_HOME"
-                    | "CARGO_HOME"
-                    | "RUSTUP_HOME"
-                    | "RUSTUP_TOOLCHAIN"
-                    | "CARGO_TARGET_DIR"
-                    | "METRICS_REGISTRY_CACHE"
-            )
-        });
-        if keep {
-            command.env(key, value);
-        }
-    }
+    keep_only_build_env(&mut command, &[]);
     command.arg(&script);
     last_line_path(command, &script, "").await
 }
