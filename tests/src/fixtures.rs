@@ -298,3 +298,26 @@ spec:
       describedObject: {apiVersion: v1, kind: Service, name: command}
       target: {type: Value, value: "40"}
 "#;
+
+/// What the backend tests (VictoriaMetrics, Thanos) serve: an Object metric, a rate, and a
+/// namespaced Pods metric.
+pub const BACKEND_DEFINITIONS: &str = r#"
+apiVersion: metrics-registry.io/v1beta1
+kind: ClusterServiceMetric
+metadata: {name: latency}
+spec: {query: 'max(latency{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: ClusterServiceMetric
+metadata: {name: requests-per-second}
+spec:
+  metricName: requests_per_second
+  # irate: the last two samples, so the value is exact however the backend extrapolates
+  # rate() over a window that is not yet full of samples.
+  query: 'sum(irate(requests_total{<<.LabelMatchers>>}[10s])) by (<<.GroupBy>>)'
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: PodMetric
+metadata: {name: busy-workers, namespace: shop}
+spec: {query: 'sum(busy_workers{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}
+"#;

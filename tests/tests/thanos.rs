@@ -3,6 +3,7 @@
 //! metrics-registry sends (`--prometheus-header X-Scope-OrgID=…`) decides what it serves.
 
 use metrics_registry_tests::exporter::Exporter;
+use metrics_registry_tests::fixtures::BACKEND_DEFINITIONS;
 use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};
 use metrics_registry_tests::registry::{Answer, Registry, RegistryOptions};
 use metrics_registry_tests::thanos::{Tenancy, ThanosQuery, ThanosSidecar};
@@ -11,27 +12,6 @@ use std::time::Duration;
 
 const TENANT_HEADER: &str = "X-Scope-OrgID";
 const TENANT_LABEL: &str = "tenant_id";
-
-const DEFINITIONS: &str = r#"
-apiVersion: metrics-registry.io/v1beta1
-kind: ClusterServiceMetric
-metadata: {name: latency}
-spec: {query: 'max(latency{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}
----
-apiVersion: metrics-registry.io/v1beta1
-kind: ClusterServiceMetric
-metadata: {name: requests-per-second}
-spec:
-  metricName: requests_per_second
-  # irate: the last two samples, so the value is exact however the backend extrapolates
-  # rate() over a window that is not yet full of samples.
-  query: 'sum(irate(requests_total{<<.LabelMatchers>>}[10s])) by (<<.GroupBy>>)'
----
-apiVersion: metrics-registry.io/v1beta1
-kind: PodMetric
-metadata: {name: busy-workers, namespace: shop}
-spec: {query: 'sum(busy_workers{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}
-"#;
 
 const OBJECT: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/services/cart/latency";
 const RATE: &str =
@@ -140,7 +120,7 @@ async fn thanos_query_in_front_of_prometheus_serves_object_pods_and_external() {
         .unwrap();
     let registry = Registry::start(
         RegistryOptions::new(query.url()),
-        &[("defs.yaml", DEFINITIONS)],
+        &[("defs.yaml", BACKEND_DEFINITIONS)],
     )
     .await
     .unwrap();
@@ -234,7 +214,7 @@ async fn tenant_header_selects_what_an_enforcing_thanos_query_serves() {
         options.prometheus_headers = tenant
             .map(|t| vec![(TENANT_HEADER.to_owned(), t.to_owned())])
             .unwrap_or_default();
-        Registry::start(options, &[("defs.yaml", DEFINITIONS)])
+        Registry::start(options, &[("defs.yaml", BACKEND_DEFINITIONS)])
     };
 
     for (tenant, object, rate, pods, queue) in [

@@ -2,31 +2,11 @@
 //! exporter and metrics-registry queries its Prometheus-compatible API.
 
 use metrics_registry_tests::exporter::Exporter;
+use metrics_registry_tests::fixtures::BACKEND_DEFINITIONS;
 use metrics_registry_tests::registry::{Registry, RegistryOptions};
 use metrics_registry_tests::victoria_metrics::VictoriaMetrics;
 use serde_json::json;
 use std::time::Duration;
-
-const DEFINITIONS: &str = r#"
-apiVersion: metrics-registry.io/v1beta1
-kind: ClusterServiceMetric
-metadata: {name: latency}
-spec: {query: 'max(latency{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}
----
-apiVersion: metrics-registry.io/v1beta1
-kind: ClusterServiceMetric
-metadata: {name: requests-per-second}
-spec:
-  metricName: requests_per_second
-  # irate: the last two samples, so the value is exact however the backend extrapolates
-  # rate() over a window that is not yet full of samples.
-  query: 'sum(irate(requests_total{<<.LabelMatchers>>}[10s])) by (<<.GroupBy>>)'
----
-apiVersion: metrics-registry.io/v1beta1
-kind: PodMetric
-metadata: {name: busy-workers, namespace: shop}
-spec: {query: 'sum(busy_workers{<<.LabelMatchers>>}) by (<<.GroupBy>>)'}
-"#;
 
 fn publish(exporter: &Exporter) {
     exporter.set(
@@ -74,7 +54,7 @@ async fn object_pods_and_external_from_victoria_metrics_then_503_when_it_stops()
         .unwrap();
     let registry = Registry::start(
         RegistryOptions::new(victoria.url()),
-        &[("defs.yaml", DEFINITIONS)],
+        &[("defs.yaml", BACKEND_DEFINITIONS)],
     )
     .await
     .unwrap();
