@@ -1,7 +1,7 @@
 //! `rules` → `*Metric` definitions: one per metric name and resource the rule discovers,
 //! cluster-wide or in the chosen namespaces.
 
-use super::discovery::{self, Discovery};
+use super::discovery::Discovery;
 use super::output::{Document, object_name};
 use super::promql::{MATCHERS_SENTINEL, selectors_without_sentinel};
 use super::resources::Resource;
@@ -36,33 +36,9 @@ pub(super) fn convert_rule(
         );
         return;
     }
-    let discovered = match discovery::discover(
-        prepared.rule,
-        &prepared.naming,
-        &prepared.resources,
-        prepared.uses("Series"),
-        discovery,
-    ) {
-        Ok(discovered) => discovered,
-        Err(message) => {
-            conversion.note(origin, NoteKind::NotConverted, message);
-            return;
-        }
-    };
-    if let Some(assumption) = discovered.assumption {
-        conversion.note(origin, NoteKind::Assumed, assumption);
-    }
-    if discovered.found.is_empty() {
-        conversion.note(
-            origin,
-            NoteKind::NotConverted,
-            format!(
-                "Prometheus lists no series for seriesQuery {:?} that pass the rule's filters; the adapter serves nothing for it either",
-                prepared.rule.series_query.trim()
-            ),
-        );
+    let Some(discovered) = prepared.discover(discovery, conversion) else {
         return;
-    }
+    };
 
     let mut metrics: Vec<Metric> = Vec::new();
     let mut elsewhere: BTreeSet<String> = BTreeSet::new();

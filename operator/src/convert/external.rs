@@ -8,7 +8,7 @@
 //! (as `namespace`, which `externalMetricsNamespaced: true` matches against the HPA's
 //! namespace), and the notes say which labels a selector can still use.
 
-use super::discovery::{self, Discovery};
+use super::discovery::Discovery;
 use super::output::{Document, object_name};
 use super::promql::{self, MATCHERS_SENTINEL};
 use super::resources::Resource;
@@ -26,33 +26,9 @@ pub(super) fn convert_rule(
     conversion: &mut Conversion,
 ) {
     let origin = prepared.origin.as_str();
-    let discovered = match discovery::discover(
-        prepared.rule,
-        &prepared.naming,
-        &prepared.resources,
-        prepared.uses("Series"),
-        discovery,
-    ) {
-        Ok(discovered) => discovered,
-        Err(message) => {
-            conversion.note(origin, NoteKind::NotConverted, message);
-            return;
-        }
-    };
-    if let Some(assumption) = discovered.assumption {
-        conversion.note(origin, NoteKind::Assumed, assumption);
-    }
-    if discovered.found.is_empty() {
-        conversion.note(
-            origin,
-            NoteKind::NotConverted,
-            format!(
-                "Prometheus lists no series for seriesQuery {:?} that pass the rule's filters; the adapter serves nothing for it either",
-                prepared.rule.series_query.trim()
-            ),
-        );
+    let Some(discovered) = prepared.discover(discovery, conversion) else {
         return;
-    }
+    };
     // Names map to the last series listed, as in the adapter's external registry.
     let mut metrics: Vec<(String, Option<String>)> = Vec::new();
     for found in discovered.found {

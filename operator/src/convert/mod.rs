@@ -206,6 +206,44 @@ impl Prepared<'_> {
     fn uses(&self, field: &str) -> bool {
         template::fields(&self.query).contains(&field)
     }
+
+    /// The series the rule names, as the adapter's discovery finds them; `None`, with a
+    /// note saying why, when there are none to convert.
+    fn discover(
+        &self,
+        discovery: Discovery<'_>,
+        conversion: &mut Conversion,
+    ) -> Option<discovery::Discovered> {
+        let origin = self.origin.as_str();
+        let mut discovered = match discovery::discover(
+            self.rule,
+            &self.naming,
+            &self.resources,
+            self.uses("Series"),
+            discovery,
+        ) {
+            Ok(discovered) => discovered,
+            Err(message) => {
+                conversion.note(origin, NoteKind::NotConverted, message);
+                return None;
+            }
+        };
+        if let Some(assumption) = discovered.assumption.take() {
+            conversion.note(origin, NoteKind::Assumed, assumption);
+        }
+        if discovered.found.is_empty() {
+            conversion.note(
+                origin,
+                NoteKind::NotConverted,
+                format!(
+                    "Prometheus lists no series for seriesQuery {:?} that pass the rule's filters; the adapter serves nothing for it either",
+                    self.rule.series_query.trim()
+                ),
+            );
+            return None;
+        }
+        Some(discovered)
+    }
 }
 
 const QUERY_FIELDS: [&str; 3] = ["Series", "LabelMatchers", "GroupBy"];
