@@ -284,4 +284,6 @@ fn compile_metric(
 #[cfg(test)]
 mod incremental_tests;
 #[cfg(test)]
+mod isolation_tests;
+#[cfg(test)]
 mod tests;

@@ -2,9 +2,11 @@
 //! filled, and a namespaced definition must only read its own namespace's series.
 
 use metrics_registry_apiserver::rules::Segment;
-use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, Expr};
-use promql_parser::util::visitor::{ExprVisitorMut, walk_expr_mut};
+use promql_parser::label::{MatchOp, Matcher, Matchers};
+use promql_parser::parser::{
+    self, AggregateExpr, BinaryExpr, Call, Expr, Extension, FunctionArgs, MatrixSelector,
+    NumberLiteral, ParenExpr, StringLiteral, SubqueryExpr, UnaryExpr, VectorSelector,
+};
 
 /// The label every isolated selector is pinned to.
 pub const ISOLATION_LABEL: &str = "namespace";
@@ -54,14 +56,7 @@ pub fn isolate(segments: &[Segment], namespace: &str) -> Result<Vec<Segment>, St
     // The sentinel matcher is a plain `=""` so that the printer emits it verbatim.
     let query = fill(segments, MATCHERS_SENTINEL, GROUP_BY_SENTINEL);
     let mut expr = parse(&query)?;
-    let mut pin = Pin {
-        namespace,
-        violation: None,
-    };
-    let _ = walk_expr_mut(&mut pin, &mut expr);
-    if let Some(violation) = pin.violation {
-        return Err(violation);
-    }
+    pin_expr(&mut expr, namespace)?;
     // The printer can emit what the parser refuses (`offset 0s` for `offset 00m`, found by
     // fuzzing); what is served must parse.
     let printed = expr.to_string();
@@ -102,58 +97,113 @@ fn resplit(printed: &str) -> Vec<Segment> {
     segments
 }
 
-struct Pin<'a> {
-    namespace: &'a str,
-    violation: Option<String>,
-}
-
-impl Pin<'_> {
-    fn pin(&mut self, selector: &mut promql_parser::parser::VectorSelector) {
-        let namespace = self.namespace;
-        let mut groups: Vec<&mut Vec<Matcher>> = Vec::new();
-        if selector.matchers.or_matchers.is_empty() {
-            groups.push(&mut selector.matchers.matchers);
-        } else {
-            groups.extend(selector.matchers.or_matchers.iter_mut());
-        }
-        for group in groups {
-            let mut pinned = false;
-            for matcher in group.iter() {
-                if matcher.name != ISOLATION_LABEL {
-                    continue;
-                }
-                match matcher.op {
-                    MatchOp::Equal if matcher.value == namespace => pinned = true,
-                    _ => {
-                        self.violation.get_or_insert_with(|| {
-                            format!(
-                                "the selector matcher {}{}{:?} reads beyond namespace {namespace:?}; a namespaced definition may only read series of its own namespace",
-                                matcher.name, matcher.op, matcher.value
-                            )
-                        });
-                        return;
-                    }
-                }
+/// Pins every series selector in `expr` — wherever it sits — or says why it cannot.
+///
+/// Written as an exhaustive `match` over every `Expr` variant, destructuring every field,
+/// with no wildcard arm: a promql-parser release that adds a variant or a field that can
+/// hold an expression does not build until this function decides about it. (The parser's
+/// own visitor skipped aggregation parameters, so `topk(scalar(x{namespace="other"}), …)`
+/// went through unpinned.)
+fn pin_expr(expr: &mut Expr, namespace: &str) -> Result<(), String> {
+    match expr {
+        Expr::Aggregate(AggregateExpr {
+            op: _,
+            expr,
+            param,
+            modifier: _,
+        }) => {
+            if let Some(param) = param {
+                pin_expr(param, namespace)?;
             }
-            // Selectors carrying the request's matchers get the namespace from the
-            // request too; pinning them as well keeps the printed query safe on its own.
-            if !pinned {
-                group.push(Matcher::new(MatchOp::Equal, ISOLATION_LABEL, namespace));
-            }
+            pin_expr(expr, namespace)
         }
+        Expr::Unary(UnaryExpr { expr }) => pin_expr(expr, namespace),
+        Expr::Binary(BinaryExpr {
+            op: _,
+            lhs,
+            rhs,
+            modifier: _,
+        }) => {
+            pin_expr(lhs, namespace)?;
+            pin_expr(rhs, namespace)
+        }
+        Expr::Paren(ParenExpr { expr }) => pin_expr(expr, namespace),
+        // `offset` and `@` hold durations and times, not expressions.
+        Expr::Subquery(SubqueryExpr {
+            expr,
+            offset: _,
+            at: _,
+            range: _,
+            step: _,
+        }) => pin_expr(expr, namespace),
+        Expr::NumberLiteral(NumberLiteral { val: _ })
+        | Expr::StringLiteral(StringLiteral { val: _ }) => Ok(()),
+        Expr::VectorSelector(selector) => pin_selector(selector, namespace),
+        Expr::MatrixSelector(MatrixSelector { vs, range: _ }) => pin_selector(vs, namespace),
+        Expr::Call(Call { func, args }) => {
+            if IMPLICIT_READS.contains(&func.name) {
+                return Err(format!(
+                    "{}() reads series that no selector of the query names, so it cannot be pinned to namespace {namespace:?}; a namespaced definition may only read series of its own namespace",
+                    func.name
+                ));
+            }
+            let FunctionArgs { args } = args;
+            args.iter_mut().try_for_each(|arg| pin_expr(arg, namespace))
+        }
+        Expr::Extension(Extension { expr: _ }) => Err(format!(
+            "the query holds an expression the compiler cannot inspect, so it cannot be pinned to namespace {namespace:?}"
+        )),
     }
 }
 
-impl ExprVisitorMut for Pin<'_> {
-    type Error = ();
-    fn pre_visit(&mut self, expr: &mut Expr) -> Result<bool, ()> {
-        match expr {
-            Expr::VectorSelector(selector) => self.pin(selector),
-            Expr::MatrixSelector(matrix) => self.pin(&mut matrix.vs),
-            _ => {}
+/// Functions that read series besides those of their arguments' selectors.
+const IMPLICIT_READS: [&str; 1] = [
+    // Joins its argument with `target_info` series found by Prometheus itself.
+    "info",
+];
+
+/// Adds `namespace="<namespace>"` to each matcher group of `selector` (every `or`
+/// alternative is a group of its own), or refuses a matcher naming anything else.
+fn pin_selector(selector: &mut VectorSelector, namespace: &str) -> Result<(), String> {
+    let VectorSelector {
+        name: _,
+        matchers,
+        offset: _,
+        at: _,
+    } = selector;
+    let Matchers {
+        matchers,
+        or_matchers,
+    } = matchers;
+    // The parser moves the plain list into the alternatives when there are any; a list
+    // left beside them would still be printed, so it is pinned too.
+    let plain_is_a_group = !matchers.is_empty() || or_matchers.is_empty();
+    let groups = std::iter::once(matchers)
+        .filter(|_| plain_is_a_group)
+        .chain(or_matchers.iter_mut());
+    for group in groups {
+        let mut pinned = false;
+        for matcher in group.iter() {
+            if matcher.name != ISOLATION_LABEL {
+                continue;
+            }
+            match matcher.op {
+                MatchOp::Equal if matcher.value == namespace => pinned = true,
+                _ => {
+                    return Err(format!(
+                        "the selector matcher {}{}{:?} reads beyond namespace {namespace:?}; a namespaced definition may only read series of its own namespace",
+                        matcher.name, matcher.op, matcher.value
+                    ));
+                }
+            }
         }
-        Ok(self.violation.is_none())
+        // Selectors carrying the request's matchers get the namespace from the
+        // request too; pinning them as well keeps the printed query safe on its own.
+        if !pinned {
+            group.push(Matcher::new(MatchOp::Equal, ISOLATION_LABEL, namespace));
+        }
     }
+    Ok(())
 }
 
 /// Checks a standalone PromQL expression (recording and alerting rules).
