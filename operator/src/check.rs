@@ -150,4 +150,21 @@ mod tests {
             report.problems[1]
         );
     }
+
+    #[test]
+    fn a_selector_in_an_aggregation_parameter_is_a_namespace_escape() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("escape.yaml");
+        // The example: φ is another namespace's sum, so the value served is it.
+        std::fs::write(&file, "apiVersion: metrics-registry.io/v1beta1\nkind: ServiceMetric\nmetadata: {name: e, namespace: a}\nspec: {query: 'quantile(scalar(sum(x{namespace=\"other\"})) / 1e4, x{<<.LabelMatchers>>})'}\n").unwrap();
+        let report = check(&[file], CompileOptions::default());
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        assert!(
+            report.problems[0].contains("ServiceMetric a/e: NamespaceEscape:")
+                && report.problems[0].contains("namespace=\"other\""),
+            "{}",
+            report.problems[0]
+        );
+        assert!(report.served.is_empty());
+    }
 }
