@@ -6,6 +6,7 @@ mod incremental;
 mod memo;
 mod promql;
 mod rules;
+pub mod selectors;
 mod template;
 
 pub use incremental::{Change, Delta, IncrementalCompiler};

@@ -1,12 +1,10 @@
 //! PromQL checks with promql-parser: the template must parse once its placeholders are
 //! filled, and a namespaced definition must only read its own namespace's series.
 
+use super::selectors::{SelectorVisitor, visit_selectors};
 use metrics_registry_apiserver::rules::Segment;
 use promql_parser::label::{MatchOp, Matcher, Matchers};
-use promql_parser::parser::{
-    self, AggregateExpr, BinaryExpr, Call, Expr, Extension, FunctionArgs, MatrixSelector,
-    NumberLiteral, ParenExpr, StringLiteral, SubqueryExpr, UnaryExpr, VectorSelector,
-};
+use promql_parser::parser::{self, Expr, Function, VectorSelector};
 
 /// The label every isolated selector is pinned to.
 pub const ISOLATION_LABEL: &str = "namespace";
@@ -56,7 +54,7 @@ pub fn isolate(segments: &[Segment], namespace: &str) -> Result<Vec<Segment>, St
     // The sentinel matcher is a plain `=""` so that the printer emits it verbatim.
     let query = fill(segments, MATCHERS_SENTINEL, GROUP_BY_SENTINEL);
     let mut expr = parse(&query)?;
-    pin_expr(&mut expr, namespace)?;
+    visit_selectors(&mut expr, &mut Pin { namespace })?;
     // The printer can emit what the parser refuses (`offset 0s` for `offset 00m`, found by
     // fuzzing); what is served must parse.
     let printed = expr.to_string();
@@ -97,62 +95,33 @@ fn resplit(printed: &str) -> Vec<Segment> {
     segments
 }
 
-/// Pins every series selector in `expr` — wherever it sits — or says why it cannot.
-///
-/// Written as an exhaustive `match` over every `Expr` variant, destructuring every field,
-/// with no wildcard arm: a promql-parser release that adds a variant or a field that can
-/// hold an expression does not build until this function decides about it. (The parser's
-/// own visitor skipped aggregation parameters, so `topk(scalar(x{namespace="other"}), …)`
-/// went through unpinned.)
-fn pin_expr(expr: &mut Expr, namespace: &str) -> Result<(), String> {
-    match expr {
-        Expr::Aggregate(AggregateExpr {
-            op: _,
-            expr,
-            param,
-            modifier: _,
-        }) => {
-            if let Some(param) = param {
-                pin_expr(param, namespace)?;
-            }
-            pin_expr(expr, namespace)
+/// Pins every selector the walk reaches; refuses what cannot be pinned.
+struct Pin<'a> {
+    namespace: &'a str,
+}
+
+impl SelectorVisitor for Pin<'_> {
+    type Error = String;
+
+    fn selector(&mut self, selector: &mut VectorSelector) -> Result<(), String> {
+        pin_selector(selector, self.namespace)
+    }
+
+    fn call(&mut self, function: &Function) -> Result<(), String> {
+        if IMPLICIT_READS.contains(&function.name) {
+            return Err(format!(
+                "{}() reads series that no selector of the query names, so it cannot be pinned to namespace {:?}; a namespaced definition may only read series of its own namespace",
+                function.name, self.namespace
+            ));
         }
-        Expr::Unary(UnaryExpr { expr }) => pin_expr(expr, namespace),
-        Expr::Binary(BinaryExpr {
-            op: _,
-            lhs,
-            rhs,
-            modifier: _,
-        }) => {
-            pin_expr(lhs, namespace)?;
-            pin_expr(rhs, namespace)
-        }
-        Expr::Paren(ParenExpr { expr }) => pin_expr(expr, namespace),
-        // `offset` and `@` hold durations and times, not expressions.
-        Expr::Subquery(SubqueryExpr {
-            expr,
-            offset: _,
-            at: _,
-            range: _,
-            step: _,
-        }) => pin_expr(expr, namespace),
-        Expr::NumberLiteral(NumberLiteral { val: _ })
-        | Expr::StringLiteral(StringLiteral { val: _ }) => Ok(()),
-        Expr::VectorSelector(selector) => pin_selector(selector, namespace),
-        Expr::MatrixSelector(MatrixSelector { vs, range: _ }) => pin_selector(vs, namespace),
-        Expr::Call(Call { func, args }) => {
-            if IMPLICIT_READS.contains(&func.name) {
-                return Err(format!(
-                    "{}() reads series that no selector of the query names, so it cannot be pinned to namespace {namespace:?}; a namespaced definition may only read series of its own namespace",
-                    func.name
-                ));
-            }
-            let FunctionArgs { args } = args;
-            args.iter_mut().try_for_each(|arg| pin_expr(arg, namespace))
-        }
-        Expr::Extension(Extension { expr: _ }) => Err(format!(
-            "the query holds an expression the compiler cannot inspect, so it cannot be pinned to namespace {namespace:?}"
-        )),
+        Ok(())
+    }
+
+    fn extension(&mut self) -> Result<(), String> {
+        Err(format!(
+            "the query holds an expression the compiler cannot inspect, so it cannot be pinned to namespace {:?}",
+            self.namespace
+        ))
     }
 }
 

@@ -2,10 +2,10 @@
 //! request's label matchers from a recording rule, keeping a label through aggregations,
 //! and finding selectors a request's matchers never reach.
 
+use crate::compiler::selectors::{SelectorVisitor, visit_selectors};
 use promql_parser::label::{Labels, Matcher};
 use promql_parser::parser::value::ValueType;
-use promql_parser::parser::{self, Expr, LabelModifier};
-use promql_parser::util::visitor::{ExprVisitor, ExprVisitorMut, walk_expr, walk_expr_mut};
+use promql_parser::parser::{self, Expr, LabelModifier, VectorSelector};
 
 /// Stands in for `<<.LabelMatchers>>` so the template parses; no real query has it.
 pub const MATCHERS_SENTINEL: &str = "__metrics_registry_convert__=\"\"";
@@ -14,61 +14,50 @@ const SENTINEL_LABEL: &str = "__metrics_registry_convert__";
 /// Removes the sentinel matcher from every selector of `query` and prints the result.
 pub fn without_sentinel(query: &str) -> Result<Expr, String> {
     let mut expr = parser::parse(query).map_err(|e| e.to_string())?;
-    let _ = walk_expr_mut(&mut StripSentinel, &mut expr);
+    visit_selectors(&mut expr, &mut StripSentinel)?;
     Ok(expr)
 }
 
 struct StripSentinel;
 
-impl StripSentinel {
-    fn strip(matchers: &mut Vec<Matcher>) {
-        matchers.retain(|m| m.name != SENTINEL_LABEL);
+impl SelectorVisitor for StripSentinel {
+    type Error = String;
+    fn selector(&mut self, selector: &mut VectorSelector) -> Result<(), String> {
+        let strip = |matchers: &mut Vec<Matcher>| matchers.retain(|m| m.name != SENTINEL_LABEL);
+        strip(&mut selector.matchers.matchers);
+        selector.matchers.or_matchers.iter_mut().for_each(strip);
+        Ok(())
+    }
+    fn extension(&mut self) -> Result<(), String> {
+        Err(UNKNOWN_EXPRESSION.into())
     }
 }
 
-impl ExprVisitorMut for StripSentinel {
-    type Error = ();
-    fn pre_visit(&mut self, expr: &mut Expr) -> Result<bool, ()> {
-        let selector = match expr {
-            Expr::VectorSelector(selector) => selector,
-            Expr::MatrixSelector(matrix) => &mut matrix.vs,
-            _ => return Ok(true),
-        };
-        Self::strip(&mut selector.matchers.matchers);
-        for group in &mut selector.matchers.or_matchers {
-            Self::strip(group);
-        }
-        Ok(true)
-    }
-}
+const UNKNOWN_EXPRESSION: &str = "the query holds an expression convert cannot inspect";
 
 /// How many selectors of `query` (filled with [`MATCHERS_SENTINEL`]) lack the sentinel,
 /// i.e. read series no request narrows down.
 pub fn selectors_without_sentinel(query: &str) -> Result<usize, String> {
     struct Count(usize);
-    impl ExprVisitor for Count {
-        type Error = ();
-        fn pre_visit(&mut self, expr: &Expr) -> Result<bool, ()> {
-            let selector = match expr {
-                Expr::VectorSelector(selector) => selector,
-                Expr::MatrixSelector(matrix) => &matrix.vs,
-                _ => return Ok(true),
-            };
+    impl SelectorVisitor for Count {
+        type Error = String;
+        fn selector(&mut self, selector: &mut VectorSelector) -> Result<(), String> {
             let has = |group: &Vec<Matcher>| group.iter().any(|m| m.name == SENTINEL_LABEL);
             let reached = if selector.matchers.or_matchers.is_empty() {
                 has(&selector.matchers.matchers)
             } else {
                 selector.matchers.or_matchers.iter().all(has)
             };
-            if !reached {
-                self.0 += 1;
-            }
-            Ok(true)
+            self.0 += usize::from(!reached);
+            Ok(())
+        }
+        fn extension(&mut self) -> Result<(), String> {
+            Err(UNKNOWN_EXPRESSION.into())
         }
     }
-    let expr = parser::parse(query).map_err(|e| e.to_string())?;
+    let mut expr = parser::parse(query).map_err(|e| e.to_string())?;
     let mut count = Count(0);
-    let _ = walk_expr(&mut count, &expr);
+    visit_selectors(&mut expr, &mut count)?;
     Ok(count.0)
 }
 
@@ -216,6 +205,9 @@ mod tests {
         assert_eq!(selectors_without_sentinel(&query).unwrap(), 1);
         let query = format!("rate(a{{{MATCHERS_SENTINEL}}}[1m])");
         assert_eq!(selectors_without_sentinel(&query).unwrap(), 0);
+        // Also where the parser's own visitor never looks: an aggregation's parameter.
+        let query = format!("topk(scalar(sum(b)), a{{{MATCHERS_SENTINEL}}})");
+        assert_eq!(selectors_without_sentinel(&query).unwrap(), 1);
     }
 
     #[test]
