@@ -12,6 +12,12 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# One build folder for everything this script builds (the tests, the image's static
+# binary, the benchmark), outside the clone like the other caches, so a second run is
+# fast and every step finds the binaries where the step before put them.
+cache="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+mkdir -p "$CARGO_TARGET_DIR"
 
 echo "==> Kubernetes components, kubectl and helm (built once from their Go modules, then cached)"
 K8S_BIN_DIR="$(bash scripts/build-kubectl.sh | tail -1)"
@@ -54,11 +60,9 @@ echo "==> benchmark smoke (scripts/bench.sh --smoke: every server answers every 
 # The image's static release binary is the one measured; the load generator is the debug
 # build cargo test made, so its numbers here are not the benchmark's.
 triple="$(rustc -vV | sed -n 's/^host: //p')"
-target_dir="${CARGO_TARGET_DIR:-target}"
-METRICS_REGISTRY_BIN="$target_dir/$triple/release/metrics-registry" \
-  bash scripts/in-test-namespace.sh "$target_dir/debug/bench" --smoke 2>&1 | tee -a "$log" || status=$?
+METRICS_REGISTRY_BIN="$CARGO_TARGET_DIR/$triple/release/metrics-registry" \
+  bash scripts/in-test-namespace.sh "$CARGO_TARGET_DIR/debug/bench" --smoke 2>&1 | tee -a "$log" || status=$?
 echo "==> fuzzing (AFL++ through cargo-afl, a bounded run per target)"
-cache="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" CARGO_TARGET_DIR="$cache/target-fuzz" bash scripts/fuzz.sh 2>&1 | tee -a "$log" || status=$?
 # One total over every test binary, so the last line is not a doc-test run of zero.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i; if ($(i+1) ~ /^ignored;?$/) g += $i } }
