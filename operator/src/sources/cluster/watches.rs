@@ -51,7 +51,7 @@ async fn watch_typed<K: DefinitionResource>(
                 event
             }
             Err(error) => {
-                report(kind, &error.to_string(), &mut last_error);
+                report(kind, &error, &mut last_error);
                 SelfMetrics::global().watch_restarted(kind.name());
                 continue;
             }
@@ -73,21 +73,74 @@ async fn watch_typed<K: DefinitionResource>(
     }
 }
 
+/// What a watch error means for whoever reads the log.
+#[derive(Debug, PartialEq, Eq)]
+enum WatchTrouble {
+    /// 404: the kind's CRD is not installed.
+    CrdMissing,
+    /// 410: the resource version is too old; the watcher relists by itself.
+    Expired,
+    Other,
+}
+
+/// Decided by the API server's status code, never by the error's text.
+fn trouble(error: &watcher::Error) -> WatchTrouble {
+    let code = match error {
+        watcher::Error::InitialListFailed(error)
+        | watcher::Error::WatchStartFailed(error)
+        | watcher::Error::WatchFailed(error) => match error {
+            kube::Error::Api(status) => Some(status.code),
+            _ => None,
+        },
+        watcher::Error::WatchError(status) => Some(status.code),
+        watcher::Error::NoResourceVersion => None,
+    };
+    match code {
+        Some(404) => WatchTrouble::CrdMissing,
+        Some(410) => WatchTrouble::Expired,
+        _ => WatchTrouble::Other,
+    }
+}
+
 /// Says a watch error once per distinct error, not once per retry.
-fn report(kind: DefinitionKind, text: &str, last_error: &mut Option<String>) {
-    if last_error.as_deref() == Some(text) {
+fn report(kind: DefinitionKind, error: &watcher::Error, last_error: &mut Option<String>) {
+    let text = error.to_string();
+    if last_error.as_deref() == Some(text.as_str()) {
         return;
     }
-    if text.contains("404") || text.contains("NotFound") || text.contains("not found") {
-        tracing::error!(
+    match trouble(error) {
+        WatchTrouble::CrdMissing => tracing::error!(
             kind = kind.name(),
             "cannot watch: the CRD is not installed (`metrics-registry crds | kubectl apply -f -`): {text}"
-        );
-    } else if text.contains("Expired") || text.contains("too old resource version") {
+        ),
         // The watcher relists by itself; nothing is lost.
-        tracing::debug!(kind = kind.name(), "watch expired; relisting");
-    } else {
-        tracing::warn!(kind = kind.name(), "watch failed, retrying: {text}");
+        WatchTrouble::Expired => tracing::debug!(kind = kind.name(), "watch expired; relisting"),
+        WatchTrouble::Other => tracing::warn!(kind = kind.name(), "watch failed, retrying: {text}"),
     }
-    *last_error = Some(text.to_string());
+    *last_error = Some(text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn status(code: u16, message: &str) -> Box<Status> {
+        Box::new(Status::failure(message, "").with_code(code))
+    }
+
+    #[test]
+    fn troubles_are_told_apart_by_status_code_not_text() {
+        let missing = watcher::Error::InitialListFailed(kube::Error::Api(status(404, "")));
+        assert_eq!(trouble(&missing), WatchTrouble::CrdMissing);
+        let expired = watcher::Error::WatchError(status(410, "too old resource version"));
+        assert_eq!(trouble(&expired), WatchTrouble::Expired);
+        // A message that merely mentions 404 or "not found" is no missing CRD.
+        let other = watcher::Error::WatchError(status(500, "upstream 404: not found"));
+        assert_eq!(trouble(&other), WatchTrouble::Other);
+        assert_eq!(
+            trouble(&watcher::Error::NoResourceVersion),
+            WatchTrouble::Other
+        );
+    }
 }
