@@ -78,6 +78,7 @@ mod tests {
             object_label: object_label.into(),
             namespace_label: namespace_label.into(),
             window_seconds: None,
+            separable: true,
             source: "test".into(),
         }
     }

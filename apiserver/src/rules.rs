@@ -145,6 +145,11 @@ pub struct MetricRule {
     pub object_label: String,
     pub namespace_label: String,
     pub window_seconds: Option<i64>,
+    /// Whether the query's value for one object provably depends only on that object's
+    /// series (decided by the compiler from the parsed template), so that asking for
+    /// several objects at once answers each as asking for it alone would. Only such rules
+    /// are batched.
+    pub separable: bool,
     /// Where the rule comes from, e.g. `ServiceMetric team-a/rmq-depth`, for messages and logs.
     pub source: String,
 }

@@ -89,6 +89,7 @@ fn a_metric_of_another_namespace_is_not_revealed() {
                 object_label: "service".into(),
                 namespace_label: "namespace".into(),
                 window_seconds: None,
+                separable: true,
                 source: "ServiceMetric tenant-b/secret-sauce".into(),
             },
         )

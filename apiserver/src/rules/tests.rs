@@ -8,6 +8,7 @@ fn rule(object: ObjectKind, metric: &str, source: &str) -> MetricRule {
         object_label: object.default_label().into(),
         namespace_label: "namespace".into(),
         window_seconds: None,
+        separable: true,
         source: source.into(),
     }
 }

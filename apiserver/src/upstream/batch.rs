@@ -6,11 +6,13 @@
 //! namespace can be in the answer (the namespace matcher is the group's), and nothing
 //! of another object is handed out.
 //!
-//! A batch assumes what wildcard requests already assume: that a query's value for an
-//! object comes from that object's series (`sum by (<<.GroupBy>>) (…)`). Rules whose
-//! query has no `<<.GroupBy>>` are never batched, and an answer in which a series has
-//! no object label, or an object has several series, makes each request ask again on
-//! its own.
+//! A batch relies on the rule being *separable by object* — its value for one object
+//! depends only on that object's series — which the compiler proves from the parsed
+//! template ([`MetricRule::separable`]); rules it cannot prove it for (`… or on()
+//! vector(0)`, a share of a total, `topk` across objects) are never batched and each
+//! request asks alone. Rules whose query has no `<<.GroupBy>>` are never batched either,
+//! and an answer in which a series has no object label, or an object has several series,
+//! makes each request ask again on its own.
 
 mod values;
 
@@ -48,11 +50,12 @@ pub enum ObjectAnswer {
     Ambiguous,
 }
 
-/// Whether answers for several objects of `rule` can be told apart by the object label.
-pub(super) fn batchable(rule: &MetricRule) -> bool {
+/// Whether requests for several objects of `rule` may be asked as one query: the rule is
+/// separable by object and its answers can be told apart by the object label.
+pub fn batchable(rule: &MetricRule) -> bool {
     let names_objects =
         !(rule.object == ObjectKind::Namespace && rule.object_label == rule.namespace_label);
-    names_objects && rule.template.segments().contains(&Segment::GroupBy)
+    names_objects && rule.separable && rule.template.segments().contains(&Segment::GroupBy)
 }
 
 type BatchOutcome = Result<Arc<BatchValues>, QueryError>;

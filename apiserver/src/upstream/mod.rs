@@ -17,7 +17,7 @@ mod batch;
 #[cfg(test)]
 mod tests;
 
-pub use batch::{ObjectAnswer, ObjectRequest};
+pub use batch::{ObjectAnswer, ObjectRequest, batchable};
 
 use crate::error::ApiError;
 use crate::prometheus::{PrometheusClient, PrometheusError, Sample};

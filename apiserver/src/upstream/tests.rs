@@ -152,6 +152,7 @@ fn rule(group_by: bool) -> Arc<MetricRule> {
         object_label: "pod".into(),
         namespace_label: "namespace".into(),
         window_seconds: None,
+        separable: group_by,
         source: "test".into(),
     })
 }
@@ -314,6 +315,25 @@ async fn queries_without_group_by_are_not_batched() {
         ObjectAnswer::Ambiguous
     );
     assert!(fake.queries().is_empty());
+}
+
+#[tokio::test]
+async fn rules_not_separable_by_object_are_not_batched() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    fake.set("a", "p2", "2");
+    let upstream = upstream(&fake, NO_CACHE);
+    let rule = Arc::new(MetricRule {
+        separable: false,
+        ..(*rule(true)).clone()
+    });
+    let (one, two) = tokio::join!(
+        value(&upstream, &rule, "a", "p1"),
+        value(&upstream, &rule, "a", "p2")
+    );
+    assert_eq!(one, ObjectAnswer::Ambiguous);
+    assert_eq!(two, ObjectAnswer::Ambiguous);
+    assert!(fake.queries().is_empty(), "{:?}", fake.queries());
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! Parsing is most of what compiling costs, and generated folders repeat the same query
 //! in every namespace. This remembers, per query text, whether it parses and how it is
 //! isolated, so each distinct template is parsed once; the answers are exactly those of
-//! [`promql::validate`] and [`promql::isolate`].
+//! [`promql::validate`], [`promql::isolate`] and [`separable::separable`].
 
-use super::promql;
+use super::{promql, separable};
 use metrics_registry_apiserver::rules::Segment;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -21,6 +21,8 @@ pub struct ParseMemo {
     validated: Mutex<HashMap<ValidationKey, Result<(), String>>>,
     /// `None`: the template names a namespace itself, so isolation depends on which.
     isolated: Mutex<HashMap<Vec<Segment>, Option<Vec<Segment>>>>,
+    /// A template with its object label: whether it is separable by object.
+    separable: Mutex<HashMap<(Vec<Segment>, String), bool>>,
 }
 
 fn remember<K: std::hash::Hash + Eq, V: Clone>(
@@ -62,6 +64,13 @@ impl ParseMemo {
         );
         remember(&self.validated, key, || {
             promql::validate(segments, namespace_label, object_label)
+        })
+    }
+
+    pub fn separable(&self, segments: &[Segment], object_label: &str) -> bool {
+        let key = (segments.to_vec(), object_label.to_string());
+        remember(&self.separable, key, || {
+            separable::separable(segments, object_label)
         })
     }
 

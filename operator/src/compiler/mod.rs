@@ -7,6 +7,7 @@ mod memo;
 mod promql;
 mod rules;
 pub mod selectors;
+mod separable;
 mod template;
 
 pub use incremental::{Change, Delta, IncrementalCompiler};
@@ -256,6 +257,10 @@ fn compile_metric(
     }
     .map_err(|m| Problem::new(Reason::InvalidQuery, m))?;
 
+    let separable = match memo {
+        Some(memo) => memo.separable(&segments, &object_label),
+        None => separable::separable(&segments, &object_label),
+    };
     let scope = match &id.namespace {
         Some(namespace) if id.kind.is_namespaced() => Scope::Namespace(namespace.clone()),
         _ => Scope::Cluster,
@@ -277,6 +282,7 @@ fn compile_metric(
             object_label,
             namespace_label,
             window_seconds: spec.window_seconds,
+            separable,
             source: id.to_string(),
         },
     ))

@@ -11,12 +11,13 @@ pub const ISOLATION_LABEL: &str = "namespace";
 
 // Stand-ins that parse as PromQL wherever the placeholders may appear, and that no
 // real query contains, so they can be found again after printing.
+pub(super) const MATCHERS_SENTINEL_LABEL: &str = "__metrics_registry_label_matchers__";
 const MATCHERS_SENTINEL: &str = "__metrics_registry_label_matchers__=\"\"";
-const GROUP_BY_SENTINEL: &str = "__metrics_registry_group_by__";
+pub(super) const GROUP_BY_SENTINEL: &str = "__metrics_registry_group_by__";
 
 /// promql-parser panics on some inputs (durations too large for `std::time::Duration`,
 /// found by fuzzing); a tenant's query must never take the compiler down with it.
-fn parse(query: &str) -> Result<Expr, String> {
+pub(super) fn parse(query: &str) -> Result<Expr, String> {
     std::panic::catch_unwind(|| parser::parse(query)).unwrap_or_else(|_| {
         Err("the PromQL parser cannot handle this query (e.g. a duration too large)".to_string())
     })
@@ -32,6 +33,11 @@ fn fill(segments: &[Segment], matchers: &str, group_by: &str) -> String {
         }
     }
     out
+}
+
+/// The template with stand-ins where its placeholders are, to be found in the tree.
+pub(super) fn fill_with_sentinels(segments: &[Segment]) -> String {
+    fill(segments, MATCHERS_SENTINEL, GROUP_BY_SENTINEL)
 }
 
 /// Parses the template filled with matchers like a real request would get.
@@ -52,8 +58,7 @@ pub fn validate(
 /// other namespace and adds `namespace="<namespace>"` to the rest. Returns new segments.
 pub fn isolate(segments: &[Segment], namespace: &str) -> Result<Vec<Segment>, String> {
     // The sentinel matcher is a plain `=""` so that the printer emits it verbatim.
-    let query = fill(segments, MATCHERS_SENTINEL, GROUP_BY_SENTINEL);
-    let mut expr = parse(&query)?;
+    let mut expr = parse(&fill_with_sentinels(segments))?;
     visit_selectors(&mut expr, &mut Pin { namespace })?;
     // The printer can emit what the parser refuses (`offset 0s` for `offset 00m`, found by
     // fuzzing); what is served must parse.

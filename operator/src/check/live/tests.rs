@@ -15,6 +15,7 @@ fn rule(object: ObjectKind, object_label: &str, namespace_label: &str) -> Metric
         object_label: object_label.into(),
         namespace_label: namespace_label.into(),
         window_seconds: None,
+        separable: true,
         source: "test".into(),
     }
 }
