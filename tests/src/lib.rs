@@ -3,6 +3,7 @@
 
 pub mod adapter;
 pub mod adapter_examples;
+pub mod batchable;
 pub mod bench;
 pub mod cluster;
 pub mod cluster_mode;

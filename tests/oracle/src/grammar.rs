@@ -18,6 +18,9 @@ pub enum Dialect {
     Prometheus2,
 }
 
+/// The namespace templates escape to, or `None` for templates that name none.
+type Secret = Option<&'static str>;
+
 /// Metric names the templates read; tests give the series these names.
 pub const METRICS: [&str; 3] = ["tenant_metric", "secret_metric", "shared_metric"];
 
@@ -28,7 +31,14 @@ fn metric_name() -> BoxedStrategy<String> {
 }
 
 /// Matchers a selector may carry; the ones naming a namespace are escapes to refuse.
-fn matcher(secret: &'static str) -> BoxedStrategy<String> {
+fn matcher(secret: Secret) -> BoxedStrategy<String> {
+    let Some(secret) = secret else {
+        return prop_oneof![
+            3 => Just("<<.LabelMatchers>>".to_string()),
+            1 => Just("job=\"exporter\"".to_string()),
+        ]
+        .boxed();
+    };
     prop_oneof![
         Just("<<.LabelMatchers>>".to_string()),
         Just("job=\"exporter\"".to_string()),
@@ -40,7 +50,7 @@ fn matcher(secret: &'static str) -> BoxedStrategy<String> {
     .boxed()
 }
 
-fn matchers(dialect: Dialect, secret: &'static str) -> BoxedStrategy<String> {
+fn matchers(dialect: Dialect, secret: Secret) -> BoxedStrategy<String> {
     let plain = prop::collection::vec(matcher(secret), 0..3).prop_map(|m| m.join(","));
     match dialect {
         Dialect::Prometheus2 => plain.boxed(),
@@ -62,7 +72,7 @@ fn modifiers() -> BoxedStrategy<String> {
     .boxed()
 }
 
-fn vector_selector(dialect: Dialect, secret: &'static str) -> BoxedStrategy<String> {
+fn vector_selector(dialect: Dialect, secret: Secret) -> BoxedStrategy<String> {
     (metric_name(), matchers(dialect, secret), modifiers())
         .prop_map(|(name, matchers, modifier)| {
             if matchers.is_empty() {
@@ -74,14 +84,24 @@ fn vector_selector(dialect: Dialect, secret: &'static str) -> BoxedStrategy<Stri
         .boxed()
 }
 
-fn matrix_selector(dialect: Dialect, secret: &'static str) -> BoxedStrategy<String> {
+fn matrix_selector(dialect: Dialect, secret: Secret) -> BoxedStrategy<String> {
     (metric_name(), matchers(dialect, secret), modifiers())
         .prop_map(|(name, matchers, modifier)| format!("{name}{{{matchers}}}[5m]{modifier}"))
         .boxed()
 }
 
 /// Grouping clauses, with the placeholder the request fills with the object label.
-fn grouping() -> BoxedStrategy<String> {
+fn grouping(secret: Secret) -> BoxedStrategy<String> {
+    if secret.is_none() {
+        return prop_oneof![
+            4 => Just(" by (<<.GroupBy>>)".to_string()),
+            1 => Just(String::new()),
+            1 => Just(" by (<<.GroupBy>>, job)".to_string()),
+            1 => Just(" without (job)".to_string()),
+            1 => Just(" by (namespace)".to_string()),
+        ]
+        .boxed();
+    }
     prop_oneof![
         Just(String::new()),
         Just(" by (<<.GroupBy>>)".to_string()),
@@ -105,7 +125,7 @@ fn vector_matching() -> BoxedStrategy<String> {
 }
 
 /// A scalar-typed expression.
-pub fn scalar(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrategy<String> {
+pub fn scalar(dialect: Dialect, secret: Secret, depth: u32) -> BoxedStrategy<String> {
     let leaf = prop_oneof![
         (0u32..10_000).prop_map(|n| n.to_string()),
         Just("time()".to_string()),
@@ -126,7 +146,7 @@ pub fn scalar(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrate
     .boxed()
 }
 
-fn matrix(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrategy<String> {
+fn matrix(dialect: Dialect, secret: Secret, depth: u32) -> BoxedStrategy<String> {
     let selector = matrix_selector(dialect, secret);
     if depth == 0 {
         return selector.boxed();
@@ -137,7 +157,7 @@ fn matrix(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrategy<S
 }
 
 /// A vector-typed expression: the type of every template.
-pub fn vector(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrategy<String> {
+pub fn vector(dialect: Dialect, secret: Secret, depth: u32) -> BoxedStrategy<String> {
     let selector = vector_selector(dialect, secret);
     if depth == 0 {
         return selector.boxed();
@@ -149,7 +169,7 @@ pub fn vector(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrate
         prop::sample::select(vec![
             "sum", "avg", "min", "max", "count", "group", "stddev", "stdvar",
         ]),
-        grouping(),
+        grouping(secret),
         inner.clone(),
     )
         .prop_map(|(op, grouping, v)| format!("{op}{grouping} ({v})"));
@@ -159,12 +179,12 @@ pub fn vector(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrate
     }
     let parametric = (
         prop::sample::select(parametric_ops),
-        grouping(),
+        grouping(secret),
         number.clone(),
         inner.clone(),
     )
         .prop_map(|(op, grouping, k, v)| format!("{op}{grouping} ({k}, {v})"));
-    let count_values = (grouping(), inner.clone())
+    let count_values = (grouping(secret), inner.clone())
         .prop_map(|(grouping, v)| format!("count_values{grouping} (\"value\", {v})"));
     let arithmetic = (
         inner.clone(),
@@ -230,6 +250,23 @@ pub fn vector(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrate
         (1, inner.clone().prop_map(|v| format!("({v})")).boxed()),
         (1, inner.clone().prop_map(|v| format!("-{v}")).boxed()),
     ];
+    if secret.is_none() {
+        // The idle-object default and the share of a total.
+        forms.push((
+            2,
+            inner
+                .clone()
+                .prop_map(|v| format!("{v} or on () vector(0)"))
+                .boxed(),
+        ));
+        forms.push((
+            1,
+            inner
+                .clone()
+                .prop_map(|v| format!("{v} / on () group_left () sum({v})"))
+                .boxed(),
+        ));
+    }
     if dialect == Dialect::Parser {
         forms.push((
             1,
@@ -243,7 +280,18 @@ pub fn vector(dialect: Dialect, secret: &'static str, depth: u32) -> BoxedStrate
 
 /// A whole template: a vector expression that names the request's objects somewhere.
 pub fn template(dialect: Dialect, secret: &'static str) -> BoxedStrategy<String> {
-    vector(dialect, secret, 3)
+    whole(vector(dialect, Some(secret), 3))
+}
+
+/// A whole template that names no namespace, with more grouping by the object label and
+/// more of the joins that tie objects together (`or on () vector(0)`, a share of a
+/// total): what batching must be careful with.
+pub fn object_template(dialect: Dialect) -> BoxedStrategy<String> {
+    whole(vector(dialect, None, 3))
+}
+
+fn whole(vector: BoxedStrategy<String>) -> BoxedStrategy<String> {
+    vector
         .prop_map(|t| {
             if t.contains("<<.LabelMatchers>>") {
                 t
