@@ -10,6 +10,7 @@ use metrics_registry::convert::discovery::Discovery;
 use metrics_registry::convert::{Conversion, Options, Scope, config, convert, output};
 use metrics_registry_tests::adapter::{module_source, refusal};
 use metrics_registry_tests::adapter_examples::{Example, examples, repair_quoting};
+use metrics_registry_tests::batchable::batching;
 
 /// What converting an example gives: how many objects, and lines the notes must hold.
 struct Expected {
@@ -229,4 +230,59 @@ async fn the_sample_configuration_the_adapter_cannot_load_converts_once_its_quot
         text: repaired,
     };
     assert_checked(&example, &conversion);
+}
+
+/// Every `metricsQuery` of the adapter's examples (the sample configuration with its
+/// quoting repaired), as a cluster-wide pod metric reading one series: the share
+/// docs/performance.md states of the adapter's own rules that the server still batches.
+#[tokio::test]
+#[ignore = "needs prometheus-adapter's Go module (scripts/build-adapter.sh): run through scripts/test.sh"]
+async fn most_of_the_adapters_example_queries_stay_batched() {
+    let source = module_source()
+        .await
+        .expect("prometheus-adapter module source");
+    let mut texts: Vec<String> = examples(&source)
+        .expect("the adapter's docs")
+        .into_iter()
+        .map(|example| example.text)
+        .collect();
+    let sample = std::fs::read_to_string(source.join("docs/sample-config.yaml")).unwrap();
+    texts.push(repair_quoting(&sample));
+    let queries: Vec<String> = texts
+        .iter()
+        .filter_map(|text| config::parse(text).ok())
+        .flat_map(|(adapter_config, _)| adapter_config.rules)
+        .map(|rule| rule.metrics_query)
+        // Rules that only name series, for discovery.
+        .filter(|query| !query.trim().is_empty())
+        .collect();
+    let manifests: String = queries
+        .iter()
+        .enumerate()
+        .map(|(i, query)| {
+            let query = query.replace("<<.Series>>", "example_series");
+            format!(
+                "apiVersion: metrics-registry.io/v1beta1\nkind: ClusterPodMetric\nmetadata: {{name: example-{i}}}\nspec: {{metricName: example_{i}, query: {}}}\n---\n",
+                serde_json::Value::String(query)
+            )
+        })
+        .collect();
+    let rules = batching(&manifests);
+    let batched = rules.iter().filter(|rule| rule.batched).count();
+    println!(
+        "{batched} of the {} example queries that compile are batched ({} queries in all)",
+        rules.len(),
+        queries.len()
+    );
+    for rule in &rules {
+        println!("  batched={}: {}", rule.batched, rule.template);
+    }
+    assert!(
+        rules.len() >= 5,
+        "only {} example queries compile",
+        rules.len()
+    );
+    // Grouping by the object is what the adapter's docs teach; proving separability
+    // must keep those batched.
+    assert!(batched * 2 > rules.len(), "{rules:#?}");
 }
