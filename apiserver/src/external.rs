@@ -3,7 +3,7 @@
 //! never waits on Prometheus.
 
 use crate::prometheus::{PrometheusClient, PrometheusError};
-use crate::selector::promql_string;
+use crate::selector::{promql_string, quote_regex};
 use arc_swap::ArcSwap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,13 +20,28 @@ pub fn is_valid_external_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-/// Which external metrics a request reads only in its own namespace (prometheus-adapter's
-/// `namespaced` external rules): the server's default, and the metrics whose definitions
-/// decide otherwise.
+/// Which series of an external metric a request in namespace N reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExternalScope {
+    /// Only series whose `namespace` label is N (prometheus-adapter's namespaced external
+    /// rules; `externalMetricsNamespaced: true`, `--external-metrics-namespaced`).
+    Namespace,
+    /// Series whose `namespace` label is N, and series without one — a queue or a cloud
+    /// metric belongs to no namespace, so every namespace may read it. The default: a
+    /// workload's series never reach another namespace's HPA.
+    #[default]
+    NamespaceOrUnlabelled,
+    /// Every series, whatever its namespace (`externalMetricsNamespaced: false`,
+    /// `--external-metrics-cluster-wide`).
+    Cluster,
+}
+
+/// Which series each external metric reads: the server's default, and the metrics whose
+/// definitions decide otherwise.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExternalNamespacing {
-    /// For metrics no definition decides (`--external-metrics-namespaced`).
-    pub default: bool,
+    /// For metrics no definition decides.
+    pub default: ExternalScope,
     /// Metrics a definition pins to the request's namespace.
     pub namespaced: BTreeSet<String>,
     /// Metrics definitions open to every namespace, and none pins.
@@ -34,11 +49,11 @@ pub struct ExternalNamespacing {
 }
 
 impl ExternalNamespacing {
-    pub fn is_namespaced(&self, metric: &str) -> bool {
+    pub fn scope(&self, metric: &str) -> ExternalScope {
         if self.namespaced.contains(metric) {
-            true
+            ExternalScope::Namespace
         } else if self.cluster_wide.contains(metric) {
-            false
+            ExternalScope::Cluster
         } else {
             self.default
         }
@@ -46,16 +61,26 @@ impl ExternalNamespacing {
 }
 
 /// The query of an external metrics request: the series with the request's
-/// `labelSelector` as (already escaped) matchers, and, for a namespaced metric, the
-/// request's namespace escaped as a PromQL string.
+/// `labelSelector` as (already escaped) matchers, and the namespace matcher its scope
+/// asks for, with the request's namespace escaped (as a PromQL string, and as a regex
+/// where it is one).
 pub fn render_external_query(
     metric: &str,
     selector_matchers: &[String],
-    namespace: Option<&str>,
+    namespace: &str,
+    scope: ExternalScope,
 ) -> String {
     let mut matchers = selector_matchers.to_vec();
-    if let Some(namespace) = namespace {
-        matchers.push(format!("namespace={}", promql_string(namespace)));
+    match scope {
+        ExternalScope::Namespace => {
+            matchers.push(format!("namespace={}", promql_string(namespace)));
+        }
+        // Prometheus anchors the regex; the empty alternative is "no namespace label".
+        ExternalScope::NamespaceOrUnlabelled => matchers.push(format!(
+            "namespace=~{}",
+            promql_string(&format!("{}|", quote_regex(namespace)))
+        )),
+        ExternalScope::Cluster => {}
     }
     if matchers.is_empty() {
         format!("{EXTERNAL_PREFIX}{metric}")
@@ -146,45 +171,54 @@ mod tests {
     }
 
     #[test]
-    fn namespaced_queries_read_the_escaped_request_namespace() {
+    fn each_scope_reads_the_escaped_request_namespace() {
+        use ExternalScope::*;
         let selector = vec![r#"queue="orders""#.to_string()];
         assert_eq!(
-            render_external_query("lag", &selector, None),
+            render_external_query("lag", &selector, "team-a", Cluster),
             r#"kube_adapter_metric_lag{queue="orders"}"#
         );
         assert_eq!(
-            render_external_query("lag", &[], None),
+            render_external_query("lag", &[], "team-a", Cluster),
             "kube_adapter_metric_lag"
         );
         assert_eq!(
-            render_external_query("lag", &selector, Some("team-a")),
+            render_external_query("lag", &selector, "team-a", Namespace),
             r#"kube_adapter_metric_lag{queue="orders",namespace="team-a"}"#
         );
         assert_eq!(
-            render_external_query("lag", &[], Some("team-a")),
-            r#"kube_adapter_metric_lag{namespace="team-a"}"#
+            render_external_query("lag", &[], "team-a", NamespaceOrUnlabelled),
+            r#"kube_adapter_metric_lag{namespace=~"team-a|"}"#
         );
-        // A namespace from the URL stays one string literal, whatever it holds.
+        // A namespace from the URL stays one string literal, and one literal regex
+        // alternative, whatever it holds.
+        let hostile = r#"a"} or vector(1) or x{b=".*"#;
         assert_eq!(
-            render_external_query("lag", &[], Some(r#"a"} or vector(1) or x{b=""#)),
-            r#"kube_adapter_metric_lag{namespace="a\"} or vector(1) or x{b=\""}"#
+            render_external_query("lag", &[], hostile, Namespace),
+            r#"kube_adapter_metric_lag{namespace="a\"} or vector(1) or x{b=\".*"}"#
+        );
+        assert_eq!(
+            render_external_query("lag", &[], hostile, NamespaceOrUnlabelled),
+            r#"kube_adapter_metric_lag{namespace=~"a\"\\} or vector\\(1\\) or x\\{b=\"\\.\\*|"}"#
         );
     }
 
     #[test]
     fn a_definition_decides_before_the_default_and_pinning_wins() {
         let mut namespacing = ExternalNamespacing {
-            default: false,
+            default: ExternalScope::NamespaceOrUnlabelled,
             namespaced: ["pinned".to_string()].into(),
             cluster_wide: ["open".to_string()].into(),
         };
-        assert!(namespacing.is_namespaced("pinned"));
-        assert!(!namespacing.is_namespaced("open"));
-        assert!(!namespacing.is_namespaced("undeclared"));
-        namespacing.default = true;
-        assert!(namespacing.is_namespaced("pinned"));
-        assert!(!namespacing.is_namespaced("open"));
-        assert!(namespacing.is_namespaced("undeclared"));
+        assert_eq!(namespacing.scope("pinned"), ExternalScope::Namespace);
+        assert_eq!(namespacing.scope("open"), ExternalScope::Cluster);
+        assert_eq!(
+            namespacing.scope("undeclared"),
+            ExternalScope::NamespaceOrUnlabelled
+        );
+        namespacing.default = ExternalScope::Cluster;
+        assert_eq!(namespacing.scope("pinned"), ExternalScope::Namespace);
+        assert_eq!(namespacing.scope("undeclared"), ExternalScope::Cluster);
     }
 
     #[test]

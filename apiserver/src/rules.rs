@@ -4,7 +4,7 @@
 //! (an `ArcSwap`), so request handlers read it without locks and never see a
 //! half-applied change.
 
-use crate::external::ExternalNamespacing;
+use crate::external::{ExternalNamespacing, ExternalScope};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -280,10 +280,9 @@ impl RuleTable {
         &self.external_namespacing
     }
 
-    /// Whether a request for external metric `metric` reads only the series of its own
-    /// namespace.
-    pub fn external_namespaced(&self, metric: &str) -> bool {
-        self.external_namespacing.is_namespaced(metric)
+    /// Which series a request for external metric `metric` reads.
+    pub fn external_scope(&self, metric: &str) -> ExternalScope {
+        self.external_namespacing.scope(metric)
     }
 
     /// Precedence: the namespaced definition in `namespace`, else the cluster one.

@@ -36,8 +36,10 @@ pub struct CustomPrometheusRulesSpec {
     /// Whether the external metrics these rules record are read only in the namespace of
     /// the HPA that asks: `true` adds `namespace="<its namespace>"` to every request's
     /// query (as prometheus-adapter's namespaced external rules do), `false` reads the
-    /// series of every namespace. Unset: the server's `--external-metrics-namespaced`
-    /// decides. When objects disagree about one metric, `true` wins.
+    /// series of every namespace. Unset: the server decides — by default the HPA's own
+    /// namespace and series without a `namespace` label; `--external-metrics-namespaced`
+    /// and `--external-metrics-cluster-wide` change that. When objects disagree about one
+    /// metric, `true` wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_metrics_namespaced: Option<bool>,
 }

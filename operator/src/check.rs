@@ -7,7 +7,7 @@ use crate::compiler::{CompileOptions, compile};
 use crate::definitions::{DefinitionBody, DefinitionId};
 use crate::sources::folder as manifests;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use metrics_registry_apiserver::external::EXTERNAL_PREFIX;
+use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
 use metrics_registry_apiserver::rules::{MetricRule, RuleTable};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,7 +38,7 @@ pub enum Serves {
     External {
         metric: String,
         expr: String,
-        namespaced: bool,
+        scope: ExternalScope,
     },
 }
 
@@ -102,7 +102,7 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
                     report.served.push(served(Serves::External {
                         metric: metric.to_string(),
                         expr,
-                        namespaced: compiled.table.external_namespaced(metric),
+                        scope: compiled.table.external_scope(metric),
                     }));
                 }
             }

@@ -2,7 +2,7 @@
 //! manifest folder the test writes to — the same `Standalone::serve` the binary runs.
 
 use anyhow::{Context, bail};
-use metrics_registry::compiler::CompileOptions;
+use metrics_registry::compiler::{CompileOptions, ExternalScope};
 use metrics_registry::run::{PrometheusConfig, Standalone};
 use metrics_registry_apiserver::serve::ServeLimits;
 use serde_json::Value;
@@ -19,8 +19,9 @@ pub struct RegistryOptions {
     pub prometheus_timeout: Duration,
     pub prometheus_max_response_bytes: usize,
     pub namespace_isolation: bool,
-    /// `--external-metrics-namespaced`.
-    pub external_metrics_namespaced: bool,
+    /// `--external-metrics-namespaced` (`Namespace`), `--external-metrics-cluster-wide`
+    /// (`Cluster`) or neither.
+    pub external_scope: ExternalScope,
     pub external_refresh: Duration,
     pub rules_dir: Option<std::path::PathBuf>,
     /// Sent with every request to Prometheus (`--prometheus-header NAME=VALUE`).
@@ -39,7 +40,7 @@ impl RegistryOptions {
             prometheus_max_response_bytes:
                 metrics_registry_apiserver::prometheus::DEFAULT_MAX_RESPONSE_BYTES,
             namespace_isolation: true,
-            external_metrics_namespaced: false,
+            external_scope: ExternalScope::default(),
             external_refresh: Duration::from_millis(500),
             rules_dir: None,
             prometheus_headers: Vec::new(),
@@ -114,7 +115,7 @@ impl Registry {
             prometheus,
             options: CompileOptions {
                 namespace_isolation: options.namespace_isolation,
-                external_metrics_namespaced: options.external_metrics_namespaced,
+                external_scope: options.external_scope,
             },
             external_refresh: options.external_refresh,
             rules_dir: options.rules_dir.clone(),

@@ -1,8 +1,11 @@
-//! External metrics pinned to the asking HPA's namespace, against a real Prometheus:
-//! with `--external-metrics-namespaced` (or a `CustomPrometheusRules` with
-//! `externalMetricsNamespaced: true`) namespace team-a reads only its own
-//! `kube_adapter_metric_*` series; without it, every namespace's.
+//! External metrics kept to the asking HPA's namespace, against a real Prometheus: by
+//! default namespace team-a reads its own `kube_adapter_metric_*` series and those with
+//! no `namespace` label (a cloud queue); with `--external-metrics-namespaced` (or a
+//! `CustomPrometheusRules` with `externalMetricsNamespaced: true`) only its own; with
+//! `--external-metrics-cluster-wide` (or `externalMetricsNamespaced: false`) every
+//! namespace's.
 
+use metrics_registry::compiler::ExternalScope;
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::registry::{Answer, Registry, RegistryOptions};
 use metrics_registry_tests::stack::Stack;
@@ -24,6 +27,12 @@ fn publish(exporter: &Exporter) {
             depth * 10.0,
         );
     }
+    // A queue of no namespace, e.g. a cloud queue's depth.
+    exporter.set(
+        "kube_adapter_metric_queue_depth",
+        &[("queue", "cloud")],
+        5.0,
+    );
 }
 
 /// (namespace label, value) of every item, sorted.
@@ -50,30 +59,39 @@ fn pair(namespace: &str, value: &str) -> (String, String) {
 
 #[tokio::test]
 #[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
-async fn the_flag_keeps_each_namespace_to_its_own_series() {
-    let stack = Stack::start(&[], publish, "kube_adapter_metric_queue_depth", |o| {
-        o.external_metrics_namespaced = true
-    })
-    .await
-    .unwrap();
-    let pinned = &stack.registry;
-    let open = Registry::start(RegistryOptions::new(stack.prometheus.url()), &[])
+async fn each_namespace_reads_its_own_series_and_those_of_no_namespace() {
+    let stack = Stack::start(&[], publish, "kube_adapter_metric_queue_depth", |_| {})
         .await
         .unwrap();
+    let default = &stack.registry;
+    let with_scope = |scope| {
+        let mut options = RegistryOptions::new(stack.prometheus.url());
+        options.external_scope = scope;
+        Registry::start(options, &[])
+    };
+    let strict = with_scope(ExternalScope::Namespace).await.unwrap();
+    let open = with_scope(ExternalScope::Cluster).await.unwrap();
     let depth = |namespace: &str| format!("{EXTERNAL}/namespaces/{namespace}/queue_depth");
+    let none = || pair("<none>", "5");
 
+    // The default: team-a's queue and the cloud queue, never team-b's.
     assert_eq!(
-        items(&pinned.get(&depth("team-a")).await),
+        items(&default.get(&depth("team-a")).await),
+        vec![none(), pair("team-a", "3")]
+    );
+    assert_eq!(
+        items(&default.get(&depth("team-b")).await),
+        vec![none(), pair("team-b", "40")]
+    );
+    // --external-metrics-namespaced: only the namespace's own.
+    assert_eq!(
+        items(&strict.get(&depth("team-a")).await),
         vec![pair("team-a", "3")]
     );
-    assert_eq!(
-        items(&pinned.get(&depth("team-b")).await),
-        vec![pair("team-b", "40")]
-    );
-    // Without the flag, team-a reads team-b's queue too.
+    // --external-metrics-cluster-wide: team-a reads team-b's queue too.
     assert_eq!(
         items(&open.get(&depth("team-a")).await),
-        vec![pair("team-a", "3"), pair("team-b", "40")]
+        vec![none(), pair("team-a", "3"), pair("team-b", "40")]
     );
 
     // A selector naming another namespace narrows further; it never widens.
@@ -81,18 +99,33 @@ async fn the_flag_keeps_each_namespace_to_its_own_series() {
         "{}?labelSelector=namespace%3Dteam-b,queue%3Dorders",
         depth("team-a")
     );
-    assert_eq!(items(&pinned.get(&across).await), vec![]);
+    assert_eq!(items(&default.get(&across).await), vec![]);
+    assert_eq!(items(&strict.get(&across).await), vec![]);
     assert_eq!(items(&open.get(&across).await), vec![pair("team-b", "40")]);
 
-    // A namespace with no series of a known metric: an empty list, as with no data.
-    assert_eq!(items(&pinned.get(&depth("team-c")).await), vec![]);
+    // A namespace with no series of its own still reads the cloud queue by default.
+    assert_eq!(items(&default.get(&depth("team-c")).await), vec![none()]);
+    assert_eq!(items(&strict.get(&depth("team-c")).await), vec![]);
 
-    // The namespace from the URL is escaped: an attempt to close the string and add an
-    // `or` reading team-b stays one (non-existent) namespace name.
-    let hostile = "team-a%22%7D%20or%20kube_adapter_metric_queue_depth%7Bnamespace%3D%22team-b";
-    let answer = pinned.get(&depth(hostile)).await;
-    assert_eq!(items(&answer), vec![], "{}", answer.body);
+    // The namespace from the URL is escaped: attempts to close the string (or widen the
+    // regex) and read team-b stay one non-existent namespace name.
+    for hostile in [
+        "team-a%22%7D%20or%20kube_adapter_metric_queue_depth%7Bnamespace%3D%22team-b",
+        "team-.%2A",
+        "team-b%7Cteam-a",
+    ] {
+        for registry in [default, &strict] {
+            let answer = registry.get(&depth(hostile)).await;
+            let read: Vec<(String, String)> = items(&answer);
+            assert!(
+                read.iter().all(|(namespace, _)| namespace == "<none>"),
+                "{hostile}: {}",
+                answer.body
+            );
+        }
+    }
 
+    strict.stop().await;
     open.stop().await;
     stack.registry.stop().await;
 }
@@ -135,10 +168,10 @@ async fn a_rules_object_decides_for_the_metrics_it_records() {
         .await;
     assert!(recorded.is_ok(), "{recorded:?}");
     assert_eq!(items(&registry.get(&lag).await), vec![pair("team-a", "30")]);
-    // A metric no object decides for follows the flag, off here.
+    // A metric no object decides for follows the server's default.
     assert_eq!(
         items(&registry.get(&depth).await),
-        vec![pair("team-a", "3"), pair("team-b", "40")]
+        vec![pair("<none>", "5"), pair("team-a", "3")]
     );
 
     // The same object set to false opens the metric to every namespace, live.

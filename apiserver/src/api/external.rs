@@ -26,9 +26,9 @@ pub async fn external_metric(
     let matchers = selector
         .to_promql_matchers()
         .map_err(|error| ApiError::bad_request(format!("invalid labelSelector: {error}")))?;
-    // A namespaced metric reads only the series of the asking HPA's namespace.
-    let pinned = state.rules.load().external_namespaced(metric);
-    let query = render_external_query(metric, &matchers, pinned.then_some(*namespace));
+    // By default a request reads its own namespace's series and those of no namespace.
+    let scope = state.rules.load().external_scope(metric);
+    let query = render_external_query(metric, &matchers, namespace, scope);
     let samples = state.upstream.query(&query).await.map_err(|error| {
         tracing::warn!(%error, query = %query, "Prometheus query failed");
         ApiError::from(error)

@@ -1,6 +1,6 @@
 //! Where definitions come from and how they are compiled.
 
-use crate::compiler::CompileOptions;
+use crate::compiler::{CompileOptions, ExternalScope};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -14,10 +14,16 @@ pub struct DefinitionArgs {
     #[arg(long)]
     pub disable_namespace_isolation: bool,
     /// Read an external metric only from series whose `namespace` label is the namespace of
-    /// the HPA that asks, as prometheus-adapter's namespaced external rules do; a
-    /// CustomPrometheusRules' `externalMetricsNamespaced` decides for the metrics it records.
-    #[arg(long)]
+    /// the HPA that asks, as prometheus-adapter's namespaced external rules do (by default
+    /// series without a `namespace` label are read too); a CustomPrometheusRules'
+    /// `externalMetricsNamespaced` decides for the metrics it records.
+    #[arg(long, conflicts_with = "external_metrics_cluster_wide")]
     pub external_metrics_namespaced: bool,
+    /// Let an HPA read an external metric's series of every namespace, as before namespacing
+    /// was the default (by default: its own namespace's series and those without a
+    /// `namespace` label).
+    #[arg(long)]
+    pub external_metrics_cluster_wide: bool,
     /// Write CustomPrometheusRules as Prometheus rule files into this folder (which Prometheus'
     /// rule_files must include) and POST /-/reload to Prometheus after each change.
     #[arg(long, value_name = "DIR")]
@@ -28,7 +34,13 @@ impl DefinitionArgs {
     pub fn compile_options(&self) -> CompileOptions {
         CompileOptions {
             namespace_isolation: !self.disable_namespace_isolation,
-            external_metrics_namespaced: self.external_metrics_namespaced,
+            external_scope: if self.external_metrics_namespaced {
+                ExternalScope::Namespace
+            } else if self.external_metrics_cluster_wide {
+                ExternalScope::Cluster
+            } else {
+                ExternalScope::NamespaceOrUnlabelled
+            },
         }
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::compiler::ExternalScope;
 use metrics_registry_apiserver::auth::CacheTtls;
 use metrics_registry_apiserver::prometheus::QueryMethod;
 use metrics_registry_apiserver::upstream::QueryOptions;
@@ -83,9 +84,25 @@ fn external_metrics_namespaced_reaches_the_compiler() {
         };
         args.definitions.compile_options()
     };
-    assert!(!parse(&[]).external_metrics_namespaced);
+    assert_eq!(
+        parse(&[]).external_scope,
+        ExternalScope::NamespaceOrUnlabelled
+    );
     let options = parse(&["--external-metrics-namespaced"]);
-    assert!(options.external_metrics_namespaced && options.namespace_isolation);
+    assert!(options.external_scope == ExternalScope::Namespace && options.namespace_isolation);
+    assert_eq!(
+        parse(&["--external-metrics-cluster-wide"]).external_scope,
+        ExternalScope::Cluster
+    );
+    let both = Cli::try_parse_from([
+        "metrics-registry",
+        "run",
+        "--manifests",
+        "defs",
+        "--external-metrics-namespaced",
+        "--external-metrics-cluster-wide",
+    ]);
+    assert!(both.is_err());
 }
 
 #[test]

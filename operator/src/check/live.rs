@@ -5,7 +5,7 @@
 //! record, since Prometheus has not loaded them yet in CI.
 
 use super::{Served, Serves};
-use metrics_registry_apiserver::external::EXTERNAL_PREFIX;
+use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
 use metrics_registry_apiserver::prometheus::{PrometheusClient, Sample};
 use metrics_registry_apiserver::quantity::milli_quantity;
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
@@ -129,16 +129,18 @@ impl<'a> SampleRequest<'a> {
             Serves::External {
                 metric,
                 expr,
-                namespaced,
+                scope,
             } => SampleRequest {
                 served: &item.what,
                 namespace: None,
                 asks: format!(
                     "external metric {metric}, the series {EXTERNAL_PREFIX}{metric} would hold ({})",
-                    if *namespaced {
-                        "namespaced: an HPA reads only those of its own namespace"
-                    } else {
-                        "an HPA in any namespace reads them all"
+                    match scope {
+                        ExternalScope::Namespace =>
+                            "namespaced: an HPA reads only those of its own namespace",
+                        ExternalScope::NamespaceOrUnlabelled =>
+                            "an HPA reads those of its own namespace and those without a namespace label",
+                        ExternalScope::Cluster => "an HPA in any namespace reads them all",
                     }
                 ),
                 query: expr.clone(),
@@ -151,9 +153,7 @@ impl<'a> SampleRequest<'a> {
             Serves::Metric(rule) => {
                 metric_outcome(rule, self.namespace.as_deref(), samples, max_lines)
             }
-            Serves::External { namespaced, .. } => {
-                external_outcome(*namespaced, samples, max_lines)
-            }
+            Serves::External { scope, .. } => external_outcome(*scope, samples, max_lines),
         }
     }
 }
@@ -281,7 +281,7 @@ fn metric_outcome(
     Outcome::Data { lines, remarks }
 }
 
-fn external_outcome(namespaced: bool, samples: &[Sample], max_lines: usize) -> Outcome {
+fn external_outcome(scope: ExternalScope, samples: &[Sample], max_lines: usize) -> Outcome {
     if samples.is_empty() {
         return Outcome::NoData("Prometheus returned no series for this expression".to_string());
     }
@@ -298,7 +298,7 @@ fn external_outcome(namespaced: bool, samples: &[Sample], max_lines: usize) -> O
             format!("{{{}}}: {}", labels.join(","), value_text(sample))
         })
         .collect();
-    if namespaced {
+    if scope == ExternalScope::Namespace {
         let without = samples
             .iter()
             .filter(|s| !s.labels.contains("namespace"))

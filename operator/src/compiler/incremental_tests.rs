@@ -106,11 +106,15 @@ proptest! {
     fn incremental_equals_full_compile(
         batches in prop::collection::vec(prop::collection::vec(change(), 1..6), 1..12),
         isolation in any::<bool>(),
-        external_namespaced in any::<bool>(),
+        external_scope in prop::sample::select(vec![
+            ExternalScope::Namespace,
+            ExternalScope::NamespaceOrUnlabelled,
+            ExternalScope::Cluster,
+        ]),
     ) {
         let options = CompileOptions {
             namespace_isolation: isolation,
-            external_metrics_namespaced: external_namespaced,
+            external_scope,
         };
         let mut compiler = IncrementalCompiler::new(options);
         let mut current: BTreeMap<DefinitionId, Definition> = BTreeMap::new();

@@ -15,6 +15,7 @@ pub use incremental::{Change, Delta, IncrementalCompiler};
 pub use promql::ISOLATION_LABEL;
 
 use crate::definitions::{Definition, DefinitionBody, DefinitionId};
+pub use metrics_registry_apiserver::external::ExternalScope;
 use metrics_registry_apiserver::rules::{
     MetricRule, ObjectKind, QueryTemplate, RuleTable, Scope, Segment,
 };
@@ -81,17 +82,16 @@ impl Verdict {
 pub struct CompileOptions {
     /// Pin namespaced definitions to their namespace (on unless turned off by a flag).
     pub namespace_isolation: bool,
-    /// Read external metrics only in the requesting HPA's namespace unless a
-    /// `CustomPrometheusRules` declaring the metric says otherwise (off unless a flag
-    /// turns it on).
-    pub external_metrics_namespaced: bool,
+    /// Which series an external metric reads unless a `CustomPrometheusRules` declaring
+    /// it says otherwise: by default the asking HPA's namespace and no namespace.
+    pub external_scope: ExternalScope,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
         CompileOptions {
             namespace_isolation: true,
-            external_metrics_namespaced: false,
+            external_scope: ExternalScope::default(),
         }
     }
 }
@@ -183,7 +183,7 @@ pub fn compile(definitions: &[Definition], options: CompileOptions) -> Compiled 
             spec.external_metrics_namespaced,
         ))
     });
-    let namespacing = rules::external_namespacing(options.external_metrics_namespaced, declared);
+    let namespacing = rules::external_namespacing(options.external_scope, declared);
     compiled.table.set_external_namespacing(namespacing);
     compiled
 }

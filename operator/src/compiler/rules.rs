@@ -3,7 +3,7 @@
 use super::promql;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::external::{
-    EXTERNAL_PREFIX, ExternalNamespacing, is_valid_external_name,
+    EXTERNAL_PREFIX, ExternalNamespacing, ExternalScope, is_valid_external_name,
 };
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_crds::RuleGroup;
@@ -102,7 +102,7 @@ pub fn validate(groups: &[RuleGroup]) -> Result<Vec<String>, String> {
 /// objects disagree about a metric, pinning wins: opening a metric to every namespace
 /// takes every object that declares it.
 pub fn external_namespacing<'a>(
-    default: bool,
+    default: ExternalScope,
     declared: impl IntoIterator<Item = (&'a [String], Option<bool>)>,
 ) -> ExternalNamespacing {
     let mut namespacing = ExternalNamespacing {
@@ -140,8 +140,9 @@ mod tests {
         let both = vec!["shared".to_string()];
         let open = vec!["open".to_string()];
         let inherit = vec!["inherited".to_string()];
+        use ExternalScope::*;
         let namespacing = external_namespacing(
-            false,
+            NamespaceOrUnlabelled,
             [
                 (both.as_slice(), Some(false)),
                 (both.as_slice(), Some(true)),
@@ -149,13 +150,13 @@ mod tests {
                 (inherit.as_slice(), None),
             ],
         );
-        assert!(namespacing.is_namespaced("shared"));
-        assert!(!namespacing.is_namespaced("open"));
-        assert!(!namespacing.is_namespaced("inherited"));
+        assert_eq!(namespacing.scope("shared"), Namespace);
+        assert_eq!(namespacing.scope("open"), Cluster);
+        assert_eq!(namespacing.scope("inherited"), NamespaceOrUnlabelled);
         assert!(!namespacing.cluster_wide.contains("shared"));
-        let namespacing = external_namespacing(true, [(open.as_slice(), Some(false))]);
-        assert!(!namespacing.is_namespaced("open"));
-        assert!(namespacing.is_namespaced("inherited"));
+        let namespacing = external_namespacing(Namespace, [(open.as_slice(), Some(false))]);
+        assert_eq!(namespacing.scope("open"), Cluster);
+        assert_eq!(namespacing.scope("inherited"), Namespace);
     }
 
     #[test]

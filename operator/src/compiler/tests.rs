@@ -468,18 +468,23 @@ fn external_metrics_are_namespaced_by_their_rules_else_by_the_flag() {
         pinned_by("shared-open", Some(false), "shared"),
         pinned_by("shared-pinned", Some(true), "shared"),
     ];
-    for flag in [false, true] {
+    for flag in [
+        ExternalScope::Namespace,
+        ExternalScope::NamespaceOrUnlabelled,
+        ExternalScope::Cluster,
+    ] {
         let options = CompileOptions {
-            external_metrics_namespaced: flag,
+            external_scope: flag,
             ..CompileOptions::default()
         };
         let table = compile(&definitions, options).table;
-        assert!(table.external_namespaced("pinned"), "flag {flag}");
-        assert!(!table.external_namespaced("open"), "flag {flag}");
-        assert!(table.external_namespaced("shared"), "flag {flag}");
-        assert_eq!(table.external_namespaced("inherits"), flag);
+        let scope = |metric| table.external_scope(metric);
+        assert_eq!(scope("pinned"), ExternalScope::Namespace, "flag {flag:?}");
+        assert_eq!(scope("open"), ExternalScope::Cluster, "flag {flag:?}");
+        assert_eq!(scope("shared"), ExternalScope::Namespace, "flag {flag:?}");
+        assert_eq!(scope("inherits"), flag);
         // A series no definition records follows the flag.
-        assert_eq!(table.external_namespaced("only_in_prometheus"), flag);
+        assert_eq!(scope("only_in_prometheus"), flag);
     }
     // An invalid object decides nothing.
     let mut invalid = pinned_by("invalid", Some(true), "broken");
@@ -487,5 +492,8 @@ fn external_metrics_are_namespaced_by_their_rules_else_by_the_flag() {
         spec.groups[0].rules[0].expr = IntOrString::String("sum(".into());
     }
     let table = compile(&[invalid], CompileOptions::default()).table;
-    assert!(!table.external_namespaced("broken"));
+    assert_eq!(
+        table.external_scope("broken"),
+        ExternalScope::NamespaceOrUnlabelled
+    );
 }

@@ -146,6 +146,13 @@ pub fn convert(
             external::convert_rule(&prepared, discovery, &mut conversion);
         }
     }
+    if !config.external_rules.is_empty() {
+        conversion.note(
+            "externalRules",
+            NoteKind::Differs,
+            "every kube_adapter_metric_* series is an external metric here, not only those the rules above record; one no object decides for is read only from the HPA's namespace and from series without a namespace label (--external-metrics-cluster-wide reads every namespace's)",
+        );
+    }
     keep_last_of_each_metric(&mut conversion);
     output::make_names_unique(&mut conversion.documents);
     keep_valid(&mut conversion);

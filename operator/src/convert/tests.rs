@@ -301,6 +301,13 @@ externalRules:
         "{notes}"
     );
     assert!(notes.contains("externalRules[1]: differs: depth: the adapter reads only the HPA's namespace; the recording keeps the label exported_namespace but cannot copy it to namespace"), "{notes}");
+    // What the server's default does with series no object records.
+    assert!(
+        notes.contains(
+            "externalRules: differs: every kube_adapter_metric_* series is an external metric here"
+        ),
+        "{notes}"
+    );
 }
 
 #[test]

@@ -108,7 +108,8 @@ fn namespaced_external_series_need_a_namespace() {
         sample(&[("queue", "q"), ("namespace", "a")], "3"),
         sample(&[("queue", "r")], "4"),
     ];
-    let Outcome::Data { lines, remarks } = external_outcome(true, &samples, 20) else {
+    let Outcome::Data { lines, remarks } = external_outcome(ExternalScope::Namespace, &samples, 20)
+    else {
         panic!()
     };
     assert_eq!(
@@ -116,8 +117,10 @@ fn namespaced_external_series_need_a_namespace() {
         vec![r#"{namespace="a",queue="q"}: 3"#, r#"{queue="r"}: 4"#]
     );
     assert_eq!(remarks.len(), 1, "{remarks:?}");
-    let Outcome::Data { remarks, .. } = external_outcome(false, &samples, 20) else {
-        panic!()
-    };
-    assert!(remarks.is_empty());
+    for scope in [ExternalScope::NamespaceOrUnlabelled, ExternalScope::Cluster] {
+        let Outcome::Data { remarks, .. } = external_outcome(scope, &samples, 20) else {
+            panic!()
+        };
+        assert!(remarks.is_empty());
+    }
 }

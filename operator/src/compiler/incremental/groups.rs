@@ -22,7 +22,7 @@ impl IncrementalCompiler {
             };
             Some((names.as_slice(), spec.external_metrics_namespaced))
         });
-        rules::external_namespacing(self.options.external_metrics_namespaced, declared)
+        rules::external_namespacing(self.options.external_scope, declared)
     }
 
     pub(super) fn leave_group(&mut self, key: &GroupKey, scope: &Scope, member: &Member) {

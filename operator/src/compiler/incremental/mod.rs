@@ -69,10 +69,7 @@ pub struct IncrementalCompiler {
 impl IncrementalCompiler {
     pub fn new(options: CompileOptions) -> Self {
         let mut table = RuleTable::default();
-        table.set_external_namespacing(rules::external_namespacing(
-            options.external_metrics_namespaced,
-            [],
-        ));
+        table.set_external_namespacing(rules::external_namespacing(options.external_scope, []));
         IncrementalCompiler {
             options,
             entries: BTreeMap::new(),
