@@ -24,7 +24,8 @@ pub struct ServingArgs {
     /// Extra names for the generated certificate (the Service's DNS names and localhost are always in it).
     #[arg(long = "tls-host", value_name = "NAME")]
     pub tls_hosts: Vec<String>,
-    /// Close connections that do not complete a request head (and TLS handshake) within this.
+    /// Close connections that do not complete a request head (and TLS handshake, and the
+    /// HTTP/2 preface) within this.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
     /// Answer 504 to a request that takes longer than this.
@@ -33,6 +34,16 @@ pub struct ServingArgs {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+    /// Connections served at once from one IP address; more are closed at once (0: no cap).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_peer: usize,
+    /// Close a connection that has had no request in flight for this long.
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Ask a connection older than this to close after its requests (HTTP/2 GOAWAY), so
+    /// clients reconnect and spread over replicas (0s: never).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub max_connection_age: Duration,
     /// On SIGTERM, how long requests in flight may take before the process exits anyway.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
@@ -44,6 +55,9 @@ impl ServingArgs {
             header_read_timeout: self.header_read_timeout,
             request_timeout: self.request_timeout,
             max_connections: self.max_connections,
+            max_connections_per_peer: self.max_connections_per_peer,
+            idle_timeout: self.idle_timeout,
+            max_connection_age: self.max_connection_age,
             shutdown_grace: self.shutdown_grace,
         }
     }
