@@ -214,7 +214,12 @@ fn idle_connections(prometheus_url: &str) -> anyhow::Result<()> {
         dir.path(),
         prometheus_url,
         Duration::from_secs(30),
-        &["--max-connections", "20000", "--max-connections-per-peer", "0"],
+        &[
+            "--max-connections",
+            "20000",
+            "--max-connections-per-peer",
+            "0",
+        ],
     )?;
     server
         .wait_for(EDIT_PATH, "\"value\":\"1\"", Duration::from_secs(30))
