@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
+use metrics_registry::cluster::leader::Leadership;
 use metrics_registry::definitions::{DefinitionId, DefinitionKind};
 use metrics_registry::sinks::rules::{
     RulesOutput, prometheus_rule_resource, prometheus_rules_installed,
@@ -114,7 +115,7 @@ async fn prometheus_rules_pass_prometheus_operators_real_crd() {
     };
     let rules = BTreeMap::from([(id("sqs"), rule_groups(every_field()))]);
     output
-        .try_sync(&rules)
+        .try_sync(&rules, &Leadership::Always)
         .await
         .expect("accepted by the real CRD");
     let stored = api.get("metrics-registry-sqs").await.unwrap();
@@ -131,13 +132,19 @@ async fn prometheus_rules_pass_prometheus_operators_real_crd() {
         (id("after"), rule_groups(every_field())),
         (id("sqs"), rule_groups(every_field())),
     ]);
-    let error = output.try_sync(&rules).await.unwrap_err();
+    let error = output
+        .try_sync(&rules, &Leadership::Always)
+        .await
+        .unwrap_err();
     assert!(
         error.contains(&format!("metrics-registry-{long}")),
         "{error}"
     );
     assert!(api.get("metrics-registry-after").await.is_ok(), "{error}");
-    output.try_sync(&BTreeMap::new()).await.unwrap();
+    output
+        .try_sync(&BTreeMap::new(), &Leadership::Always)
+        .await
+        .unwrap();
     let left = api.list(&Default::default()).await.unwrap().items;
     assert!(left.is_empty(), "orphans deleted: {left:?}");
     println!("writer: every RuleGroup field stored unchanged; a refused object blocks no other");

@@ -130,23 +130,33 @@ pub fn released_spec(held: &LeaseSpec, now: jiff::Timestamp) -> LeaseSpec {
     }
 }
 
+/// Until when this replica may write: the renew deadline counted from the start of its
+/// last successful renewal (`None`: it does not hold the Lease). Another replica can take
+/// the Lease over only a lease duration after that renewal, which is longer.
+pub type WriteDeadline = Option<tokio::time::Instant>;
+
 /// Whether this replica leads; sinks read it before every write.
 #[derive(Clone, Debug)]
 pub enum Leadership {
     /// A single writer (leader election switched off, or tests).
     Always,
-    Elected(watch::Receiver<bool>),
+    Elected(watch::Receiver<WriteDeadline>),
 }
 
 impl Leadership {
+    /// Whether a write may be sent now: held, and within the renew deadline on the
+    /// (tokio) clock, so a replica whose renewals stall stops writing at the deadline
+    /// even before its election task notices.
     pub fn is_leader(&self) -> bool {
         match self {
             Leadership::Always => true,
-            Leadership::Elected(leading) => *leading.borrow(),
+            Leadership::Elected(deadline) => deadline
+                .borrow()
+                .is_some_and(|until| tokio::time::Instant::now() < until),
         }
     }
 
-    /// Resolves when leadership flips. Never resolves for `Always`, nor once the elector
+    /// Resolves when leadership is won or lost (not at each renewal). Never resolves for `Always`, nor once the elector
     /// is gone (its task is supervised: the process stops then anyway).
     pub async fn changed(&mut self) {
         match self {
@@ -171,12 +181,12 @@ impl LeaderElection {
         self,
         shutdown: watch::Receiver<bool>,
     ) -> (Leadership, tokio::task::JoinHandle<()>) {
-        let (sender, receiver) = watch::channel(false);
+        let (sender, receiver) = watch::channel(None);
         let task = tokio::spawn(self.run(sender, shutdown));
         (Leadership::Elected(receiver), task)
     }
 
-    async fn run(self, leading: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, leading: watch::Sender<WriteDeadline>, mut shutdown: watch::Receiver<bool>) {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.settings.namespace);
         let mut elector = Elector::new(self.settings.identity.clone());
         let mut last_renewal: Option<Instant> = None;
@@ -185,22 +195,29 @@ impl LeaderElection {
             if *shutdown.borrow() {
                 break;
             }
+            let attempt_started = tokio::time::Instant::now();
             match self.attempt(&api, &mut elector).await {
                 Ok(true) => {
                     last_renewal = Some(Instant::now());
                     last_problem = None;
-                    if !*leading.borrow() {
+                    // Renewals move the deadline silently; only winning notifies.
+                    let deadline = attempt_started + self.settings.renew_deadline;
+                    let became = leading.send_if_modified(|held| {
+                        let became = held.is_none();
+                        *held = Some(deadline);
+                        became
+                    });
+                    if became {
                         tracing::info!(
                             lease = %format!("{}/{}", self.settings.namespace, self.settings.name),
                             identity = %self.settings.identity,
                             "became the leader: this replica writes statuses and rules"
                         );
-                        leading.send_replace(true);
                     }
                 }
                 Ok(false) => {
                     last_renewal = None;
-                    if leading.send_replace(false) {
+                    if leading.send_replace(None).is_some() {
                         tracing::warn!("lost the lease: another replica writes from now on");
                     }
                 }
@@ -216,7 +233,7 @@ impl LeaderElection {
                     // has taken over and stop writing.
                     let overdue =
                         last_renewal.is_none_or(|at| at.elapsed() >= self.settings.renew_deadline);
-                    if overdue && leading.send_replace(false) {
+                    if overdue && leading.send_replace(None).is_some() {
                         tracing::warn!(
                             "could not renew the lease within {:?}: stopped writing",
                             self.settings.renew_deadline
@@ -229,7 +246,7 @@ impl LeaderElection {
                 _ = shutdown.changed() => {}
             }
         }
-        if leading.send_replace(false) {
+        if leading.send_replace(None).is_some() {
             self.release(&api).await;
         }
     }

@@ -241,3 +241,23 @@ mod against_the_api {
         played.await.expect("every expected request, nothing else");
     }
 }
+
+// On a paused clock the boundary is exact: writes are allowed up to the deadline and not
+// an instant after, whatever the election task has noticed by then.
+#[tokio::test(start_paused = true)]
+async fn writes_stop_at_the_renew_deadline() {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (held, receiver) = watch::channel(Some(deadline));
+    let leadership = Leadership::Elected(receiver);
+    assert!(leadership.is_leader());
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    assert!(leadership.is_leader());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(!leadership.is_leader(), "a write at the deadline itself");
+    // A renewal moves the deadline; losing the Lease ends it at once.
+    held.send_replace(Some(tokio::time::Instant::now() + Duration::from_secs(10)));
+    assert!(leadership.is_leader());
+    held.send_replace(None);
+    assert!(!leadership.is_leader());
+    assert!(Leadership::Always.is_leader());
+}

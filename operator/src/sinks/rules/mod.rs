@@ -52,12 +52,19 @@ pub type RuleGroups = BTreeMap<DefinitionId, Vec<RuleGroup>>;
 impl RulesOutput {
     /// Hands the rules over, logging the outcome (standalone mode's single writer).
     pub async fn sync(&self, rules: &RuleGroups) {
-        if let Err(error) = self.try_sync(rules).await {
+        if let Err(error) = self.try_sync(rules, &Leadership::Always).await {
             tracing::error!("{error}");
         }
     }
 
-    pub async fn try_sync(&self, rules: &RuleGroups) -> Result<(), String> {
+    /// Every write and every deletion is sent only while `leadership` holds (fenced by the
+    /// renew deadline); past it the sync stops with an error, so it is retried.
+    pub async fn try_sync(
+        &self,
+        rules: &RuleGroups,
+        leadership: &Leadership,
+    ) -> Result<(), String> {
+        fence(leadership)?;
         match self {
             RulesOutput::None => Ok(()),
             RulesOutput::Files { dir, prometheus } => match files::sync(dir, rules) {
@@ -78,7 +85,7 @@ impl RulesOutput {
                 client,
                 namespace,
                 labels,
-            } => sync_prometheus_rules(client, namespace, labels, rules).await,
+            } => sync_prometheus_rules(client, namespace, labels, rules, leadership).await,
         }
     }
 
@@ -116,7 +123,7 @@ impl RulesOutput {
             if synced.as_ref().is_some_and(|done| Arc::ptr_eq(done, &want)) {
                 continue;
             }
-            match self.try_sync(&want).await {
+            match self.try_sync(&want, &leadership).await {
                 Ok(()) => {
                     if retry.take().is_some() {
                         tracing::info!("rules handed to Prometheus again");
@@ -146,11 +153,21 @@ impl RulesOutput {
 const FIRST_RETRY_AFTER: Duration = Duration::from_secs(2);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// `Err` once this replica may no longer write.
+fn fence(leadership: &Leadership) -> Result<(), String> {
+    if leadership.is_leader() {
+        Ok(())
+    } else {
+        Err("stopped handing rules over: the lease was not renewed within its deadline (another replica may lead)".to_string())
+    }
+}
+
 async fn sync_prometheus_rules(
     client: &kube::Client,
     namespace: &str,
     labels: &BTreeMap<String, String>,
     rules: &RuleGroups,
+    leadership: &Leadership,
 ) -> Result<(), String> {
     let resource = prometheus_rule_resource();
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -188,6 +205,7 @@ async fn sync_prometheus_rules(
                          "annotations": {"metrics-registry.io/source": format!("CustomPrometheusRules/{}", id.name)}},
             "spec": {"groups": groups},
         });
+        fence(leadership)?;
         if let Err(e) = api
             .patch(
                 &name,
@@ -212,6 +230,9 @@ async fn sync_prometheus_rules(
             continue;
         }
         let (orphan_namespace, name) = key;
+        // Re-checked before each deletion: a replica that lost the Lease mid-loop must not
+        // delete what the new leader has just written.
+        fence(leadership)?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), &orphan_namespace, &resource);
         match api.delete(&name, &DeleteParams::default()).await {
@@ -301,8 +322,57 @@ mod tests {
                 json!({}),
             ),
         ]);
-        assert_eq!(output(client).try_sync(&rules("sqs")).await, Ok(()));
+        assert_eq!(
+            output(client)
+                .try_sync(&rules("sqs"), &Leadership::Always)
+                .await,
+            Ok(())
+        );
         played.await.expect("every expected request, nothing else");
+    }
+
+    #[tokio::test]
+    async fn no_write_or_deletion_is_sent_past_the_renew_deadline() {
+        let (held, receiver) =
+            watch::channel(Some(tokio::time::Instant::now() + Duration::from_secs(60)));
+        let leadership = Leadership::Elected(receiver);
+        let (client, played) = scripted(vec![
+            Exchange::new(
+                Method::GET,
+                OWNED,
+                200,
+                listed(&[("old", "metrics-registry-a"), ("old", "metrics-registry-b")]),
+            ),
+            // While this write is in flight the renew deadline passes.
+            Exchange::new(
+                Method::PATCH,
+                "/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/metrics-registry-sqs?&force=true&fieldManager=metrics-registry",
+                200,
+                json!({}),
+            )
+            .with_body(move |_| {
+                held.send_replace(Some(tokio::time::Instant::now()));
+            }),
+        ]);
+        let error = output(client)
+            .try_sync(&rules("sqs"), &leadership)
+            .await
+            .unwrap_err();
+        assert!(error.contains("not renewed within its deadline"), "{error}");
+        // No orphan deletion was even tried (the mock would have refused it).
+        assert!(!error.contains("cannot delete"), "{error}");
+        played.await.expect("the list and the write, nothing after");
+
+        // Already past the deadline: not even the list.
+        let (client, played) = scripted(vec![]);
+        let expired = Leadership::Elected(watch::channel(Some(tokio::time::Instant::now())).1);
+        assert!(
+            output(client)
+                .try_sync(&rules("sqs"), &expired)
+                .await
+                .is_err()
+        );
+        played.await.expect("no request");
     }
 
     #[tokio::test]
@@ -313,7 +383,12 @@ mod tests {
             404,
             status(404, "NotFound"),
         )]);
-        assert_eq!(output(client).try_sync(&RuleGroups::new()).await, Ok(()));
+        assert_eq!(
+            output(client)
+                .try_sync(&RuleGroups::new(), &Leadership::Always)
+                .await,
+            Ok(())
+        );
         played.await.expect("one list");
 
         let (client, played) = scripted(vec![Exchange::new(
@@ -322,7 +397,10 @@ mod tests {
             404,
             status(404, "NotFound"),
         )]);
-        let error = output(client).try_sync(&rules("sqs")).await.unwrap_err();
+        let error = output(client)
+            .try_sync(&rules("sqs"), &Leadership::Always)
+            .await
+            .unwrap_err();
         assert!(
             error.contains("PrometheusRule CRD (prometheus-operator) is not installed"),
             "{error}"

@@ -116,8 +116,10 @@ impl StatusWriter {
 
     /// `Err(true)` when the write may succeed later.
     async fn write(&self, id: &DefinitionId, status: &DefinitionStatus) -> Result<(), bool> {
+        // Fenced: past the renew deadline nothing is sent; kept for a retry, which the
+        // loop drops if the Lease is lost for good.
         if !self.leadership.is_leader() {
-            return Ok(());
+            return Err(true);
         }
         let Some((_, resource)) = self.resources.iter().find(|(k, _)| *k == id.kind) else {
             return Ok(());
@@ -241,7 +243,7 @@ mod tests {
         #[tokio::test]
         async fn a_follower_writes_nothing_and_forgets_what_was_queued() {
             let (client, played) = scripted(vec![]);
-            let (_elected, receiver) = tokio::sync::watch::channel(false);
+            let (_elected, receiver) = tokio::sync::watch::channel(None);
             let queue = StatusQueue::default();
             queue.push(id("x"), st(2));
             let writer = tokio::spawn(
