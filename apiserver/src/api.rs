@@ -96,10 +96,23 @@ pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult<APIR
     }))
 }
 
+/// Longest `labelSelector`/`metricLabelSelector` accepted. Kubernetes selectors an HPA
+/// sends are a few dozen bytes; every byte of one is rendered into the query and kept
+/// in the caches keyed by it, so a client cannot make either large.
+pub const MAX_SELECTOR_BYTES: usize = 8192;
+
 pub(super) fn parse_selector(
     parameter: &str,
     value: Option<&str>,
 ) -> Result<LabelSelector, ApiError> {
+    if let Some(text) = value
+        && text.len() > MAX_SELECTOR_BYTES
+    {
+        return Err(ApiError::bad_request(format!(
+            "{parameter} is {} bytes long; at most {MAX_SELECTOR_BYTES} are accepted",
+            text.len()
+        )));
+    }
     LabelSelector::parse(value.unwrap_or("")).map_err(|error| {
         ApiError::bad_request(format!(
             "invalid {parameter} {:?}: {error}",

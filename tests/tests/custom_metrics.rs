@@ -227,6 +227,8 @@ async fn metric_label_selector_becomes_escaped_matchers() {
         json!({"matchLabels": {"queue": "other_queue"}})
     );
 
+    // Valid but long: refused before it reaches a query or a cache key.
+    let long_selector = format!("?metricLabelSelector=queue%3D{}", "q".repeat(8193 - 6));
     for (selector, needle) in [
         (
             "?metricLabelSelector=namespace%3Dkube-system",
@@ -247,6 +249,10 @@ async fn metric_label_selector_becomes_escaped_matchers() {
         (
             "?metricLabelSelector=count%3E5",
             "invalid metricLabelSelector",
+        ),
+        (
+            long_selector.as_str(),
+            "metricLabelSelector is 8193 bytes long; at most 8192 are accepted",
         ),
     ] {
         let answer = registry.get(&format!("{base}{selector}")).await;
