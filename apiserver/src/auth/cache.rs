@@ -1,7 +1,10 @@
-//! A small time-to-live cache for review results, and one review per key at a time.
+//! A cache of review results bounded in bytes and in time, and one review per key at a
+//! time.
 
 use super::AuthError;
+use moka::Expiry;
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -11,31 +14,64 @@ use tokio::sync::watch;
 // same monotonic clock as std.
 use tokio::time::Instant;
 
-/// Bounded because its keys come from clients: random tokens must not grow it
-/// without limit. Past the bound, expired entries go first, then everything, which
-/// only costs a few extra reviews.
-pub(crate) struct TtlCache<K, V> {
-    entries: Mutex<HashMap<K, (V, Instant)>>,
-    capacity: usize,
+/// What one entry costs besides its key and value (the maps' and moka's bookkeeping).
+const ENTRY_OVERHEAD: usize = 128;
+
+#[derive(Clone)]
+struct Entry<V> {
+    value: V,
+    /// When it stops being served, on tokio's clock.
+    expires: Instant,
+    ttl: Duration,
+    bytes: u32,
 }
 
-impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
-    pub(crate) fn new(capacity: usize) -> Self {
+/// Each entry leaves moka's memory when its own time to live ends.
+struct OwnTtl;
+
+impl<K, V> Expiry<K, Entry<V>> for OwnTtl {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        entry: &Entry<V>,
+        _created: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+/// Bounded because its keys come from clients: random tokens and paths must not grow it
+/// without limit, nor push out the entries of the clients that keep asking. moka bounds
+/// it in bytes (each entry weighed by its key and value) and evicts entry by entry,
+/// admitting a new key only over one asked for less often (TinyLFU), so one client with
+/// random keys cannot flush everyone else's. An entry is served only until its own TTL
+/// on tokio's clock; moka drops it from memory at the same age.
+pub(crate) struct TtlCache<K, V> {
+    entries: moka::sync::Cache<K, Entry<V>>,
+}
+
+impl<K, V> TtlCache<K, V>
+where
+    K: Hash + Eq + Debug + Send + Sync + 'static,
+    V: Clone + Debug + Send + Sync + 'static,
+{
+    pub(crate) fn new(max_bytes: u64) -> Self {
         TtlCache {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
+            entries: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_, entry: &Entry<V>| entry.bytes)
+                .expire_after(OwnTtl)
+                .build(),
         }
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<V> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get(key) {
-            Some((value, expires)) if *expires > Instant::now() => Some(value.clone()),
-            Some(_) => {
-                entries.remove(key);
-                None
-            }
-            None => None,
+        let entry = self.entries.get(key)?;
+        if entry.expires > Instant::now() {
+            Some(entry.value)
+        } else {
+            self.entries.invalidate(key);
+            None
         }
     }
 
@@ -43,20 +79,23 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         if ttl.is_zero() {
             return;
         }
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity {
-            entries.retain(|_, (_, expires)| *expires > now);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
-        entries.insert(key, (value, now + ttl));
+        // Their printed size is close to what they hold (strings, lists of strings), and
+        // it keeps up with new fields; it is computed on misses only, next to a review.
+        let bytes = format!("{key:?}{value:?}").len() + ENTRY_OVERHEAD;
+        let entry = Entry {
+            value,
+            expires: Instant::now() + ttl,
+            ttl,
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+        };
+        self.entries.insert(key, entry);
     }
 
+    /// Bytes held, after moka has applied its pending evictions.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
+    pub(crate) fn weighed_bytes(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
     }
 }
 
@@ -91,10 +130,14 @@ impl<K: Hash + Eq, V> Drop for Landing<'_, K, V> {
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> ReviewCache<K, V> {
-    pub(crate) fn new(capacity: usize) -> Self {
+impl<K, V> ReviewCache<K, V>
+where
+    K: Hash + Eq + Clone + Debug + Send + Sync + 'static,
+    V: Clone + Debug + Send + Sync + 'static,
+{
+    pub(crate) fn new(max_bytes: u64) -> Self {
         ReviewCache {
-            cache: TtlCache::new(capacity),
+            cache: TtlCache::new(max_bytes),
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -158,14 +201,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire() {
-        let cache = TtlCache::new(10);
+        let cache = TtlCache::new(1 << 20);
         cache.insert("a", 1, Duration::from_millis(30));
         cache.insert("b", 2, Duration::ZERO);
         assert_eq!(cache.get(&"a"), Some(1));
         assert_eq!(cache.get(&"b"), None);
         tokio::time::advance(Duration::from_millis(40)).await;
         assert_eq!(cache.get(&"a"), None);
-        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.weighed_bytes(), 0);
     }
 
     #[tokio::test]
@@ -206,12 +249,30 @@ mod tests {
     }
 
     #[test]
-    fn stays_bounded() {
-        let cache = TtlCache::new(3);
-        for i in 0..10 {
-            cache.insert(i, i, Duration::from_secs(60));
-            assert!(cache.len() <= 3);
+    fn stays_within_its_bytes_and_keeps_the_entries_asked_for_often() {
+        const BUDGET: u64 = 256 * 1024;
+        let cache = TtlCache::new(BUDGET);
+        // A regular client, asked for again and again.
+        for _ in 0..20 {
+            if cache.get(&"regular-user".to_string()).is_none() {
+                cache.insert("regular-user".to_string(), 1u8, Duration::from_secs(60));
+            }
         }
-        assert_eq!(cache.get(&9), Some(9));
+        // One client with 100,000 random keys, each asked once.
+        for i in 0..100_000u32 {
+            let key = format!("random-{i:08}-{}", "x".repeat(64));
+            if cache.get(&key).is_none() {
+                cache.insert(key, 0u8, Duration::from_secs(60));
+            }
+            if i % 1000 == 0 {
+                assert_eq!(
+                    cache.get(&"regular-user".to_string()),
+                    Some(1),
+                    "evicted at {i}"
+                );
+            }
+        }
+        assert!(cache.weighed_bytes() <= BUDGET, "{}", cache.weighed_bytes());
+        assert_eq!(cache.get(&"regular-user".to_string()), Some(1));
     }
 }

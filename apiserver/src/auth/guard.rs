@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-const CACHE_CAPACITY: usize = 4096;
+/// Bytes each review cache may hold: some 20,000 users' tokens or decisions, a small
+/// share of the chart's 128 MiB memory limit.
+const CACHE_BYTES: u64 = 8 << 20;
 pub(super) const TOKEN: &str = "token";
 pub(super) const ACCESS: &str = "access";
 
@@ -110,8 +112,8 @@ impl Guard {
             access,
             ttls,
             token_digest,
-            token_cache: ReviewCache::new(CACHE_CAPACITY),
-            decision_cache: ReviewCache::new(CACHE_CAPACITY),
+            token_cache: ReviewCache::new(CACHE_BYTES),
+            decision_cache: ReviewCache::new(CACHE_BYTES),
         }))
     }
 

@@ -86,7 +86,6 @@ struct Group {
     cached: HashMap<String, (ObjectAnswer, Instant)>,
     /// When the last answer covering the whole namespace was sent for.
     namespace_wide: Option<Instant>,
-    last_used: Instant,
 }
 
 impl Group {
@@ -102,17 +101,48 @@ impl Group {
             (None, None) => None,
         }
     }
-
-    fn idle(&self, horizon: std::time::Duration) -> bool {
-        self.pending.is_none() && self.in_flight.is_none() && self.last_used.elapsed() > horizon
-    }
 }
 
-/// Groups kept before idle ones are dropped.
-const GROUP_SWEEP_AT: usize = 1024;
+/// Bytes the groups may hold, weighed by what they keep of their request.
+const GROUPS_MAX_BYTES: u64 = 8 << 20;
+/// What a group costs besides its key, namespace and matchers.
+const GROUP_OVERHEAD: usize = 512;
 
-#[derive(Default)]
-pub(super) struct Groups(Mutex<HashMap<Arc<str>, Arc<Mutex<Group>>>>);
+/// The groups by their query for all objects. Their keys come from clients (namespaces,
+/// metric selectors), so moka bounds them in bytes, evicts them one by one, and drops a
+/// group nobody asked for since its objects' answers could be reused. A group evicted
+/// while its query runs still answers its waiters (they hold it); a request after that
+/// starts a new one.
+pub(super) struct Groups(moka::sync::Cache<Arc<str>, Arc<Mutex<Group>>>);
+
+impl Groups {
+    /// Bytes held, after moka has applied its pending evictions.
+    #[cfg(test)]
+    pub(super) fn weighed_bytes(&self) -> u64 {
+        self.0.run_pending_tasks();
+        self.0.weighted_size()
+    }
+
+    pub(super) fn new(options: &super::QueryOptions) -> Self {
+        Groups(
+            moka::sync::Cache::builder()
+                .max_capacity(GROUPS_MAX_BYTES)
+                .weigher(|key: &Arc<str>, group: &Arc<Mutex<Group>>| {
+                    let group = lock(group);
+                    let matchers: usize = group.metric_matchers.iter().map(String::len).sum();
+                    u32::try_from(key.len() + group.namespace.len() + matchers + GROUP_OVERHEAD)
+                        .unwrap_or(u32::MAX)
+                })
+                .time_to_idle(
+                    options
+                        .recent_horizon
+                        .max(options.cache_max_age)
+                        .max(std::time::Duration::from_secs(1)),
+                )
+                .build(),
+        )
+    }
+}
 
 impl Upstream {
     /// One object's value; `Ambiguous` when the caller must ask for the object alone.
@@ -134,7 +164,6 @@ impl Upstream {
             let mut state = lock(&group);
             let options = self.inner.options;
             let now = Instant::now();
-            state.last_used = now;
             if !options.cache_max_age.is_zero() {
                 match state.recent.get_mut(request.name) {
                     Some(at) => *at = now,
@@ -196,31 +225,18 @@ impl Upstream {
     }
 
     fn group(&self, key: Arc<str>, request: &ObjectRequest<'_>) -> Arc<Mutex<Group>> {
-        let mut groups = lock(&self.inner.groups.0);
-        if let Some(group) = groups.get(&key) {
-            return group.clone();
-        }
-        if groups.len() >= GROUP_SWEEP_AT {
-            let horizon = self
-                .inner
-                .options
-                .recent_horizon
-                .max(self.inner.options.cache_max_age);
-            groups.retain(|_, group| !lock(group).idle(horizon));
-        }
-        let group = Arc::new(Mutex::new(Group {
-            rule: request.rule.clone(),
-            namespace: request.namespace.to_owned(),
-            metric_matchers: request.metric_matchers.to_vec(),
-            pending: None,
-            in_flight: None,
-            recent: HashMap::new(),
-            cached: HashMap::new(),
-            namespace_wide: None,
-            last_used: Instant::now(),
-        }));
-        groups.insert(key, group.clone());
-        group
+        self.inner.groups.0.get_with(key, || {
+            Arc::new(Mutex::new(Group {
+                rule: request.rule.clone(),
+                namespace: request.namespace.to_owned(),
+                metric_matchers: request.metric_matchers.to_vec(),
+                pending: None,
+                in_flight: None,
+                recent: HashMap::new(),
+                cached: HashMap::new(),
+                namespace_wide: None,
+            }))
+        })
     }
 
     fn flush_after_window(&self, group: &Arc<Mutex<Group>>) {
@@ -249,6 +265,10 @@ impl Upstream {
             state
                 .recent
                 .retain(|_, at| at.elapsed() <= options.recent_horizon);
+            // Answers past the age they may be served at are of no use any more.
+            state
+                .cached
+                .retain(|_, (_, at)| at.elapsed() <= options.cache_max_age);
             names.extend(state.recent.keys().cloned());
         }
         let coverage = if names.len() > MAX_REGEX_OBJECTS {

@@ -41,6 +41,8 @@ pub struct QueryOptions {
     pub batch_window: Duration,
     /// With the cache on, objects asked for within this long are refreshed with their group.
     pub recent_horizon: Duration,
+    /// Bytes the cache of answers by query may hold (answers weighed by their series).
+    pub cache_max_bytes: u64,
 }
 
 impl Default for QueryOptions {
@@ -51,6 +53,8 @@ impl Default for QueryOptions {
             batch_window: Duration::ZERO,
             // The HPA's default sync period (15 s) twice over.
             recent_horizon: Duration::from_secs(30),
+            // An eighth of the chart's memory limit.
+            cache_max_bytes: 16 << 20,
         }
     }
 }
@@ -94,12 +98,27 @@ struct Inner {
     permits: Option<Arc<Semaphore>>,
     metrics: Arc<SelfMetrics>,
     flights: Mutex<HashMap<String, OutcomeReceiver>>,
-    cache: Mutex<HashMap<String, (Samples, Instant)>>,
+    /// Answers by query and when their query was sent; `None` with the cache off.
+    cache: Option<moka::sync::Cache<String, (Samples, Instant)>>,
     groups: batch::Groups,
 }
 
-/// Entries kept in the exact-query cache before expired ones are dropped.
-const CACHE_SWEEP_AT: usize = 4096;
+/// Roughly what an answer takes in memory: its series' labels and values, and the
+/// bookkeeping around each.
+fn answer_bytes(query: &str, samples: &Samples) -> u32 {
+    let series: usize = samples
+        .iter()
+        .map(|sample| {
+            let labels: usize = sample
+                .labels
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 48)
+                .sum();
+            labels + sample.value.len() + 64
+        })
+        .sum();
+    u32::try_from(query.len() + series + 128).unwrap_or(u32::MAX)
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
@@ -125,10 +144,35 @@ impl Upstream {
                 permits,
                 metrics,
                 flights: Mutex::new(HashMap::new()),
-                cache: Mutex::new(HashMap::new()),
-                groups: batch::Groups::default(),
+                // Bounded in bytes, evicted entry by entry, and gone from memory once older
+                // than the age it may be served at.
+                cache: (!options.cache_max_age.is_zero()).then(|| {
+                    moka::sync::Cache::builder()
+                        .max_capacity(options.cache_max_bytes)
+                        .weigher(|query: &String, (samples, _): &(Samples, Instant)| {
+                            answer_bytes(query, samples)
+                        })
+                        .time_to_live(options.cache_max_age)
+                        .build()
+                }),
+                groups: batch::Groups::new(&options),
             }),
         }
+    }
+
+    /// Bytes the answer cache holds, after moka has applied its pending evictions.
+    #[cfg(test)]
+    fn cached_bytes(&self) -> u64 {
+        self.inner.cache.as_ref().map_or(0, |cache| {
+            cache.run_pending_tasks();
+            cache.weighted_size()
+        })
+    }
+
+    /// Bytes the batch groups hold, after moka has applied its pending evictions.
+    #[cfg(test)]
+    fn group_bytes(&self) -> u64 {
+        self.inner.groups.weighed_bytes()
     }
 
     pub fn client(&self) -> &PrometheusClient {
@@ -144,8 +188,8 @@ impl Upstream {
     pub async fn query(&self, promql: &str) -> Result<Samples, QueryError> {
         let inner = &self.inner;
         let max_age = inner.options.cache_max_age;
-        if !max_age.is_zero()
-            && let Some((samples, sent)) = lock(&inner.cache).get(promql)
+        if let Some(cache) = &inner.cache
+            && let Some((samples, sent)) = cache.get(promql)
             && sent.elapsed() <= max_age
         {
             inner.metrics.cache_hits.inc();
@@ -178,13 +222,8 @@ impl Upstream {
             let outcome = upstream.send(&promql).await;
             let inner = &upstream.inner;
             if let Ok(samples) = &outcome
-                && !inner.options.cache_max_age.is_zero()
+                && let Some(cache) = &inner.cache
             {
-                let mut cache = lock(&inner.cache);
-                if cache.len() >= CACHE_SWEEP_AT {
-                    let max_age = inner.options.cache_max_age;
-                    cache.retain(|_, (_, at)| at.elapsed() <= max_age);
-                }
                 cache.insert(promql.clone(), (samples.clone(), sent));
             }
             // Cached first, then out of the flights: a request in between finds one of them.

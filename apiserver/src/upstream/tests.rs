@@ -184,6 +184,7 @@ const NO_CACHE: QueryOptions = QueryOptions {
     cache_max_age: Duration::ZERO,
     batch_window: Duration::ZERO,
     recent_horizon: Duration::from_secs(30),
+    cache_max_bytes: 16 << 20,
 };
 
 #[tokio::test]
@@ -506,4 +507,60 @@ async fn past_the_in_flight_bound_requests_are_refused_at_once() {
     assert_eq!(shared[0].value, "1");
     assert!(slow.await.unwrap().is_ok());
     assert_eq!(upstream.inner.metrics.queries_rejected.get(), 1);
+}
+
+#[tokio::test]
+async fn the_answer_cache_stays_within_its_bytes() {
+    let fake = fake().await;
+    for pod in 0..20 {
+        fake.set("a", &format!("p{pod}-{}", "x".repeat(200)), "1");
+    }
+    let budget = 64 * 1024;
+    let upstream = upstream(
+        &fake,
+        QueryOptions {
+            cache_max_age: Duration::from_secs(60),
+            cache_max_bytes: budget,
+            ..NO_CACHE
+        },
+    );
+    // 500 distinct queries of some 5 KB answers each: 40 times the budget.
+    for i in 0..500 {
+        let answer = upstream
+            .query(&format!(r#"sum by (pod) (x{{namespace="a"}}) + {i}"#))
+            .await
+            .unwrap();
+        assert_eq!(answer.len(), 20);
+    }
+    let held = upstream.cached_bytes();
+    assert!(
+        held > 0 && held <= budget,
+        "{held} bytes for a budget of {budget}"
+    );
+}
+
+#[tokio::test]
+async fn batch_groups_for_many_large_selectors_stay_within_their_bytes() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    let upstream = upstream(&fake, NO_CACHE);
+    let rule = rule(true);
+    // 5,000 distinct metric selectors of 2.5 KB each (sent by GET, which the stand-in
+    // answers): some 25 MB of groups unbounded.
+    for i in 0..5000 {
+        let matchers = [format!(r#"queue="{i}-{}""#, "q".repeat(2500))];
+        let answer = upstream
+            .object(ObjectRequest {
+                rule: &rule,
+                namespace: "a",
+                metric_matchers: &matchers,
+                name: "p1",
+            })
+            .await
+            .unwrap();
+        // The stand-in has no series with that queue: answered by the group as absent.
+        assert_eq!(answer, ObjectAnswer::Absent);
+    }
+    let held = upstream.group_bytes();
+    assert!(held > 0 && held <= 8 << 20, "{held} bytes of groups");
 }
