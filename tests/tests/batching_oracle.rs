@@ -230,6 +230,7 @@ fn options(mode: Mode) -> QueryOptions {
             cache_max_age: Duration::from_millis(1200),
             batch_window: Duration::from_millis(20),
             recent_horizon: Duration::from_secs(30),
+            ..QueryOptions::default()
         },
     }
 }
