@@ -156,7 +156,8 @@ impl Leadership {
         }
     }
 
-    /// Resolves when leadership is won or lost (not at each renewal). Never resolves for `Always`, nor once the elector
+    /// Resolves when leadership is won, lost, or resumed after its deadline had passed (not
+    /// at each renewal). Never resolves for `Always`, nor once the elector
     /// is gone (its task is supervised: the process stops then anyway).
     pub async fn changed(&mut self) {
         match self {
@@ -168,6 +169,33 @@ impl Leadership {
             }
         }
     }
+}
+
+/// What a successful renewal means for writers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Renewal {
+    /// We did not hold the Lease: writers start.
+    Won,
+    /// We held it, but its deadline had passed, so writers stopped: they resume, and must
+    /// be told, as on winning (what they skipped is written again).
+    Resumed,
+    /// Still within the deadline: writers go on; moving the deadline needs no notice.
+    Kept,
+}
+
+/// Moves the write deadline to `deadline` after a renewal that ended at `now`.
+fn renew(
+    held: &mut WriteDeadline,
+    deadline: tokio::time::Instant,
+    now: tokio::time::Instant,
+) -> Renewal {
+    let renewal = match *held {
+        None => Renewal::Won,
+        Some(until) if until <= now => Renewal::Resumed,
+        Some(_) => Renewal::Kept,
+    };
+    *held = Some(deadline);
+    renewal
 }
 
 /// Runs the election until `shutdown` resolves; then releases the Lease if held.
@@ -200,18 +228,16 @@ impl LeaderElection {
                 Ok(true) => {
                     last_renewal = Some(Instant::now());
                     last_problem = None;
-                    // Renewals move the deadline silently; only winning notifies.
                     let deadline = attempt_started + self.settings.renew_deadline;
-                    let became = leading.send_if_modified(|held| {
-                        let became = held.is_none();
-                        *held = Some(deadline);
-                        became
+                    let renewal = leading.send_if_modified(|held| {
+                        let renewal = renew(held, deadline, tokio::time::Instant::now());
+                        renewal != Renewal::Kept
                     });
-                    if became {
+                    if renewal {
                         tracing::info!(
                             lease = %format!("{}/{}", self.settings.namespace, self.settings.name),
                             identity = %self.settings.identity,
-                            "became the leader: this replica writes statuses and rules"
+                            "became the leader (or renewed past the deadline): this replica writes statuses and rules"
                         );
                     }
                 }

@@ -261,3 +261,24 @@ async fn writes_stop_at_the_renew_deadline() {
     assert!(!leadership.is_leader());
     assert!(Leadership::Always.is_leader());
 }
+
+// Writers that stopped at a passed deadline skip what was due; they must hear that they
+// may write again, as on winning, or the skipped statuses and rules wait for a change.
+#[tokio::test(start_paused = true)]
+async fn a_renewal_past_the_deadline_notifies_like_winning() {
+    let now = tokio::time::Instant::now();
+    let later = now + Duration::from_secs(10);
+    let mut held = None;
+    assert_eq!(renew(&mut held, later, now), Renewal::Won);
+    assert_eq!(held, Some(later));
+    assert_eq!(
+        renew(&mut held, later + Duration::from_secs(2), now),
+        Renewal::Kept
+    );
+    let past = later + Duration::from_secs(5);
+    assert_eq!(
+        renew(&mut held, past + Duration::from_secs(10), past),
+        Renewal::Resumed
+    );
+    assert_eq!(held, Some(past + Duration::from_secs(10)));
+}
