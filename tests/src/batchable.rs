@@ -3,7 +3,7 @@
 
 use metrics_registry::compiler::{CompileOptions, compile};
 use metrics_registry::sources::folder::parse_text;
-use metrics_registry_apiserver::rules::{MetricRule, ObjectKind};
+use metrics_registry_apiserver::rules::ObjectKind;
 use metrics_registry_apiserver::upstream::batchable;
 use std::path::Path;
 
@@ -27,14 +27,10 @@ pub fn batching(manifests: &str) -> Vec<Batching> {
         .collect();
     let compiled = compile(&definitions, CompileOptions::default());
     let table = &compiled.table;
-    let rules: Vec<&MetricRule> = table
+    table
         .discovery()
         .filter_map(|(kind, metric)| table.group(kind, metric))
         .flat_map(|group| group.cluster.iter().chain(group.namespaced.values()))
-        .map(|rule| rule.as_ref())
-        .collect();
-    rules
-        .into_iter()
         .map(|rule| Batching {
             template: rule.template.render("<<.LabelMatchers>>", "<<.GroupBy>>"),
             object: rule.object,

@@ -1,6 +1,26 @@
 //! The seed scenarios as manifests and exporter series, shared by tests and the demo.
 
 use crate::exporter::Exporter;
+use metrics_registry::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
+use metrics_registry_crds::MetricSpec;
+
+/// A ServiceMetric `name` in `namespace` with `query` and nothing else set, as the
+/// oracle tests compile generated templates.
+pub fn service_metric(namespace: &str, name: &str, query: &str) -> Definition {
+    Definition {
+        id: DefinitionId {
+            kind: DefinitionKind::ServiceMetric,
+            namespace: Some(namespace.into()),
+            name: name.into(),
+        },
+        generation: Some(1),
+        created: None,
+        body: DefinitionBody::Metric(MetricSpec {
+            query: query.into(),
+            ..MetricSpec::default()
+        }),
+    }
+}
 
 /// Seed 000: Kong's upstream latency, re-labelled as exported_namespace/exported_service,
 /// averaged per Service. (The seed averages counters over 60 s; the exporter here

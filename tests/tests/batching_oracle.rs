@@ -17,20 +17,18 @@
 
 use futures::StreamExt;
 use metrics_registry::compiler::{CompileOptions, compile};
-use metrics_registry::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
+use metrics_registry::definitions::Definition;
 use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
 use metrics_registry_apiserver::rules::{MetricRule, ObjectKind};
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::upstream::{ObjectAnswer, ObjectRequest, QueryOptions, Upstream};
-use metrics_registry_crds::MetricSpec;
-use metrics_registry_oracle::grammar::{Dialect, object_template};
+use metrics_registry_oracle::grammar::{Dialect, object_template, sample};
 use metrics_registry_tests::batchable::{Batching, batching};
 use metrics_registry_tests::exporter::Exporter;
-use metrics_registry_tests::fixtures;
+use metrics_registry_tests::fixtures::{self, service_metric};
 use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions, http_client};
-use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest::test_runner::{RngAlgorithm, TestRng};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,32 +78,12 @@ fn publish(exporter: &Exporter) {
     );
 }
 
-fn definition(query: &str, index: usize) -> Definition {
-    Definition {
-        id: DefinitionId {
-            kind: DefinitionKind::ServiceMetric,
-            namespace: Some(NAMESPACE.into()),
-            name: format!("m{index}"),
-        },
-        generation: Some(1),
-        created: None,
-        body: DefinitionBody::Metric(MetricSpec {
-            query: query.into(),
-            ..MetricSpec::default()
-        }),
-    }
-}
-
 fn templates() -> Vec<String> {
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[29; 32]);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    let strategy = object_template(Dialect::Prometheus2);
-    let generated = (0..GRAMMAR_TEMPLATES).map(|_| {
-        strategy
-            .new_tree(&mut runner)
-            .expect("a template")
-            .current()
-    });
+    let generated = sample(
+        &object_template(Dialect::Prometheus2),
+        GRAMMAR_TEMPLATES,
+        29,
+    );
     IDIOMS
         .iter()
         .map(|t| t.to_string())
@@ -394,7 +372,7 @@ async fn batched_and_cached_answers_equal_the_answers_asked_alone() {
     let definitions: Vec<Definition> = templates
         .iter()
         .enumerate()
-        .map(|(i, t)| definition(t, i))
+        .map(|(i, t)| service_metric(NAMESPACE, &format!("m{i}"), t))
         .collect();
     let compiled = compile(&definitions, CompileOptions::default());
     let rules: Vec<(String, Arc<MetricRule>)> = templates

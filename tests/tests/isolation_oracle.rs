@@ -6,15 +6,13 @@
 //! query read a series of the secret namespace.
 
 use metrics_registry::compiler::{CompileOptions, compile};
-use metrics_registry::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
+use metrics_registry::definitions::Definition;
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
 use metrics_registry_apiserver::rules::{MetricRule, ObjectKind};
-use metrics_registry_crds::MetricSpec;
-use metrics_registry_oracle::grammar::{Dialect, template};
+use metrics_registry_oracle::grammar::{Dialect, sample, template};
 use metrics_registry_tests::exporter::Exporter;
+use metrics_registry_tests::fixtures::service_metric;
 use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions, http_client};
-use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,22 +43,6 @@ fn secret_series(exporter: &Exporter) {
             &[("kubernetes_namespace", SECRET), ("service", "svc-2")],
             value * 3.0,
         );
-    }
-}
-
-fn definition(query: &str, index: usize) -> Definition {
-    Definition {
-        id: DefinitionId {
-            kind: DefinitionKind::ServiceMetric,
-            namespace: Some(TENANT.into()),
-            name: format!("m{index}"),
-        },
-        generation: Some(1),
-        created: None,
-        body: DefinitionBody::Metric(MetricSpec {
-            query: query.into(),
-            ..MetricSpec::default()
-        }),
     }
 }
 
@@ -110,16 +92,8 @@ async fn answer(
 }
 
 fn templates() -> Vec<String> {
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[17; 32]);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    let strategy = template(Dialect::Prometheus2, SECRET);
-    (0..TEMPLATES)
-        .map(|_| {
-            strategy
-                .new_tree(&mut runner)
-                .expect("a template")
-                .current()
-        })
+    sample(&template(Dialect::Prometheus2, SECRET), TEMPLATES, 17)
+        .into_iter()
         // The samples' own timestamps differ between the two servers.
         .filter(|t| !t.contains("timestamp("))
         .collect()
@@ -169,7 +143,7 @@ async fn no_accepted_definition_returns_a_value_computed_from_another_namespace(
     let definitions: Vec<Definition> = templates
         .iter()
         .enumerate()
-        .map(|(i, t)| definition(t, i))
+        .map(|(i, t)| service_metric(TENANT, &format!("m{i}"), t))
         .collect();
     let pinned = compile(&definitions, CompileOptions::default());
     // The same templates unpinned: the servers must tell them apart, or the test could

@@ -7,10 +7,8 @@
 use super::*;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_oracle::grammar::{Dialect, template};
+use metrics_registry_oracle::grammar::{Dialect, sample, template};
 use metrics_registry_oracle::pinning::unpinned_selectors;
-use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::sync::Arc;
 
 const TENANT: &str = "team-a";
@@ -60,17 +58,7 @@ fn escape(template: &str, rule: &MetricRule) -> Option<String> {
 }
 
 fn templates(dialect: Dialect, count: usize, seed: u8) -> Vec<String> {
-    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
-    let strategy = template(dialect, "team-b");
-    (0..count)
-        .map(|_| {
-            strategy
-                .new_tree(&mut runner)
-                .expect("a template")
-                .current()
-        })
-        .collect()
+    sample(&template(dialect, "team-b"), count, seed)
 }
 
 #[test]

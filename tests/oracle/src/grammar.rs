@@ -302,6 +302,22 @@ fn whole(vector: BoxedStrategy<String>) -> BoxedStrategy<String> {
         .boxed()
 }
 
+/// `count` values of `strategy`, the same for every run with the same `seed`.
+pub fn sample(strategy: &BoxedStrategy<String>, count: usize, seed: u8) -> Vec<String> {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    (0..count)
+        .map(|_| {
+            strategy
+                .new_tree(&mut runner)
+                .expect("a template")
+                .current()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
