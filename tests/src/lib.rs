@@ -14,6 +14,7 @@ pub mod ports;
 pub mod prometheus;
 pub mod query_api;
 pub mod registry;
+pub mod registry_process;
 pub mod thanos;
 pub mod third_party;
 pub mod victoria_metrics;

@@ -5,7 +5,7 @@
 //! asserts nothing. `scripts/bench.sh` runs it; `--smoke` only checks that everything
 //! starts and every server answers correctly, with short loads.
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use metrics_registry::compiler::{Change, CompileOptions, IncrementalCompiler};
 use metrics_registry::definitions::Definition;
 use metrics_registry_apiserver::selector::LabelSelector;
@@ -19,8 +19,7 @@ use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::parity::MetricsClient;
 use metrics_registry_tests::ports::free_port;
 use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use metrics_registry_tests::registry_process::RegistryProcess;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,17 +31,6 @@ const HPA_PERIOD: Duration = Duration::from_secs(1);
 /// metrics-registry's result cache in this run.
 const CACHE_MAX_AGE: &str = "1s";
 const EDITS: usize = 20;
-
-fn binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("METRICS_REGISTRY_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let sibling = std::env::current_exe()?.with_file_name("metrics-registry");
-    if sibling.exists() {
-        return Ok(sibling);
-    }
-    bail!("metrics-registry binary not found: build it with --release or set METRICS_REGISTRY_BIN")
-}
 
 /// One server (or the floor) as the loads see it.
 struct Server {
@@ -224,66 +212,6 @@ async fn wait_for(
     }
 }
 
-struct Registry {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    /// The end of its log, for an error that says why it did not answer.
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("metrics-registry.log"))
-            .unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        format!("metrics-registry's log ends with:\n{tail}")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_registry(
-    plane: &ControlPlane,
-    prometheus_url: &str,
-    port: u16,
-) -> anyhow::Result<Registry> {
-    let dir = tempfile::tempdir()?;
-    let (cert, key) = plane
-        .certs()
-        .sign_serving_cert("metrics-registry", &["127.0.0.1", "localhost"])?;
-    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    std::fs::write(&cert_path, cert)?;
-    std::fs::write(&key_path, key)?;
-    let log = std::fs::File::create(dir.path().join("metrics-registry.log"))?;
-    let child = Command::new(binary()?)
-        .arg("run")
-        .arg("--kubeconfig")
-        .arg(plane.kubeconfig_path())
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--tls-cert-file")
-        .arg(&cert_path)
-        .arg("--tls-private-key-file")
-        .arg(&key_path)
-        .arg("--prometheus-url")
-        .arg(prometheus_url)
-        .arg("--leader-elect=false")
-        .arg("--query-cache-max-age")
-        .arg(CACHE_MAX_AGE)
-        .arg("--log-level")
-        .arg("warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting metrics-registry")?;
-    Ok(Registry { child, dir })
-}
-
 /// Compiling and swapping in `count` definitions, in this process: time and the memory
 /// the compiler holds (RSS growth).
 fn compile_cost(count: usize) -> (Duration, f64) {
@@ -411,7 +339,12 @@ async fn run(smoke: bool) -> anyhow::Result<()> {
     // metrics-registry: start to first answer.
     let port = free_port();
     let registry_started = Instant::now();
-    let registry = start_registry(&plane, &prometheus_url, port)?;
+    let registry = RegistryProcess::start(
+        &plane,
+        &prometheus_url,
+        port,
+        &["--query-cache-max-age", CACHE_MAX_AGE],
+    )?;
     let ours = Server {
         name: "metrics-registry",
         target: Target {
@@ -419,9 +352,7 @@ async fn run(smoke: bool) -> anyhow::Result<()> {
             base: format!("https://127.0.0.1:{port}"),
             authorization: bearer.clone(),
         },
-        process: Some(ProcessStats {
-            pid: registry.child.id(),
-        }),
+        process: Some(registry.stats()),
         counts_queries: true,
     };
     wait_for(

@@ -6,10 +6,11 @@
 use anyhow::{Context, bail};
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::ports::free_addr;
+use metrics_registry_tests::registry_process::binary;
 use metrics_registry_tests::stack::scraping;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,17 +23,6 @@ const EDIT_PATH: &str =
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns-0/services/cart/edited_metric";
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-fn binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("METRICS_REGISTRY_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let sibling = std::env::current_exe()?.with_file_name("metrics-registry");
-    if sibling.exists() {
-        return Ok(sibling);
-    }
-    bail!("metrics-registry binary not found: build it with --release or set METRICS_REGISTRY_BIN")
-}
 
 fn edited(series: &str) -> String {
     format!(

@@ -7,23 +7,10 @@ use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::fixtures::{KONG_LATENCY, SEED_004, publish_seed_series};
 use metrics_registry_tests::ports::free_addr;
 use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};
-use std::path::PathBuf;
+use metrics_registry_tests::registry_process::binary;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
-
-fn binary() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("METRICS_REGISTRY_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let sibling = std::env::current_exe()?.with_file_name("metrics-registry");
-    if sibling.exists() {
-        return Ok(sibling);
-    }
-    bail!(
-        "metrics-registry binary not found: build it with `cargo build -p metrics-registry` or set METRICS_REGISTRY_BIN"
-    )
-}
 
 fn step(started: Instant, text: &str) {
     println!("\n[{:>5.1}s] {text}", started.elapsed().as_secs_f64());
