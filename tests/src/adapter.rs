@@ -76,12 +76,9 @@ impl Adapter {
             .tempdir()?;
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config)?;
-        let (cert, key) = plane
+        let (cert_path, key_path) = plane
             .certs()
-            .sign_serving_cert("prometheus-adapter", &["127.0.0.1", "localhost"])?;
-        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert_path, cert)?;
-        std::fs::write(&key_path, key)?;
+            .write_loopback_serving_cert("prometheus-adapter", dir.path())?;
         let kubeconfig = plane.kubeconfig_path().display().to_string();
         let log_path = dir.path().join("adapter.log");
         let (process, _, port) = start_on_free_ports(

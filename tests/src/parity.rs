@@ -74,12 +74,9 @@ impl ClusterRegistry {
     ) -> anyhow::Result<ClusterRegistry> {
         crate::cluster_mode::install_crds(admin).await?;
         let dir = tempfile::tempdir()?;
-        let (cert, key) = plane
+        let tls = plane
             .certs()
-            .sign_serving_cert("metrics-registry", &["127.0.0.1", "localhost"])?;
-        let tls = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&tls.0, cert)?;
-        std::fs::write(&tls.1, key)?;
+            .write_loopback_serving_cert("metrics-registry", dir.path())?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let base = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
         let mode = ClusterMode {

@@ -51,12 +51,9 @@ impl RegistryProcess {
         flags: &[&str],
     ) -> anyhow::Result<RegistryProcess> {
         let dir = tempfile::tempdir()?;
-        let (cert, key) = plane
+        let (cert_path, key_path) = plane
             .certs()
-            .sign_serving_cert("metrics-registry", &["127.0.0.1", "localhost"])?;
-        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert_path, cert)?;
-        std::fs::write(&key_path, key)?;
+            .write_loopback_serving_cert("metrics-registry", dir.path())?;
         let log = std::fs::File::create(dir.path().join("metrics-registry.log"))?;
         let binary = binary()?;
         let child = Command::new(&binary)

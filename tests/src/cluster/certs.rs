@@ -187,6 +187,20 @@ impl ClusterCerts {
         )?;
         Ok((issued.cert_pem, issued.key_pem))
     }
+
+    /// A serving certificate for 127.0.0.1 and localhost named `cn`, written into `dir`
+    /// as `tls.crt` and `tls.key`: what a server under test on loopback is started with.
+    pub fn write_loopback_serving_cert(
+        &self,
+        cn: &str,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+        let (cert, key) = self.sign_serving_cert(cn, &["127.0.0.1", "localhost"])?;
+        let (cert_path, key_path) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert_path, cert)?;
+        std::fs::write(&key_path, key)?;
+        Ok((cert_path, key_path))
+    }
 }
 
 struct Leaf<'a> {
