@@ -34,6 +34,10 @@ export PROMETHEUS_OPERATOR_DIR
 echo "==> images: metrics-registry (Containerfile, buildah) and the test node's pause/workload images"
 METRICS_REGISTRY_IMAGE_ARCHIVE="$(bash scripts/build-image.sh | tail -1)"
 export METRICS_REGISTRY_IMAGE_ARCHIVE
+# The image's static release binary, for the tests and the benchmark that run it as a
+# process (its memory is measured; a debug build's would say nothing).
+triple="$(rustc -vV | sed -n 's/^host: //p')"
+export METRICS_REGISTRY_BIN="$CARGO_TARGET_DIR/$triple/release/metrics-registry"
 bash scripts/build-test-images.sh >/dev/null
 
 echo "==> helm lint / helm template"
@@ -59,9 +63,7 @@ bash scripts/in-test-namespace.sh \
 echo "==> benchmark smoke (scripts/bench.sh --smoke: every server answers every load; no targets judged)"
 # The image's static release binary is the one measured; the load generator is the debug
 # build cargo test made, so its numbers here are not the benchmark's.
-triple="$(rustc -vV | sed -n 's/^host: //p')"
-METRICS_REGISTRY_BIN="$CARGO_TARGET_DIR/$triple/release/metrics-registry" \
-  bash scripts/in-test-namespace.sh "$CARGO_TARGET_DIR/debug/bench" --smoke 2>&1 | tee -a "$log" || status=$?
+bash scripts/in-test-namespace.sh "$CARGO_TARGET_DIR/debug/bench" --smoke 2>&1 | tee -a "$log" || status=$?
 echo "==> fuzzing (AFL++ through cargo-afl, a bounded run per target)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" CARGO_TARGET_DIR="$cache/target-fuzz" bash scripts/fuzz.sh 2>&1 | tee -a "$log" || status=$?
 # One total over every test binary, so the last line is not a doc-test run of zero.

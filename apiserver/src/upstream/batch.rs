@@ -75,6 +75,8 @@ struct InFlight {
 }
 
 struct Group {
+    /// Its key in [`Groups`], to weigh it again.
+    key: Arc<str>,
     rule: Arc<MetricRule>,
     namespace: String,
     metric_matchers: Vec<String>,
@@ -86,9 +88,57 @@ struct Group {
     cached: HashMap<String, (ObjectAnswer, Instant)>,
     /// When the last answer covering the whole namespace was sent for.
     namespace_wide: Option<Instant>,
+    /// What the names in `recent` and `cached` hold, [`NAME_OVERHEAD`] each included.
+    name_bytes: usize,
+    /// `name_bytes` when moka last weighed the group.
+    weighed_name_bytes: usize,
 }
 
 impl Group {
+    /// Notes that `name` was asked for now.
+    fn asked(&mut self, name: &str, now: Instant) {
+        match self.recent.get_mut(name) {
+            Some(at) => *at = now,
+            None => {
+                self.name_bytes += name.len() + NAME_OVERHEAD;
+                self.recent.insert(name.to_owned(), now);
+            }
+        }
+    }
+
+    fn cache(&mut self, name: &str, answer: ObjectAnswer, sent: Instant) {
+        match self.cached.get_mut(name) {
+            Some(entry) => *entry = (answer, sent),
+            None => {
+                self.name_bytes += name.len() + NAME_OVERHEAD;
+                self.cached.insert(name.to_owned(), (answer, sent));
+            }
+        }
+    }
+
+    /// Drops the names asked for longer ago than `horizon` and the answers older than
+    /// `max_age`.
+    fn forget_older(&mut self, horizon: std::time::Duration, max_age: std::time::Duration) {
+        self.recent.retain(|_, at| at.elapsed() <= horizon);
+        self.cached.retain(|_, (_, at)| at.elapsed() <= max_age);
+        self.name_bytes = self
+            .recent
+            .keys()
+            .chain(self.cached.keys())
+            .map(|name| name.len() + NAME_OVERHEAD)
+            .sum();
+    }
+
+    /// Whether its names grew by more than a quarter (and a little) since moka weighed
+    /// it; if so, the next weighing is taken as done.
+    fn take_weighing_due(&mut self) -> bool {
+        let due = self.name_bytes > self.weighed_name_bytes * 5 / 4 + REWEIGH_BYTES;
+        if due {
+            self.weighed_name_bytes = self.name_bytes;
+        }
+        due
+    }
+
     /// The freshest answer for `name` no older than `max_age`, and when its query was sent.
     fn cached(&self, name: &str, max_age: std::time::Duration) -> Option<(ObjectAnswer, Instant)> {
         let fresh = |at: &Instant| at.elapsed() <= max_age;
@@ -105,14 +155,19 @@ impl Group {
 
 /// Bytes the groups may hold, weighed by what they keep of their request.
 const GROUPS_MAX_BYTES: u64 = 8 << 20;
-/// What a group costs besides its key, namespace and matchers.
+/// What a group costs besides its key, namespace, matchers and names.
 const GROUP_OVERHEAD: usize = 512;
+/// What a remembered object name costs besides its bytes (its map slot, instant, answer).
+const NAME_OVERHEAD: usize = 64;
+/// Growth of a group's names below which it is not weighed again: together with the
+/// quarter of [`Group::take_weighing_due`], what a group may hold beyond its weight.
+const REWEIGH_BYTES: usize = 1024;
 
 /// The groups by their query for all objects. Their keys come from clients (namespaces,
-/// metric selectors), so moka bounds them in bytes, evicts them one by one, and drops a
-/// group nobody asked for since its objects' answers could be reused. A group evicted
-/// while its query runs still answers its waiters (they hold it); a request after that
-/// starts a new one.
+/// metric selectors), and so do the object names each remembers, so moka bounds them in
+/// bytes (names included), evicts them one by one, and drops a group nobody asked for
+/// since its objects' answers could be reused. A group evicted while its query runs still
+/// answers its waiters (they hold it); a request after that starts a new one.
 pub(super) struct Groups(moka::sync::Cache<Arc<str>, Arc<Mutex<Group>>>);
 
 impl Groups {
@@ -123,6 +178,24 @@ impl Groups {
         self.0.weighted_size()
     }
 
+    /// Bytes of the object names the groups remember, counted in their maps.
+    #[cfg(test)]
+    pub(super) fn remembered_name_bytes(&self) -> usize {
+        self.0.run_pending_tasks();
+        self.0
+            .iter()
+            .map(|(_, group)| {
+                let state = lock(&group);
+                state
+                    .recent
+                    .keys()
+                    .chain(state.cached.keys())
+                    .map(String::len)
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
     pub(super) fn new(options: &super::QueryOptions) -> Self {
         Groups(
             moka::sync::Cache::builder()
@@ -130,8 +203,12 @@ impl Groups {
                 .weigher(|key: &Arc<str>, group: &Arc<Mutex<Group>>| {
                     let group = lock(group);
                     let matchers: usize = group.metric_matchers.iter().map(String::len).sum();
-                    u32::try_from(key.len() + group.namespace.len() + matchers + GROUP_OVERHEAD)
-                        .unwrap_or(u32::MAX)
+                    let bytes = key.len()
+                        + group.namespace.len()
+                        + matchers
+                        + group.name_bytes
+                        + GROUP_OVERHEAD;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
                 })
                 .time_to_idle(
                     options
@@ -142,6 +219,33 @@ impl Groups {
                 .build(),
         )
     }
+
+    /// moka weighs an entry only when it is inserted, and a group's names grow after
+    /// that: a group whose names grew is inserted again (if it is still the one under
+    /// its key), so that what it holds counts against the bound.
+    fn weigh_again_if_grown(&self, group: &Arc<Mutex<Group>>) {
+        let key = {
+            let mut state = lock(group);
+            if !state.take_weighing_due() {
+                return;
+            }
+            state.key.clone()
+        };
+        // Outside the group's lock: the weigher takes it.
+        if self
+            .0
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(&current, group))
+        {
+            self.0.insert(key, group.clone());
+        }
+    }
+}
+
+/// What a request gets from its group at once.
+enum Step {
+    Cached(ObjectAnswer),
+    Wait(BatchReceiver),
 }
 
 impl Upstream {
@@ -160,49 +264,46 @@ impl Upstream {
         )
         .into();
         let group = self.group(key, &request);
-        let receiver = {
+        let step = {
             let mut state = lock(&group);
             let options = self.inner.options;
             let now = Instant::now();
-            if !options.cache_max_age.is_zero() {
-                match state.recent.get_mut(request.name) {
-                    Some(at) => *at = now,
-                    None => {
-                        state.recent.insert(request.name.to_owned(), now);
-                    }
+            let cached = if options.cache_max_age.is_zero() {
+                None
+            } else {
+                state.asked(request.name, now);
+                state.cached(request.name, options.cache_max_age)
+            };
+            if let Some((answer, sent)) = cached {
+                self.inner.metrics.cache_hits.inc();
+                // Refresh ahead: past half its age, the answer is renewed in the
+                // background, so the requests after this one find a fresh answer
+                // instead of waiting for a query. What is served is still never
+                // older than the maximum age.
+                if sent.elapsed() * 2 > options.cache_max_age
+                    && state.pending.is_none()
+                    && state.in_flight.is_none()
+                {
+                    let (sender, receiver) = watch::channel(None);
+                    state.pending = Some(Pending {
+                        names: BTreeSet::from([request.name.to_owned()]),
+                        created: now,
+                        sender,
+                        receiver,
+                    });
+                    self.flush(&group, &mut state);
                 }
-                if let Some((answer, sent)) = state.cached(request.name, options.cache_max_age) {
-                    self.inner.metrics.cache_hits.inc();
-                    // Refresh ahead: past half its age, the answer is renewed in the
-                    // background, so the requests after this one find a fresh answer
-                    // instead of waiting for a query. What is served is still never
-                    // older than the maximum age.
-                    if sent.elapsed() * 2 > options.cache_max_age
-                        && state.pending.is_none()
-                        && state.in_flight.is_none()
-                    {
-                        let (sender, receiver) = watch::channel(None);
-                        state.pending = Some(Pending {
-                            names: BTreeSet::from([request.name.to_owned()]),
-                            created: now,
-                            sender,
-                            receiver,
-                        });
-                        self.flush(&group, &mut state);
-                    }
-                    return Ok(answer);
-                }
-            }
-            if let Some(in_flight) = state
+                Step::Cached(answer)
+            } else if let Some(in_flight) = state
                 .in_flight
                 .as_ref()
                 .filter(|f| f.coverage.covers(request.name))
             {
                 self.inner.metrics.queries_coalesced.inc();
-                in_flight.receiver.clone()
+                Step::Wait(in_flight.receiver.clone())
             } else if let Some(pending) = state.pending.as_mut() {
                 pending.names.insert(request.name.to_owned());
-                pending.receiver.clone()
+                Step::Wait(pending.receiver.clone())
             } else {
                 let (sender, receiver) = watch::channel(None);
                 state.pending = Some(Pending {
@@ -218,15 +319,20 @@ impl Upstream {
                 } else {
                     self.flush_after_window(&group);
                 }
-                receiver
+                Step::Wait(receiver)
             }
         };
-        self.wait_batch(receiver, request.name).await
+        self.inner.groups.weigh_again_if_grown(&group);
+        match step {
+            Step::Cached(answer) => Ok(answer),
+            Step::Wait(receiver) => self.wait_batch(receiver, request.name).await,
+        }
     }
 
     fn group(&self, key: Arc<str>, request: &ObjectRequest<'_>) -> Arc<Mutex<Group>> {
-        self.inner.groups.0.get_with(key, || {
+        self.inner.groups.0.get_with(key.clone(), || {
             Arc::new(Mutex::new(Group {
+                key,
                 rule: request.rule.clone(),
                 namespace: request.namespace.to_owned(),
                 metric_matchers: request.metric_matchers.to_vec(),
@@ -235,6 +341,8 @@ impl Upstream {
                 recent: HashMap::new(),
                 cached: HashMap::new(),
                 namespace_wide: None,
+                name_bytes: 0,
+                weighed_name_bytes: 0,
             }))
         })
     }
@@ -262,13 +370,8 @@ impl Upstream {
         let requested = pending.names;
         let mut names = requested.clone();
         if !options.cache_max_age.is_zero() {
-            state
-                .recent
-                .retain(|_, at| at.elapsed() <= options.recent_horizon);
             // Answers past the age they may be served at are of no use any more.
-            state
-                .cached
-                .retain(|_, (_, at)| at.elapsed() <= options.cache_max_age);
+            state.forget_older(options.recent_horizon, options.cache_max_age);
             names.extend(state.recent.keys().cloned());
         }
         let coverage = if names.len() > MAX_REGEX_OBJECTS {
@@ -359,6 +462,7 @@ impl Upstream {
                     upstream.flush(&group, &mut state);
                 }
             }
+            upstream.inner.groups.weigh_again_if_grown(&group);
             sender.send_replace(Some(outcome));
         });
     }
@@ -369,10 +473,10 @@ impl Upstream {
         if max_age.is_zero() || values.ambiguous {
             return;
         }
-        state.cached.retain(|_, (_, at)| at.elapsed() <= max_age);
+        state.forget_older(self.inner.options.recent_horizon, max_age);
         for (name, answer) in &values.by_name {
             if *answer != ObjectAnswer::Ambiguous {
-                state.cached.insert(name.clone(), (answer.clone(), sent));
+                state.cache(name, answer.clone(), sent);
             }
         }
         match &values.coverage {
@@ -380,9 +484,7 @@ impl Upstream {
             Coverage::Names(names) => {
                 for name in names {
                     if !values.by_name.contains_key(name) {
-                        state
-                            .cached
-                            .insert(name.clone(), (ObjectAnswer::Absent, sent));
+                        state.cache(name, ObjectAnswer::Absent, sent);
                     }
                 }
             }

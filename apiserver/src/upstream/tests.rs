@@ -564,3 +564,51 @@ async fn batch_groups_for_many_large_selectors_stay_within_their_bytes() {
     let held = upstream.group_bytes();
     assert!(held > 0 && held <= 8 << 20, "{held} bytes of groups");
 }
+
+#[tokio::test]
+async fn batch_groups_remembering_many_object_names_stay_within_their_bytes() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    // With the cache on, a group remembers each object asked for (to refresh it) and
+    // each answer, absent ones included; the names come from clients.
+    let upstream = upstream(
+        &fake,
+        QueryOptions {
+            cache_max_age: Duration::from_secs(600),
+            recent_horizon: Duration::from_secs(600),
+            ..NO_CACHE
+        },
+    );
+    let rule = rule(true);
+    // 40,000 distinct names of 250 bytes in one group: some 12 MB remembered unbounded.
+    for i in 0..40_000 {
+        let name = format!("{i:0>250}");
+        let answer = upstream
+            .object(ObjectRequest {
+                rule: &rule,
+                namespace: "a",
+                metric_matchers: &[],
+                name: &name,
+            })
+            .await
+            .unwrap();
+        assert_eq!(answer, ObjectAnswer::Absent);
+    }
+    // Counted in the groups' maps, not by the weights they report.
+    let held = upstream.inner.groups.remembered_name_bytes();
+    assert!(
+        held > 0 && held <= 8 << 20,
+        "{held} bytes of names remembered"
+    );
+    // The group that holds them is still the one asked and answering.
+    let answer = upstream
+        .object(ObjectRequest {
+            rule: &rule,
+            namespace: "a",
+            metric_matchers: &[],
+            name: "p1",
+        })
+        .await
+        .unwrap();
+    assert_eq!(pod_value(&answer), ("p1".into(), "1".into()));
+}

@@ -116,21 +116,14 @@ pub async fn objects(admin: &kube::Client, scale: Scale) -> anyhow::Result<()> {
 }
 
 /// A ServiceAccount allowed to read both metrics APIs and `/metrics`, and a token of it:
-/// the one caller of both servers.
+/// the one caller of both servers. The account is `hpa`, bound by `bench-metrics-reader`.
 pub async fn caller_token(admin: &kube::Client) -> anyhow::Result<String> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
-    accounts
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "hpa"}}))?,
-        )
-        .await?;
     let roles: Api<ClusterRole> = Api::all(admin.clone());
     roles
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({
-                "metadata": {"name": "bench-metrics-reader"},
+                "metadata": {"name": READER_ROLE},
                 "rules": [
                     {"apiGroups": ["custom.metrics.k8s.io", "external.metrics.k8s.io"],
                      "resources": ["*"], "verbs": ["get", "list"]},
@@ -139,15 +132,35 @@ pub async fn caller_token(admin: &kube::Client) -> anyhow::Result<String> {
             }))?,
         )
         .await?;
+    reader_token(admin, "hpa", READER_ROLE).await
+}
+
+/// The ClusterRole [`caller_token`] creates, and the name of its first binding.
+pub const READER_ROLE: &str = "bench-metrics-reader";
+
+/// One more caller like [`caller_token`]'s (whose role must exist): ServiceAccount
+/// `account` bound to the reader role by a ClusterRoleBinding named `binding`.
+pub async fn reader_token(
+    admin: &kube::Client,
+    account: &str,
+    binding: &str,
+) -> anyhow::Result<String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), NAMESPACE);
+    accounts
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": account}}))?,
+        )
+        .await?;
     let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
     bindings
         .create(
             &PostParams::default(),
             &serde_json::from_value(json!({
-                "metadata": {"name": "bench-metrics-reader"},
+                "metadata": {"name": binding},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                            "name": "bench-metrics-reader"},
-                "subjects": [{"kind": "ServiceAccount", "name": "hpa", "namespace": NAMESPACE}],
+                            "name": READER_ROLE},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}],
             }))?,
         )
         .await?;
@@ -159,7 +172,7 @@ pub async fn caller_token(admin: &kube::Client) -> anyhow::Result<String> {
         ..TokenRequest::default()
     };
     let answer = accounts
-        .create_token_request("hpa", &PostParams::default(), &request)
+        .create_token_request(account, &PostParams::default(), &request)
         .await?;
     answer
         .status
