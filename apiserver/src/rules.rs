@@ -175,15 +175,6 @@ impl MetricGroup {
     }
 }
 
-/// Returned when a slot is already taken; the compiler turns it into a `Conflict` verdict.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("metric {metric:?} for {resource} is already defined by {existing}")]
-pub struct SlotTaken {
-    pub metric: String,
-    pub resource: &'static str,
-    pub existing: String,
-}
-
 /// The metric groups of one object kind, by metric name.
 type KindGroups = BTreeMap<Arc<str>, Arc<MetricGroup>>;
 
@@ -200,33 +191,6 @@ pub struct RuleTable {
 }
 
 impl RuleTable {
-    /// Adds a rule; fails if the same (kind, metric, scope) is taken.
-    pub fn insert(&mut self, scope: Scope, rule: MetricRule) -> Result<(), SlotTaken> {
-        if let Some(group) = self.group(rule.object, &rule.metric) {
-            let existing = match &scope {
-                Scope::Cluster => group.cluster.as_ref(),
-                Scope::Namespace(namespace) => group.namespaced.get(namespace),
-            };
-            if let Some(existing) = existing {
-                return Err(SlotTaken {
-                    metric: rule.metric,
-                    resource: rule.object.resource(),
-                    existing: existing.source.clone(),
-                });
-            }
-        }
-        // In place: nothing else holds these maps while a table is being built.
-        let groups = Arc::make_mut(self.metrics.entry(rule.object).or_default());
-        let group = Arc::make_mut(groups.entry(Arc::from(rule.metric.as_str())).or_default());
-        match scope {
-            Scope::Cluster => group.cluster = Some(Arc::new(rule)),
-            Scope::Namespace(namespace) => {
-                group.namespaced.insert(namespace, Arc::new(rule));
-            }
-        }
-        Ok(())
-    }
-
     /// Replaces every rule of one (kind, metric); an empty group removes the metric.
     /// Returns whether anything changed.
     pub fn set_group(&mut self, object: ObjectKind, metric: &str, group: MetricGroup) -> bool {
@@ -250,11 +214,6 @@ impl RuleTable {
     /// Every rule of one (kind, metric).
     pub fn group(&self, object: ObjectKind, metric: &str) -> Option<&MetricGroup> {
         self.metrics.get(&object)?.get(metric).map(|group| &**group)
-    }
-
-    /// Declares an external metric known from a recording rule.
-    pub fn insert_external(&mut self, name: String) {
-        Arc::make_mut(&mut self.external).insert(name);
     }
 
     /// Replaces the external metrics declared by recording rules; returns whether they changed.

@@ -77,23 +77,26 @@ fn many_objects_never_become_a_long_regex() {
 
 #[test]
 fn a_metric_of_another_namespace_is_not_revealed() {
-    use crate::rules::{MetricRule, QueryTemplate, Scope, Segment};
+    use crate::rules::{MetricGroup, MetricRule, QueryTemplate, Segment};
+    let rule = MetricRule {
+        object: ObjectKind::Service,
+        metric: "secret_sauce".into(),
+        template: QueryTemplate::new(vec![Segment::Literal("x".into())]),
+        object_label: "service".into(),
+        namespace_label: "namespace".into(),
+        window_seconds: None,
+        separable: true,
+        source: "ServiceMetric tenant-b/secret-sauce".into(),
+    };
     let mut table = RuleTable::default();
-    table
-        .insert(
-            Scope::Namespace("tenant-b".into()),
-            MetricRule {
-                object: ObjectKind::Service,
-                metric: "secret_sauce".into(),
-                template: QueryTemplate::new(vec![Segment::Literal("x".into())]),
-                object_label: "service".into(),
-                namespace_label: "namespace".into(),
-                window_seconds: None,
-                separable: true,
-                source: "ServiceMetric tenant-b/secret-sauce".into(),
-            },
-        )
-        .unwrap();
+    table.set_group(
+        ObjectKind::Service,
+        "secret_sauce",
+        MetricGroup {
+            cluster: None,
+            namespaced: [("tenant-b".to_string(), std::sync::Arc::new(rule))].into(),
+        },
+    );
     let defined_elsewhere = lookup(&table, ObjectKind::Service, "secret_sauce", "tenant-a")
         .unwrap_err()
         .message;

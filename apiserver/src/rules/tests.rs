@@ -13,21 +13,38 @@ fn rule(object: ObjectKind, metric: &str, source: &str) -> MetricRule {
     }
 }
 
+/// A table of one group of `rule`s (the compiler decides which rule a slot gets).
+fn table_of(object: ObjectKind, metric: &str, rules: Vec<(Scope, MetricRule)>) -> RuleTable {
+    let mut group = MetricGroup::default();
+    for (scope, rule) in rules {
+        match scope {
+            Scope::Cluster => group.cluster = Some(Arc::new(rule)),
+            Scope::Namespace(namespace) => {
+                group.namespaced.insert(namespace, Arc::new(rule));
+            }
+        }
+    }
+    let mut table = RuleTable::default();
+    table.set_group(object, metric, group);
+    table
+}
+
 #[test]
 fn namespaced_definition_wins_only_in_its_namespace() {
-    let mut table = RuleTable::default();
-    table
-        .insert(
-            Scope::Cluster,
-            rule(ObjectKind::Service, "latency", "cluster"),
-        )
-        .unwrap();
-    table
-        .insert(
-            Scope::Namespace("team-a".into()),
-            rule(ObjectKind::Service, "latency", "team-a"),
-        )
-        .unwrap();
+    let table = table_of(
+        ObjectKind::Service,
+        "latency",
+        vec![
+            (
+                Scope::Cluster,
+                rule(ObjectKind::Service, "latency", "cluster"),
+            ),
+            (
+                Scope::Namespace("team-a".into()),
+                rule(ObjectKind::Service, "latency", "team-a"),
+            ),
+        ],
+    );
     assert_eq!(
         table
             .lookup(ObjectKind::Service, "latency", "team-a")
@@ -54,48 +71,20 @@ fn namespaced_definition_wins_only_in_its_namespace() {
 
 #[test]
 fn namespaced_only_metric_is_absent_elsewhere() {
-    let mut table = RuleTable::default();
-    table
-        .insert(
+    let table = table_of(
+        ObjectKind::Pod,
+        "workers",
+        vec![(
             Scope::Namespace("a".into()),
             rule(ObjectKind::Pod, "workers", "a"),
-        )
-        .unwrap();
+        )],
+    );
     assert!(table.lookup(ObjectKind::Pod, "workers", "a").is_some());
     assert!(table.lookup(ObjectKind::Pod, "workers", "b").is_none());
     assert_eq!(
         table.namespaces_defining(ObjectKind::Pod, "workers"),
         vec!["a".to_string()]
     );
-}
-
-#[test]
-fn same_slot_twice_is_refused_with_the_holder() {
-    let mut table = RuleTable::default();
-    table
-        .insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "first"))
-        .unwrap();
-    let err = table
-        .insert(Scope::Cluster, rule(ObjectKind::Pod, "m", "second"))
-        .unwrap_err();
-    assert_eq!(err.existing, "first");
-    // A different kind with the same metric name is a different slot.
-    table
-        .insert(Scope::Cluster, rule(ObjectKind::Service, "m", "svc"))
-        .unwrap();
-    table
-        .insert(
-            Scope::Namespace("x".into()),
-            rule(ObjectKind::Pod, "m", "x"),
-        )
-        .unwrap();
-    let err = table
-        .insert(
-            Scope::Namespace("x".into()),
-            rule(ObjectKind::Pod, "m", "x2"),
-        )
-        .unwrap_err();
-    assert_eq!(err.existing, "x");
 }
 
 #[test]

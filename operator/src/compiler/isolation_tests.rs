@@ -5,6 +5,8 @@
 //! Every selector anywhere in an accepted query must carry `namespace="team-a"`.
 
 use super::*;
+use crate::definitions::DefinitionBody;
+use metrics_registry_apiserver::rules::ObjectKind;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
 use metrics_registry_oracle::grammar::{Dialect, sample, template};

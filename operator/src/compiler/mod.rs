@@ -1,5 +1,6 @@
-//! The pure compiler: a snapshot of definitions in, a [`RuleTable`] and one verdict per
-//! definition out. No kube, no I/O, so every rule of precedence, conflict and validation
+//! The pure compiler: definitions in, a [`RuleTable`] and one verdict per definition
+//! out, change by change ([`IncrementalCompiler`]) or for a whole snapshot ([`compile`],
+//! the same compiler fed everything at once). No kube, no I/O, so every rule of precedence, conflict and validation
 //! is tested by plain unit tests.
 
 mod incremental;
@@ -14,15 +15,14 @@ pub use incremental::{Change, Delta, IncrementalCompiler};
 
 pub use promql::ISOLATION_LABEL;
 
-use crate::definitions::{Definition, DefinitionBody, DefinitionId};
+use crate::definitions::{Definition, DefinitionId};
 pub use metrics_registry_apiserver::external::ExternalScope;
-use metrics_registry_apiserver::rules::{
-    MetricRule, ObjectKind, QueryTemplate, RuleTable, Scope, Segment,
-};
+use metrics_registry_apiserver::rules::{MetricRule, QueryTemplate, RuleTable, Scope, Segment};
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_crds::{MetricSpec, RuleGroup};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a definition is not served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,14 +98,14 @@ impl Default for CompileOptions {
 
 /// What a snapshot compiles to.
 #[derive(Debug, Default)]
-pub struct Compiled {
+pub struct CompiledSnapshot {
     pub table: RuleTable,
     pub verdicts: BTreeMap<DefinitionId, Verdict>,
     /// Valid rule groups of each `CustomPrometheusRules`, to hand to Prometheus.
     pub rule_groups: BTreeMap<DefinitionId, Vec<RuleGroup>>,
 }
 
-impl Compiled {
+impl CompiledSnapshot {
     pub fn not_ready(&self) -> impl Iterator<Item = (&DefinitionId, &Problem)> {
         self.verdicts
             .iter()
@@ -113,79 +113,42 @@ impl Compiled {
     }
 }
 
-/// Compiles a snapshot. Order of the input does not matter: conflicts are decided by
-/// age (`created`), then namespace and name, so the same snapshot always gives the same table.
-pub fn compile(definitions: &[Definition], options: CompileOptions) -> Compiled {
-    let mut ordered: Vec<&Definition> = definitions.iter().collect();
-    ordered.sort_by(|a, b| {
-        let age = |d: &Definition| d.created.clone().unwrap_or_default();
-        age(a).cmp(&age(b)).then_with(|| a.id.cmp(&b.id))
-    });
+/// Compiles a snapshot: every definition applied at once to an empty
+/// [`IncrementalCompiler`], the compiler the server runs, so that `check`, `convert` and
+/// the fuzz targets judge definitions exactly as the server does. Order of the input
+/// does not matter: conflicts are decided by age (`created`), then namespace and name.
+pub fn compile(definitions: &[Definition], options: CompileOptions) -> CompiledSnapshot {
+    let mut compiler = IncrementalCompiler::new(options);
+    compiler.apply(
+        definitions
+            .iter()
+            .map(|definition| Change::Upsert(Arc::new(definition.clone()))),
+    );
+    let verdicts = compiler
+        .verdicts()
+        .map(|(id, verdict)| (id.clone(), verdict.clone()))
+        .collect();
+    let rule_groups = compiler.rule_groups();
+    let table = compiler.table();
+    drop(compiler);
+    CompiledSnapshot {
+        // The compiler is gone, so the table is not shared and is not copied.
+        table: Arc::unwrap_or_clone(table),
+        verdicts,
+        rule_groups,
+    }
+}
 
-    let mut compiled = Compiled::default();
-    let mut cluster_rules: Vec<(DefinitionId, ObjectKind, String)> = Vec::new();
-    for definition in ordered {
-        let id = definition.id.clone();
-        let verdict = match &definition.body {
-            DefinitionBody::Metric(spec) => {
-                let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
-                let problem = compile_metric(&id, spec, &metric_name, options, None)
-                    .and_then(|(scope, rule)| {
-                        let object = rule.object;
-                        compiled
-                            .table
-                            .insert(scope.clone(), rule)
-                            .map_err(|taken| Problem::new(Reason::Conflict, taken.to_string()))?;
-                        if scope == Scope::Cluster {
-                            cluster_rules.push((id.clone(), object, metric_name.clone()));
-                        }
-                        Ok(())
-                    })
-                    .err();
-                Verdict {
-                    problem,
-                    metric_name: Some(metric_name),
-                    ..Verdict::default()
-                }
-            }
-            DefinitionBody::Rules(spec) => match rules::validate(&spec.groups) {
-                Ok(external) => {
-                    for name in &external {
-                        compiled.table.insert_external(name.clone());
-                    }
-                    compiled.rule_groups.insert(id.clone(), spec.groups.clone());
-                    Verdict {
-                        external_metrics: external,
-                        ..Verdict::default()
-                    }
-                }
-                Err(message) => Verdict {
-                    problem: Some(Problem::new(Reason::InvalidRule, message)),
-                    ..Verdict::default()
-                },
-            },
-        };
-        compiled.verdicts.insert(id, verdict);
-    }
-    for (id, object, metric) in cluster_rules {
-        let overriding = compiled.table.namespaces_defining(object, &metric);
-        if let Some(verdict) = compiled.verdicts.get_mut(&id) {
-            verdict.overridden_in = overriding;
-        }
-    }
-    let declared = definitions.iter().filter_map(|definition| {
-        let DefinitionBody::Rules(spec) = &definition.body else {
-            return None;
-        };
-        let verdict = compiled.verdicts.get(&definition.id)?;
-        Some((
-            verdict.external_metrics.as_slice(),
-            spec.external_metrics_namespaced,
-        ))
-    });
-    let namespacing = rules::external_namespacing(options.external_scope, declared);
-    compiled.table.set_external_namespacing(namespacing);
-    compiled
+/// `rule` cannot be served: its (kind, metric, scope) is taken by the definition `holder`.
+fn conflict(rule: &MetricRule, holder: &str) -> Problem {
+    Problem::new(
+        Reason::Conflict,
+        format!(
+            "metric {:?} for {} is already defined by {holder}",
+            rule.metric,
+            rule.object.resource()
+        ),
+    )
 }
 
 /// Metric names end up as URL path segments and in discovery.
@@ -292,5 +255,7 @@ fn compile_metric(
 mod incremental_tests;
 #[cfg(test)]
 mod isolation_tests;
+#[cfg(test)]
+mod snapshot_oracle;
 #[cfg(test)]
 mod tests;

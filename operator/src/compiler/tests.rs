@@ -1,4 +1,6 @@
 use super::*;
+use crate::definitions::DefinitionBody;
+use metrics_registry_apiserver::rules::ObjectKind;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_crds::{CustomPrometheusRulesSpec, Rule};
@@ -29,7 +31,7 @@ fn with_spec(mut definition: Definition, edit: impl FnOnce(&mut MetricSpec)) -> 
 const GOOD: &str = "sum(x{<<.LabelMatchers>>}) by (<<.GroupBy>>)";
 
 fn problem(
-    compiled: &Compiled,
+    compiled: &CompiledSnapshot,
     kind: DefinitionKind,
     namespace: Option<&str>,
     name: &str,
@@ -48,7 +50,7 @@ fn problem(
 }
 
 fn render(
-    compiled: &Compiled,
+    compiled: &CompiledSnapshot,
     object: ObjectKind,
     metric: &str,
     namespace: &str,

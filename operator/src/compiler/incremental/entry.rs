@@ -21,7 +21,7 @@ pub(super) enum Unit {
 pub(super) type GroupKey = (ObjectKind, String);
 
 /// A group member, ordered as conflicts are decided: older first (`created`), then by
-/// id, as in [`crate::compiler::compile`].
+/// id.
 #[derive(Clone, Debug)]
 pub(super) struct Member(pub(super) Arc<Definition>);
 

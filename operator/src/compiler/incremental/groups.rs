@@ -2,12 +2,12 @@
 //! where a cluster definition is overridden, and which external metrics exist and are
 //! namespaced.
 
-use super::super::{Problem, Reason, Verdict, rules};
+use super::super::{Verdict, conflict, rules};
 use super::IncrementalCompiler;
 use super::entry::{GroupKey, Member, Unit};
 use crate::definitions::{DefinitionBody, DefinitionId};
 use metrics_registry_apiserver::external::ExternalNamespacing;
-use metrics_registry_apiserver::rules::{MetricGroup, MetricRule, Scope, SlotTaken};
+use metrics_registry_apiserver::rules::{MetricGroup, MetricRule, Scope};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -98,12 +98,7 @@ impl IncrementalCompiler {
                         }
                     }
                     Some(existing) => {
-                        let taken = SlotTaken {
-                            metric: rule.metric.clone(),
-                            resource: rule.object.resource(),
-                            existing: existing.source.clone(),
-                        };
-                        verdict.problem = Some(Problem::new(Reason::Conflict, taken.to_string()));
+                        verdict.problem = Some(conflict(rule, &existing.source));
                     }
                 }
                 verdicts.push((id.clone(), verdict));

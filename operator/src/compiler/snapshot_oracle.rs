@@ -1,0 +1,105 @@
+//! The compiler's decisions between definitions — conflicts, overrides, external metrics
+//! and their namespacing — worked out again the simple way, for a whole snapshot in one
+//! pass, as a test oracle for [`IncrementalCompiler`] (which decides them group by group,
+//! change by change). It shares only the compilation of one definition on its own, and
+//! builds its table through the plain setters.
+
+use super::*;
+use crate::definitions::DefinitionBody;
+use metrics_registry_apiserver::rules::{MetricGroup, ObjectKind};
+use std::collections::BTreeSet;
+
+/// Most senior first, as the server decides: older (`created`), then by id.
+pub(super) fn compile_snapshot(
+    definitions: &[Definition],
+    options: CompileOptions,
+) -> CompiledSnapshot {
+    let mut ordered: Vec<&Definition> = definitions.iter().collect();
+    ordered.sort_by(|a, b| {
+        let age = |d: &Definition| d.created.clone().unwrap_or_default();
+        age(a).cmp(&age(b)).then_with(|| a.id.cmp(&b.id))
+    });
+
+    let mut groups: BTreeMap<(ObjectKind, String), MetricGroup> = BTreeMap::new();
+    let mut external: BTreeSet<String> = BTreeSet::new();
+    let mut compiled = CompiledSnapshot::default();
+    let mut cluster_rules: Vec<(DefinitionId, ObjectKind, String)> = Vec::new();
+    for definition in ordered {
+        let id = definition.id.clone();
+        let verdict = match &definition.body {
+            DefinitionBody::Metric(spec) => {
+                let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+                let problem = compile_metric(&id, spec, &metric_name, options, None)
+                    .and_then(|(scope, rule)| {
+                        let object = rule.object;
+                        let group = groups.entry((object, metric_name.clone())).or_default();
+                        let taken = match &scope {
+                            Scope::Cluster => group.cluster.as_ref(),
+                            Scope::Namespace(namespace) => group.namespaced.get(namespace),
+                        };
+                        if let Some(taken) = taken {
+                            return Err(conflict(&rule, &taken.source));
+                        }
+                        match scope {
+                            Scope::Cluster => {
+                                group.cluster = Some(Arc::new(rule));
+                                cluster_rules.push((id.clone(), object, metric_name.clone()));
+                            }
+                            Scope::Namespace(namespace) => {
+                                group.namespaced.insert(namespace, Arc::new(rule));
+                            }
+                        }
+                        Ok(())
+                    })
+                    .err();
+                Verdict {
+                    problem,
+                    metric_name: Some(metric_name),
+                    ..Verdict::default()
+                }
+            }
+            DefinitionBody::Rules(spec) => match rules::validate(&spec.groups) {
+                Ok(names) => {
+                    external.extend(names.iter().cloned());
+                    compiled.rule_groups.insert(id.clone(), spec.groups.clone());
+                    Verdict {
+                        external_metrics: names,
+                        ..Verdict::default()
+                    }
+                }
+                Err(message) => Verdict {
+                    problem: Some(Problem::new(Reason::InvalidRule, message)),
+                    ..Verdict::default()
+                },
+            },
+        };
+        compiled.verdicts.insert(id, verdict);
+    }
+    for (id, object, metric) in cluster_rules {
+        let overriding = groups[&(object, metric)]
+            .namespaced
+            .keys()
+            .cloned()
+            .collect();
+        if let Some(verdict) = compiled.verdicts.get_mut(&id) {
+            verdict.overridden_in = overriding;
+        }
+    }
+    for ((object, metric), group) in groups {
+        compiled.table.set_group(object, &metric, group);
+    }
+    compiled.table.set_external(external);
+    let declared = definitions.iter().filter_map(|definition| {
+        let DefinitionBody::Rules(spec) = &definition.body else {
+            return None;
+        };
+        let verdict = compiled.verdicts.get(&definition.id)?;
+        Some((
+            verdict.external_metrics.as_slice(),
+            spec.external_metrics_namespaced,
+        ))
+    });
+    let namespacing = rules::external_namespacing(options.external_scope, declared);
+    compiled.table.set_external_namespacing(namespacing);
+    compiled
+}
