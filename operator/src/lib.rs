@@ -9,6 +9,7 @@ pub mod convert;
 pub mod crdgen;
 pub mod definitions;
 pub mod parallel;
+pub mod publish;
 pub mod run;
 pub mod sinks;
 pub mod sources;

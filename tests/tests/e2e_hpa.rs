@@ -5,6 +5,7 @@
 //! scenarios in order. Seed 000–002's scaling runs through the installed chart in
 //! `e2e_chart.rs`.
 
+use metrics_registry::cluster::leader::Leadership;
 use metrics_registry_tests::e2e::{E2e, Timeline};
 use metrics_registry_tests::scenarios::set_latency;
 use serde_json::json;
@@ -150,7 +151,10 @@ async fn scenario_prometheus_rule_objects(e2e: &E2e) {
         {"name": "sqs", "rules": [{"record": "kube_adapter_metric_sqs", "expr": "sum(x) by (queue)"}]}
     ]))
     .unwrap();
-    output.sync(&[(id, groups)].into()).await;
+    output
+        .try_sync(&[(id, groups)].into(), &Leadership::Always)
+        .await
+        .unwrap();
     let rule = e2e.get_raw("/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/metrics-registry-sqs").await.unwrap();
     assert_eq!(rule["metadata"]["labels"]["prometheus"], "main", "{rule}");
     assert_eq!(
@@ -161,7 +165,10 @@ async fn scenario_prometheus_rule_objects(e2e: &E2e) {
         rule["spec"]["groups"][0]["rules"][0]["record"],
         "kube_adapter_metric_sqs"
     );
-    output.sync(&Default::default()).await;
+    output
+        .try_sync(&Default::default(), &Leadership::Always)
+        .await
+        .unwrap();
     let gone = e2e.get_raw("/apis/monitoring.coreos.com/v1/namespaces/monitoring/prometheusrules/metrics-registry-sqs").await;
     assert!(format!("{gone:?}").contains("NotFound"), "{gone:?}");
     let kept = e2e

@@ -7,6 +7,7 @@ use crate::cluster::leader::{LeaderElection, Leadership, LeaseSettings};
 use crate::cluster::objects::ObjectCaches;
 use crate::cluster::reviews::ClusterReviews;
 use crate::compiler::CompileOptions;
+use crate::publish::Publisher;
 use crate::sinks::apiservice::{self, ServiceTarget};
 use crate::sinks::rules::RulesOutput;
 use crate::sinks::status::writer::{StatusQueue, StatusWriter};
@@ -193,11 +194,9 @@ impl ClusterMode {
             DefinitionController {
                 client: self.kube.watch.clone(),
                 options: self.options,
-                table: table.clone(),
-                readiness: readiness.clone(),
+                publisher: Publisher::new(table.clone(), readiness.clone(), rules_tx),
                 objects: objects.clone(),
                 statuses,
-                rules: rules_tx,
                 leadership: leadership.clone(),
                 spawner: supervisor.spawner(),
             }

@@ -50,13 +50,6 @@ pub async fn prometheus_rules_installed(client: &kube::Client) -> bool {
 pub type RuleGroups = BTreeMap<DefinitionId, Vec<RuleGroup>>;
 
 impl RulesOutput {
-    /// Hands the rules over, logging the outcome (standalone mode's single writer).
-    pub async fn sync(&self, rules: &RuleGroups) {
-        if let Err(error) = self.try_sync(rules, &Leadership::Always).await {
-            tracing::error!("{error}");
-        }
-    }
-
     /// Every write and every deletion is sent only while `leadership` holds (fenced by the
     /// renew deadline); past it the sync stops with an error, so it is retried.
     pub async fn try_sync(
@@ -89,7 +82,8 @@ impl RulesOutput {
         }
     }
 
-    /// Cluster mode: keeps the output equal to the latest rules while this replica leads,
+    /// Keeps the output equal to the latest rules while this replica leads (standalone
+    /// mode always leads),
     /// retrying failed syncs, and syncs everything again whenever it becomes the leader
     /// (another replica may have led in between). `None` means "not compiled yet": nothing
     /// is written (and no object deleted as an orphan) before the first complete table.

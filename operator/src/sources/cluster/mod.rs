@@ -14,18 +14,15 @@ use crate::cluster::leader::Leadership;
 use crate::cluster::objects::ObjectCaches;
 use crate::compiler::{Change, CompileOptions, Delta, IncrementalCompiler};
 use crate::definitions::{DefinitionId, DefinitionKind};
-use crate::sinks::rules::RuleGroups;
+use crate::publish::Publisher;
 use crate::sinks::status::writer::StatusQueue;
 use crate::sinks::status::{desired_status, is_current};
 use crate::supervise::Spawner;
 use kube::api::ApiResource;
-use metrics_registry_apiserver::api::Readiness;
-use metrics_registry_apiserver::rules::SharedRuleTable;
-use metrics_registry_apiserver::telemetry::SelfMetrics;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 /// Bursts (`kubectl apply -f dir/`) are folded into one compile once quiet this long…
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -46,12 +43,11 @@ pub struct DefinitionController {
     /// For watches (long-lived requests, no read timeout).
     pub client: kube::Client,
     pub options: CompileOptions,
-    pub table: SharedRuleTable,
-    pub readiness: Readiness,
+    /// The table, readiness and rule groups (nothing is published before every kind has
+    /// been listed once: a partial table would serve and report a partial truth).
+    pub publisher: Publisher,
     pub objects: Arc<ObjectCaches>,
     pub statuses: StatusQueue,
-    /// The latest rule groups, for the rules writer (`None` until the first compile).
-    pub rules: watch::Sender<Option<Arc<RuleGroups>>>,
     pub leadership: Leadership,
     /// Starts the watches, under supervision.
     pub spawner: Spawner,
@@ -80,14 +76,12 @@ impl Pending {
     }
 }
 
-/// The compiled state, owned by the controller loop.
-struct Compiled {
+/// The compiler and what it changed that is not published yet, owned by the loop.
+struct CompilerState {
     /// `None` only while a batch compiles off the async workers.
     compiler: Option<IncrementalCompiler>,
-    /// What changed since the table was last published (nothing is published before every
-    /// kind has been listed once: a partial table would serve and report a partial truth).
+    /// What changed since the last publish.
     unpublished: Delta,
-    published: bool,
 }
 
 impl DefinitionController {
@@ -106,10 +100,9 @@ impl DefinitionController {
     /// The loop: events in; table, statuses and rules out. Ends when every watch is gone.
     async fn process(mut self, mut events: mpsc::Receiver<(DefinitionKind, WatchEvent)>) {
         let mut store = DefinitionStore::default();
-        let mut compiled = Compiled {
+        let mut compiled = CompilerState {
             compiler: Some(IncrementalCompiler::new(self.options)),
             unpublished: Delta::default(),
-            published: false,
         };
         let mut pending = Pending::default();
         loop {
@@ -139,7 +132,12 @@ impl DefinitionController {
         }
     }
 
-    async fn flush(&self, store: &DefinitionStore, compiled: &mut Compiled, pending: Pending) {
+    async fn flush(
+        &mut self,
+        store: &DefinitionStore,
+        compiled: &mut CompilerState,
+        pending: Pending,
+    ) {
         let mut dirty = pending.dirty;
         if !pending.changes.is_empty() {
             let started = Instant::now();
@@ -166,18 +164,21 @@ impl DefinitionController {
         }
         let compiler = compiled.compiler.as_ref().expect("the compiler is home");
         let delta = std::mem::take(&mut compiled.unpublished);
-        let first = !compiled.published;
-        if first || delta.table_changed {
-            self.publish_table(compiler, store, first);
-        }
-        if first || delta.rules_changed {
-            self.rules
-                .send_replace(Some(Arc::new(compiler.rule_groups())));
-        }
-        compiled.published = true;
-        log_verdict_changes(compiler, &delta);
-        if first || !delta.changed.is_empty() {
-            crate::telemetry::record_verdicts(compiler.verdicts());
+        let published = self.publisher.publish(compiler, &delta);
+        let first = published.first;
+        if published.table_swapped {
+            let unreadable = store.records().filter(|r| r.decoded.is_err()).count();
+            tracing::info!(
+                definitions = compiler.len(),
+                not_ready = compiler.not_ready().count() + unreadable,
+                "definitions published"
+            );
+            if first {
+                tracing::info!("first full sync done; ready");
+            }
+            // Object caches for the kinds the table now serves.
+            let table = compiler.table();
+            self.objects.ensure(table.discovery().map(|(kind, _)| kind));
         }
         if first {
             // Every status may be stale: check them all once.
@@ -199,40 +200,6 @@ impl DefinitionController {
             if !is_current(record, &desired) {
                 self.statuses.push(id, desired);
             }
-        }
-    }
-
-    /// Swaps the table in, starts the object caches it needs, says so.
-    fn publish_table(&self, compiler: &IncrementalCompiler, store: &DefinitionStore, first: bool) {
-        let table = compiler.table();
-        let kinds: BTreeSet<_> = table.discovery().map(|(kind, _)| kind).collect();
-        self.table.store(table);
-        SelfMetrics::global().table_swapped();
-        self.readiness.set_ready();
-        let unreadable = store.records().filter(|r| r.decoded.is_err()).count();
-        tracing::info!(
-            definitions = compiler.len(),
-            not_ready = compiler.not_ready().count() + unreadable,
-            "definitions published"
-        );
-        if first {
-            tracing::info!("first full sync done; ready");
-        }
-        self.objects.ensure(kinds);
-    }
-}
-
-/// Says what became wrong (or right) once, on every replica, whoever writes the status.
-fn log_verdict_changes(compiler: &IncrementalCompiler, delta: &Delta) {
-    for id in &delta.changed {
-        match compiler.verdict(id).and_then(|v| v.problem.as_ref()) {
-            Some(problem) => {
-                tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
-            }
-            None if compiler.verdict(id).is_some() => {
-                tracing::debug!(definition = %id, "served");
-            }
-            None => {}
         }
     }
 }

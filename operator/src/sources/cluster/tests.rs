@@ -26,11 +26,14 @@ mod loop_ {
     use crate::cluster::leader::Leadership;
     use crate::cluster::mock_api;
     use crate::definitions::DefinitionStatus;
+    use crate::publish::Publisher;
     use crate::sinks::status::writer::StatusQueue;
     use crate::supervise::Supervisor;
+    use metrics_registry_apiserver::api::Readiness;
     use metrics_registry_apiserver::rules::shared_rule_table;
     use serde_json::json;
     use store::ObjectRecord;
+    use tokio::sync::watch;
 
     fn record(
         kind: DefinitionKind,
@@ -67,11 +70,9 @@ mod loop_ {
         let controller = DefinitionController {
             client: mock_api::refusing(),
             options: CompileOptions::default(),
-            table: table.clone(),
-            readiness: readiness.clone(),
+            publisher: Publisher::new(table.clone(), readiness.clone(), rules),
             objects: ObjectCaches::new(mock_api::refusing(), supervisor.spawner()),
             statuses: statuses.clone(),
-            rules,
             leadership: Leadership::Always,
             spawner: supervisor.spawner(),
         };

@@ -11,16 +11,14 @@ mod scan;
 
 pub use read::{Located, ManifestError, parse_text, read_all, read_dir, read_file};
 
+use crate::cluster::leader::Leadership;
 use crate::compiler::{CompileOptions, IncrementalCompiler};
-use crate::definitions::DefinitionId;
+use crate::publish::Publisher;
 use crate::sinks::rules::RulesOutput;
 use crate::sources::folder::scan::{ManifestFolder, Scan};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
-use metrics_registry_apiserver::telemetry::SelfMetrics;
-use metrics_registry_crds::RuleGroup;
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -42,8 +40,6 @@ pub struct ManifestSource {
     pub rules: RulesOutput,
 }
 
-type RuleGroups = BTreeMap<DefinitionId, Vec<RuleGroup>>;
-
 enum Wake {
     Changed,
     Stop,
@@ -60,28 +56,23 @@ impl Drop for StopLoader {
 
 impl ManifestSource {
     /// Loads, then reloads on every change until this future is dropped. Rule files are
-    /// written from here (they may wait on Prometheus), everything else on the thread.
+    /// written from here (they may wait on Prometheus; a failed write is retried), the
+    /// rest on the thread.
     pub async fn run(self) -> anyhow::Result<()> {
         let (wake_tx, wake_rx) = mpsc::channel();
-        let (rules_tx, mut rules_rx) = tokio::sync::watch::channel(None::<RuleGroups>);
+        let (rules_tx, rules_rx) = tokio::sync::watch::channel(None);
         let loader = Loader {
             folder: ManifestFolder::new(&self.dir),
             compiler: IncrementalCompiler::new(self.options),
-            table: self.table,
-            readiness: self.readiness,
-            rules: rules_tx,
+            publisher: Publisher::new(self.table, self.readiness, rules_tx),
         };
         let events = wake_tx.clone();
         let _stop = StopLoader(wake_tx);
         std::thread::Builder::new()
             .name("manifests".into())
             .spawn(move || loader.run(events, wake_rx))?;
-        while rules_rx.changed().await.is_ok() {
-            let groups = rules_rx.borrow_and_update().clone();
-            if let Some(groups) = groups {
-                self.rules.sync(&groups).await;
-            }
-        }
+        // The only writer of its rule files: it always leads.
+        self.rules.run(rules_rx, Leadership::Always).await;
         Ok(())
     }
 }
@@ -89,9 +80,7 @@ impl ManifestSource {
 struct Loader {
     folder: ManifestFolder,
     compiler: IncrementalCompiler,
-    table: SharedRuleTable,
-    readiness: Readiness,
-    rules: tokio::sync::watch::Sender<Option<RuleGroups>>,
+    publisher: Publisher,
 }
 
 impl Loader {
@@ -104,9 +93,9 @@ impl Loader {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "folder read"
         );
-        self.publish(scan, started, true);
-        // Every file has been tried; bad ones are reported and do not hold the rest back.
-        self.readiness.set_ready();
+        // Every file has been tried (the publisher marks the server ready then); bad ones
+        // are reported and do not hold the rest back.
+        self.publish(scan, started);
         loop {
             match wake.recv_timeout(RESCAN) {
                 Ok(Wake::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -120,22 +109,21 @@ impl Loader {
                     }
                     watch.refresh();
                     let scan = self.folder.scan();
-                    self.publish(scan, started, false);
+                    self.publish(scan, started);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     watch.refresh();
                     let scan = self.folder.scan();
-                    self.publish(scan, Instant::now(), false);
+                    self.publish(scan, Instant::now());
                 }
             }
-            if self.rules.is_closed() {
+            if self.publisher.is_closed() {
                 return;
             }
         }
     }
 
-    fn publish(&mut self, scan: Scan, started: Instant, first: bool) {
-        let dir = self.folder.dir().display().to_string();
+    fn publish(&mut self, scan: Scan, started: Instant) {
         for problem in &scan.problems {
             tracing::error!("{problem}");
         }
@@ -143,25 +131,10 @@ impl Loader {
             tracing::info!(file = %file.display(), "readable again");
         }
         let delta = self.compiler.apply(scan.changes);
-        if delta.table_changed || first {
-            self.table.store(self.compiler.table());
-            SelfMetrics::global().table_swapped();
-        }
-        if first || !delta.is_empty() {
-            crate::telemetry::record_verdicts(self.compiler.verdicts());
-        }
-        // Only what changed is logged: an unchanged bad definition was reported already.
-        for id in &delta.changed {
-            if let Some(problem) = self.compiler.verdict(id).and_then(|v| v.problem.as_ref()) {
-                tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
-            }
-        }
-        if delta.rules_changed || first {
-            let _ = self.rules.send(Some(self.compiler.rule_groups()));
-        }
-        if first || !delta.is_empty() {
+        let published = self.publisher.publish(&self.compiler, &delta);
+        if published.first || !delta.is_empty() {
             tracing::info!(
-                dir,
+                dir = %self.folder.dir().display(),
                 definitions = self.compiler.len(),
                 not_ready = self.compiler.not_ready().count(),
                 changed = delta.changed.len(),

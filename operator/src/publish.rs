@@ -1,0 +1,93 @@
+//! The one way a compiled batch reaches everything downstream, for both sources of
+//! definitions (the manifest folder and the cluster's watches): the table is swapped in
+//! and readiness set, the verdict gauges are updated, what became wrong (or right) is
+//! logged once, and the rule groups are handed to the rules writer
+//! ([`crate::sinks::rules::RulesOutput::run`]). Statuses are the cluster source's own:
+//! only it has objects to write them to.
+
+use crate::compiler::{Delta, IncrementalCompiler};
+use crate::sinks::rules::RuleGroups;
+use metrics_registry_apiserver::api::Readiness;
+use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub struct Publisher {
+    table: SharedRuleTable,
+    readiness: Readiness,
+    /// The latest rule groups (`None` until the first publish, so that nothing is written
+    /// or deleted as an orphan before the first complete compile).
+    rules: watch::Sender<Option<Arc<RuleGroups>>>,
+    published: bool,
+}
+
+/// What one [`Publisher::publish`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The first publish: everything was published, whatever the delta said.
+    pub first: bool,
+    /// A new table is being served.
+    pub table_swapped: bool,
+}
+
+impl Publisher {
+    pub fn new(
+        table: SharedRuleTable,
+        readiness: Readiness,
+        rules: watch::Sender<Option<Arc<RuleGroups>>>,
+    ) -> Self {
+        Publisher {
+            table,
+            readiness,
+            rules,
+            published: false,
+        }
+    }
+
+    /// Publishes what `delta` says changed in `compiler` (everything, the first time),
+    /// and marks the server ready: a source calls it once it has read everything.
+    pub fn publish(&mut self, compiler: &IncrementalCompiler, delta: &Delta) -> Published {
+        let first = !self.published;
+        let table_swapped = first || delta.table_changed;
+        if table_swapped {
+            self.table.store(compiler.table());
+            SelfMetrics::global().table_swapped();
+        }
+        if first || delta.rules_changed {
+            self.rules
+                .send_replace(Some(Arc::new(compiler.rule_groups())));
+        }
+        log_verdict_changes(compiler, delta);
+        if first || !delta.changed.is_empty() {
+            crate::telemetry::record_verdicts(compiler.verdicts());
+        }
+        self.readiness.set_ready();
+        self.published = true;
+        Published {
+            first,
+            table_swapped,
+        }
+    }
+
+    /// Whether the rules writer has gone (the process is stopping).
+    pub fn is_closed(&self) -> bool {
+        self.rules.is_closed()
+    }
+}
+
+/// Says what became wrong (or right) once, on every replica, whoever writes the status:
+/// an unchanged bad definition was reported already.
+fn log_verdict_changes(compiler: &IncrementalCompiler, delta: &Delta) {
+    for id in &delta.changed {
+        match compiler.verdict(id).and_then(|v| v.problem.as_ref()) {
+            Some(problem) => {
+                tracing::warn!(definition = %id, reason = %problem.reason, "not served: {}", problem.message);
+            }
+            None if compiler.verdict(id).is_some() => {
+                tracing::debug!(definition = %id, "served");
+            }
+            None => {}
+        }
+    }
+}
