@@ -24,10 +24,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// Above this many objects a wildcard request matches the namespace and filters locally
-/// instead of sending one long regex.
-pub const MAX_REGEX_OBJECTS: usize = 100;
-
 pub use crate::readiness::Readiness;
 
 /// What the handlers share.

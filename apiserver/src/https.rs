@@ -6,38 +6,13 @@
 //! hands them to [`crate::serve`], which puts them on every request of the connection
 //! as [`PeerCertificates`].
 
+use crate::auth::PeerCertificates;
 use crate::serve::{Accepted, Acceptor, ServeLimits, serve};
 use crate::tls::ReloadableTls;
-use rustls::pki_types::CertificateDer;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-
-/// The chain the client presented in the TLS handshake, leaf first. Present only
-/// when the client sent one, which the handshake has then verified against the
-/// client-CA bundle in force at the time. Every request of a connection carries a clone
-/// of the same value, so what [`crate::auth::Guard`] worked out about the chain is kept
-/// here for the connection's next requests.
-#[derive(Clone, Debug)]
-pub struct PeerCertificates {
-    chain: Arc<Vec<CertificateDer<'static>>>,
-    pub(crate) verified: Arc<std::sync::Mutex<Option<crate::auth::VerifiedChain>>>,
-}
-
-impl PeerCertificates {
-    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
-        PeerCertificates {
-            chain: Arc::new(chain),
-            verified: Arc::default(),
-        }
-    }
-
-    /// Leaf first.
-    pub fn chain(&self) -> &[CertificateDer<'static>] {
-        &self.chain
-    }
-}
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes (within the bounds of
 /// `limits`), inserting the peer's certificate chain into each request's extensions as

@@ -16,6 +16,22 @@ pub enum ObjectSelection<'a> {
     All,
 }
 
+/// Above this many objects a query matches the namespace and results are filtered
+/// locally, instead of one long regex.
+pub const MAX_REGEX_OBJECTS: usize = 100;
+
+impl<'a> ObjectSelection<'a> {
+    /// How named objects go into a query (`None`: every object): one matcher, one
+    /// anchored regex, or past [`MAX_REGEX_OBJECTS`] the namespace with local filtering.
+    pub fn of(names: Option<&'a [String]>) -> Self {
+        match names {
+            Some([one]) => ObjectSelection::One(one),
+            Some(names) if names.len() <= MAX_REGEX_OBJECTS => ObjectSelection::Many(names),
+            _ => ObjectSelection::All,
+        }
+    }
+}
+
 /// The parts of a request that reach PromQL.
 #[derive(Clone, Copy, Debug)]
 pub struct RenderRequest<'a> {

@@ -15,6 +15,7 @@ pub mod sinks;
 pub mod sources;
 pub mod supervise;
 pub mod telemetry;
+pub mod uninstall;
 
 /// The one rustls crypto provider of the whole binary (ring); tests call it too.
 pub fn install_crypto_provider() {

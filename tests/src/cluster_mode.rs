@@ -3,6 +3,7 @@
 //! objects — for tests of what it writes to the API server. Nothing routes metrics
 //! requests to it (no APIService), so no node and no network namespace are needed.
 
+use metrics_registry_apiserver::upstream::QueryOptions;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -84,6 +85,7 @@ impl InProcessOperator {
         let mode = ClusterMode {
             kube: KubeClients::from_config(plane.admin_config().await?, Duration::from_secs(10))?,
             prometheus: PrometheusConfig::new(prometheus_url),
+            queries: QueryOptions::default(),
             options: CompileOptions::default(),
             external_refresh: Duration::from_secs(1),
             rules_dir: None,

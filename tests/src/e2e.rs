@@ -23,6 +23,7 @@ use metrics_registry::compiler::CompileOptions;
 use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig};
 use metrics_registry::sinks::apiservice::{API_VERSIONS, ServiceTarget};
 use metrics_registry_apiserver::serve::ServeLimits;
+use metrics_registry_apiserver::upstream::QueryOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -338,6 +339,7 @@ impl E2e {
         let mode = ClusterMode {
             kube: KubeClients::from_config(identity, Duration::from_secs(10))?,
             prometheus: PrometheusConfig::new(prometheus.url()),
+            queries: QueryOptions::default(),
             options: CompileOptions::default(),
             external_refresh: Duration::from_secs(1),
             rules_dir: Some(rules.path().to_path_buf()),

@@ -1,6 +1,7 @@
 //! Side by side: prometheus-adapter and metrics-registry (cluster mode, in process) on one
 //! control plane and one Prometheus, called the same way, with their answers compared.
 
+use metrics_registry_apiserver::upstream::QueryOptions;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -82,6 +83,7 @@ impl ClusterRegistry {
         let mode = ClusterMode {
             kube: KubeClients::from_config(plane.admin_config().await?, Duration::from_secs(10))?,
             prometheus: PrometheusConfig::new(prometheus_url),
+            queries: QueryOptions::default(),
             options: CompileOptions::default(),
             external_refresh: Duration::from_secs(1),
             rules_dir: Some(rules_dir),

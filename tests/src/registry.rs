@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use metrics_registry::compiler::{CompileOptions, ExternalScope};
 use metrics_registry::run::{PrometheusConfig, Standalone};
 use metrics_registry_apiserver::serve::ServeLimits;
+use metrics_registry_apiserver::upstream::QueryOptions;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -113,6 +114,7 @@ impl Registry {
         let standalone = Standalone {
             manifests: dir.clone(),
             prometheus,
+            queries: QueryOptions::default(),
             options: CompileOptions {
                 namespace_isolation: options.namespace_isolation,
                 external_scope: options.external_scope,

@@ -1,8 +1,7 @@
 use super::custom::*;
 use super::values::*;
-use super::*;
 use crate::prometheus::Sample;
-use crate::render::ObjectSelection;
+use crate::render::{MAX_REGEX_OBJECTS, ObjectSelection};
 use crate::rules::{ObjectKind, RuleTable};
 
 #[test]
@@ -61,18 +60,18 @@ fn paths_map_to_targets() {
 fn many_objects_never_become_a_long_regex() {
     let names = |n: usize| (0..n).map(|i| format!("pod-{i}")).collect::<Vec<_>>();
     assert!(matches!(
-        object_selection(Some(&names(1))),
+        ObjectSelection::of(Some(&names(1))),
         ObjectSelection::One("pod-0")
     ));
     assert!(matches!(
-        object_selection(Some(&names(MAX_REGEX_OBJECTS))),
+        ObjectSelection::of(Some(&names(MAX_REGEX_OBJECTS))),
         ObjectSelection::Many(_)
     ));
     assert!(matches!(
-        object_selection(Some(&names(MAX_REGEX_OBJECTS + 1))),
+        ObjectSelection::of(Some(&names(MAX_REGEX_OBJECTS + 1))),
         ObjectSelection::All
     ));
-    assert!(matches!(object_selection(None), ObjectSelection::All));
+    assert!(matches!(ObjectSelection::of(None), ObjectSelection::All));
 }
 
 #[test]

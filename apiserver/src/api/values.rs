@@ -1,7 +1,6 @@
 //! Turning a rule and the objects asked for into metric values from Prometheus.
 
 use super::ApiState;
-use super::MAX_REGEX_OBJECTS;
 use crate::error::ApiError;
 use crate::prometheus::Sample;
 use crate::quantity::milli_quantity;
@@ -21,7 +20,7 @@ pub(super) async fn values_for(
     metric_selector: &LabelSelector,
 ) -> Result<Vec<MetricValue>, ApiError> {
     let matchers = metric_matchers(rule, metric_selector)?;
-    let objects = object_selection(names.as_deref());
+    let objects = ObjectSelection::of(names.as_deref());
     let single = matches!(objects, ObjectSelection::One(_)) && names.is_some();
     let query = render_query(
         rule,
@@ -133,16 +132,6 @@ fn no_data(label: &str, name: &str, query: &str) -> ApiError {
     ApiError::not_found(format!(
         "Prometheus returned no data for {label}={name:?} (query: {query})"
     ))
-}
-
-/// Named objects go into the query, but never as an unbounded regex: past
-/// [`MAX_REGEX_OBJECTS`] the query matches the namespace and results are filtered here.
-pub(super) fn object_selection(names: Option<&[String]>) -> ObjectSelection<'_> {
-    match names {
-        Some([one]) => ObjectSelection::One(one),
-        Some(names) if names.len() <= MAX_REGEX_OBJECTS => ObjectSelection::Many(names),
-        _ => ObjectSelection::All,
-    }
 }
 
 pub(super) fn pick_sample<'s>(

@@ -1,7 +1,7 @@
 //! Authorization: the cluster's SubjectAccessReview answer, cached.
 
+use super::ACCESS;
 use super::attributes::forbidden_message;
-use super::guard::ACCESS;
 use super::{Decision, Guard, UserInfo, attributes_for};
 use crate::error::ApiError;
 

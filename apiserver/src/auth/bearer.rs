@@ -1,6 +1,6 @@
 //! Bearer tokens: reading them from the request and reviewing them with the cluster.
 
-use super::guard::TOKEN;
+use super::TOKEN;
 use super::{AuthError, Guard, TokenReviewer, UserInfo};
 use http::HeaderMap;
 use http::header::AUTHORIZATION;

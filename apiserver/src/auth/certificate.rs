@@ -8,7 +8,6 @@
 //! connections from its next request), when the leaf expires, and at least every
 //! [`REVERIFY_AFTER`].
 
-use crate::https::PeerCertificates;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::ClientCertVerifier;
 use std::sync::Arc;
@@ -109,4 +108,29 @@ fn subject(leaf: &CertificateDer<'_>) -> Result<Subject, String> {
         organizations,
         not_after: cert.validity().not_after.timestamp(),
     })
+}
+
+/// The chain the client presented in the TLS handshake, leaf first. Present only
+/// when the client sent one, which the handshake has then verified against the
+/// client-CA bundle in force at the time. Every request of a connection carries a clone
+/// of the same value, so what [`super::Guard`] worked out about the chain is kept
+/// here for the connection's next requests.
+#[derive(Clone, Debug)]
+pub struct PeerCertificates {
+    chain: Arc<Vec<CertificateDer<'static>>>,
+    pub(crate) verified: Arc<std::sync::Mutex<Option<VerifiedChain>>>,
+}
+
+impl PeerCertificates {
+    pub fn new(chain: Vec<CertificateDer<'static>>) -> Self {
+        PeerCertificates {
+            chain: Arc::new(chain),
+            verified: Arc::default(),
+        }
+    }
+
+    /// Leaf first.
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
 }

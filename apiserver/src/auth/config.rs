@@ -37,13 +37,6 @@ pub struct AuthenticationConfig {
     pub client_ca_pem: Option<String>,
 }
 
-fn config_error(key: &str, message: impl Into<String>) -> AuthError {
-    AuthError::Config {
-        key: key.to_owned(),
-        message: message.into(),
-    }
-}
-
 fn value<'a>(data: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
     data.get(key).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
@@ -52,7 +45,7 @@ fn ca_bundle(data: &BTreeMap<String, String>, key: &str) -> Result<Option<String
     let Some(pem) = value(data, key) else {
         return Ok(None);
     };
-    parse_roots(key, pem).map_err(|e| config_error(key, e.to_string()))?;
+    parse_roots(key, pem).map_err(|e| AuthError::config(key, e.to_string()))?;
     Ok(Some(pem.to_owned()))
 }
 
@@ -62,15 +55,16 @@ fn string_list(data: &BTreeMap<String, String>, key: &str) -> Result<Vec<String>
         return Ok(Vec::new());
     };
     let list: Option<Vec<String>> = serde_json::from_str(raw)
-        .map_err(|e| config_error(key, format!("not a JSON array of strings: {e}")))?;
+        .map_err(|e| AuthError::config(key, format!("not a JSON array of strings: {e}")))?;
     Ok(list.unwrap_or_default())
 }
 
 fn header_list(data: &BTreeMap<String, String>, key: &str) -> Result<Vec<String>, AuthError> {
     let names = string_list(data, key)?;
     for name in &names {
-        http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| config_error(key, format!("{name:?} is not a valid HTTP header name")))?;
+        http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            AuthError::config(key, format!("{name:?} is not a valid HTTP header name"))
+        })?;
     }
     Ok(names)
 }
@@ -86,7 +80,7 @@ impl AuthenticationConfig {
                 // kube-apiserver would accept this and then reject every proxied
                 // request; saying so here points at the actual mistake.
                 if username_headers.is_empty() {
-                    return Err(config_error(
+                    return Err(AuthError::config(
                         USERNAME_HEADERS,
                         format!(
                             "empty although {REQUESTHEADER_CA} is set, so no proxied request \

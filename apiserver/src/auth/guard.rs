@@ -1,15 +1,15 @@
 //! The [`Guard`] every request passes: the authentication config, the reviewers and
 //! their caches, and the order in which credentials are tried.
 
+use super::PeerCertificates;
 use super::bearer::{Bearer, bearer_token};
 use super::cache::{Lookup, ReviewCache};
 use super::certificate::verified_chain;
-use super::x509::Compiled;
+use super::x509::Verifiers;
 use super::{
     AccessReviewer, Attributes, AuthError, AuthenticationConfig, Decision, TokenReviewer, UserInfo,
 };
 use crate::error::ApiError;
-use crate::https::PeerCertificates;
 use crate::telemetry::{ReviewLabels, SelfMetrics};
 use crate::tls::crypto_provider;
 use arc_swap::ArcSwap;
@@ -24,8 +24,6 @@ use std::time::Duration;
 /// Bytes each review cache may hold: some 20,000 users' tokens or decisions, a small
 /// share of the chart's 128 MiB memory limit.
 const CACHE_BYTES: u64 = 8 << 20;
-pub(super) const TOKEN: &str = "token";
-pub(super) const ACCESS: &str = "access";
 
 /// How long review answers are reused; a revoked token or role binding takes at most
 /// this long to bite. Kubernetes' delegated defaults are 10 s for all four; allowed
@@ -54,7 +52,7 @@ impl Default for CacheTtls {
 /// changes, the reviewers, and their caches.
 pub struct Guard {
     provider: Arc<CryptoProvider>,
-    compiled: ArcSwap<Compiled>,
+    compiled: ArcSwap<Verifiers>,
     generations: AtomicU64,
     /// Chains verified so far (a connection's requests after its first reuse the result).
     chains_verified: AtomicU64,
@@ -101,7 +99,7 @@ impl Guard {
             .find_map(|suite| suite.tls13())
             .map(|suite| suite.common.hash_provider)
             .ok_or(AuthError::NoCryptoProvider)?;
-        let compiled = Compiled::new(&provider, &config, 0)?;
+        let compiled = Verifiers::new(&provider, &config, 0)?;
         Ok(Arc::new(Guard {
             provider,
             compiled: ArcSwap::from_pointee(compiled),
@@ -120,7 +118,7 @@ impl Guard {
     /// Takes effect for the next request; on error the previous config stays.
     pub fn set_config(&self, config: AuthenticationConfig) -> Result<(), AuthError> {
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let compiled = Compiled::new(&self.provider, &config, generation)?;
+        let compiled = Verifiers::new(&self.provider, &config, generation)?;
         self.compiled.store(Arc::new(compiled));
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The axum middleware that puts a [`Guard`] in front of the handlers.
 
 use super::Guard;
-use crate::https::PeerCertificates;
+use super::PeerCertificates;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};

@@ -18,6 +18,7 @@ mod config;
 mod guard;
 mod middleware;
 mod request_header;
+mod verifier;
 mod x509;
 
 #[cfg(test)]
@@ -26,7 +27,7 @@ pub(crate) mod test_pki;
 mod tests;
 
 pub use attributes::{Attributes, ResourceAttributes, attributes_for};
-pub use certificate::VerifiedChain;
+pub use certificate::{PeerCertificates, VerifiedChain};
 pub use config::{AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RequestHeaderConfig};
 pub use guard::{CacheTtls, Guard};
 pub use middleware::require_auth;
@@ -44,6 +45,10 @@ pub struct UserInfo {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+/// The two kinds of review, as the self-metrics label them.
+const TOKEN: &str = "token";
+const ACCESS: &str = "access";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// A value of the authentication ConfigMap is unusable; `key` is its data key.
@@ -57,6 +62,15 @@ pub enum AuthError {
          (rustls::crypto::ring::default_provider().install_default()) first"
     )]
     NoCryptoProvider,
+}
+
+impl AuthError {
+    fn config(key: &str, message: impl std::fmt::Display) -> Self {
+        AuthError::Config {
+            key: key.to_owned(),
+            message: message.to_string(),
+        }
+    }
 }
 
 /// TokenReview: who a bearer token belongs to.

@@ -3,7 +3,7 @@
 
 use super::attributes::path_unescape;
 use super::certificate::Subject;
-use super::x509::{header_names, verifier};
+use super::verifier::{header_names, verifier};
 use super::{AuthError, RequestHeaderConfig, UserInfo};
 use http::{HeaderMap, HeaderName};
 use rustls::crypto::CryptoProvider;

@@ -1,11 +1,12 @@
 //! The guard end to end: real HTTPS on 127.0.0.1, clients holding certificates made
 //! by throwaway CAs, fake reviewers standing in for the cluster.
 
+use super::PeerCertificates;
 use super::test_pki::{Leaf, TestCa};
 use super::*;
 use crate::api::{ApiState, Readiness};
 use crate::external::ExternalCatalog;
-use crate::https::{PeerCertificates, serve_https};
+use crate::https::serve_https;
 use crate::objects::NoCluster;
 use crate::prometheus::{PrometheusClient, PrometheusConfig};
 use crate::server::{health_routes, metrics_routes};

@@ -3,18 +3,16 @@
 
 use super::certificate::{Subject, Trust, VerifiedChain};
 use super::request_header::RequestHeader;
+use super::verifier::verifier;
 use super::{AuthError, AuthenticationConfig, UserInfo};
-use crate::tls::parse_roots;
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use std::fmt;
 use std::sync::Arc;
 
 /// The config with its CA bundles turned into verifiers and its header names parsed,
 /// once per change rather than per request.
-pub(super) struct Compiled {
+pub(super) struct Verifiers {
     /// Distinct for every config applied: verifications kept on connections are only
     /// reused under the generation they were made with.
     generation: u64,
@@ -22,38 +20,7 @@ pub(super) struct Compiled {
     client_ca: Option<Arc<dyn ClientCertVerifier>>,
 }
 
-fn config_error(key: &str, message: impl fmt::Display) -> AuthError {
-    AuthError::Config {
-        key: key.to_owned(),
-        message: message.to_string(),
-    }
-}
-
-pub(super) fn verifier(
-    provider: &Arc<CryptoProvider>,
-    key: &str,
-    pem: &str,
-) -> Result<Arc<dyn ClientCertVerifier>, AuthError> {
-    let roots = parse_roots(key, pem).map_err(|e| match e {
-        crate::tls::TlsError::Invalid { message, .. } => config_error(key, message),
-        other => config_error(key, other),
-    })?;
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| config_error(key, e))
-}
-
-pub(super) fn header_names(key: &str, names: &[String]) -> Result<Vec<HeaderName>, AuthError> {
-    names
-        .iter()
-        .map(|name| {
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| config_error(key, format!("{name:?} is not a valid HTTP header name")))
-        })
-        .collect()
-}
-
-impl Compiled {
+impl Verifiers {
     pub(super) fn new(
         provider: &Arc<CryptoProvider>,
         config: &AuthenticationConfig,
@@ -67,7 +34,7 @@ impl Compiled {
             None => None,
             Some(pem) => Some(verifier(provider, "client-ca-file", pem)?),
         };
-        Ok(Compiled {
+        Ok(Verifiers {
             generation,
             request_header,
             client_ca,

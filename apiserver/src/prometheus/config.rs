@@ -34,9 +34,6 @@ pub struct PrometheusConfig {
     pub method: QueryMethod,
     /// Largest answer read; a bigger one is a 502 naming this limit.
     pub max_response_bytes: usize,
-    /// How the server shares, batches, caches and bounds its queries
-    /// ([`crate::upstream::Upstream`]); the client itself does not use it.
-    pub queries: crate::upstream::QueryOptions,
 }
 
 /// 16 MiB: an instant vector of about 50,000 series with a few labels each.
@@ -56,7 +53,6 @@ impl PrometheusConfig {
             headers: Vec::new(),
             method: QueryMethod::Auto,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            queries: crate::upstream::QueryOptions::default(),
         }
     }
 }
@@ -82,7 +78,6 @@ impl fmt::Debug for PrometheusConfig {
             .field("headers", &headers)
             .field("method", &self.method)
             .field("max_response_bytes", &self.max_response_bytes)
-            .field("queries", &self.queries)
             .finish()
     }
 }

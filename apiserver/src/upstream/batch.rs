@@ -19,8 +19,8 @@ mod values;
 use values::{BatchValues, Coverage};
 
 use super::{QueryError, Samples, Upstream, lock};
-use crate::api::MAX_REGEX_OBJECTS;
 use crate::prometheus::{PrometheusError, Sample};
+use crate::render::MAX_REGEX_OBJECTS;
 use crate::render::{ObjectSelection, RenderRequest, render_query};
 use crate::rules::{MetricRule, ObjectKind, Segment};
 use std::collections::{BTreeSet, HashMap};
@@ -388,24 +388,18 @@ impl Upstream {
         let matchers = state.metric_matchers.clone();
         let (upstream, group, sender) = (self.clone(), group.clone(), pending.sender);
         tokio::spawn(async move {
+            // Names as asked, however many: past MAX_REGEX_OBJECTS the group asks for
+            // the namespace already, and the fallback for a namespace too large to answer
+            // must not ask for it again.
             let render = |coverage: &Coverage| {
-                let names: Vec<String>;
-                let objects = match coverage {
-                    Coverage::Namespace => ObjectSelection::All,
-                    Coverage::Names(set) if set.len() == 1 => {
-                        ObjectSelection::One(set.first().expect("one name"))
-                    }
-                    Coverage::Names(set) => {
-                        names = set.iter().cloned().collect();
-                        return render_query(
-                            &rule,
-                            &RenderRequest {
-                                namespace: &namespace,
-                                objects: ObjectSelection::Many(&names),
-                                metric_matchers: &matchers,
-                            },
-                        );
-                    }
+                let names: Vec<String> = match coverage {
+                    Coverage::Namespace => Vec::new(),
+                    Coverage::Names(set) => set.iter().cloned().collect(),
+                };
+                let objects = match (coverage, names.as_slice()) {
+                    (Coverage::Namespace, _) => ObjectSelection::All,
+                    (Coverage::Names(_), [one]) => ObjectSelection::One(one),
+                    (Coverage::Names(_), names) => ObjectSelection::Many(names),
                 };
                 render_query(
                     &rule,

@@ -3,6 +3,7 @@
 
 mod check;
 mod cluster;
+pub mod convert;
 mod definitions;
 mod parse;
 mod prometheus;
@@ -42,7 +43,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Turn a prometheus-adapter configuration into definitions; one line on stderr per
     /// part that does not carry over as it was; exit 1 when nothing converts.
-    Convert(crate::convert::command::ConvertArgs),
+    Convert(convert::ConvertArgs),
     /// Remove what a running installation created by itself — PrometheusRules,
     /// self-registered APIServices, the Lease — after stopping its Deployment so that no
     /// replica writes them again (the Helm chart runs this before `helm uninstall`).

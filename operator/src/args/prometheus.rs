@@ -79,17 +79,21 @@ impl PrometheusArgs {
         config.client_key_file = self.prometheus_client_key_file.clone();
         config.headers = self.prometheus_headers.clone();
         config.max_response_bytes = self.prometheus_max_response_bytes;
-        config.queries = QueryOptions {
-            max_in_flight: self.prometheus_max_in_flight,
-            cache_max_age: self.query_cache_max_age,
-            batch_window: self.query_batch_window,
-            ..QueryOptions::default()
-        };
         config.method = match self.prometheus_method {
             Method::Auto => QueryMethod::Auto,
             Method::Get => QueryMethod::Get,
             Method::Post => QueryMethod::Post,
         };
         config
+    }
+
+    /// How the server shares, batches, caches and bounds its queries.
+    pub fn query_options(&self) -> QueryOptions {
+        QueryOptions {
+            max_in_flight: self.prometheus_max_in_flight,
+            cache_max_age: self.query_cache_max_age,
+            batch_window: self.query_batch_window,
+            ..QueryOptions::default()
+        }
     }
 }

@@ -34,7 +34,7 @@ fn flags_parse_into_a_prometheus_config() {
         vec![("X-Scope-OrgID".to_string(), "tenant-a".to_string())]
     );
     assert!(matches!(config.method, QueryMethod::Post));
-    assert_eq!(config.queries, QueryOptions::default());
+    assert_eq!(args.prometheus.query_options(), QueryOptions::default());
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn query_and_auth_cache_flags() {
     let Command::Run(args) = cli.command else {
         panic!()
     };
-    let queries = args.prometheus.config().queries;
+    let queries = args.prometheus.query_options();
     assert_eq!(queries.cache_max_age, Duration::from_millis(1500));
     assert_eq!(queries.batch_window, Duration::ZERO);
     assert_eq!(queries.max_in_flight, 8);

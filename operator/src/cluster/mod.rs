@@ -8,4 +8,3 @@ pub mod leader;
 pub(crate) mod mock_api;
 pub mod objects;
 pub mod reviews;
-pub mod uninstall;

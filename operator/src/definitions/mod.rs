@@ -2,8 +2,10 @@
 //! where they came from (the cluster or a manifest folder).
 
 mod kinds;
+mod record;
 
 pub use kinds::{DefinitionKind, DefinitionResource, KindVisitor};
+pub use record::ObjectRecord;
 
 use metrics_registry_crds::{CustomPrometheusRulesSpec, MetricSpec, MetricStatus, RulesStatus};
 use std::fmt;

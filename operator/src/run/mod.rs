@@ -9,8 +9,8 @@ pub use standalone::Standalone;
 
 use crate::args::{self, RunArgs, UninstallArgs};
 use crate::cluster::leader::LeaseSettings;
-use crate::cluster::uninstall::Uninstall;
 use crate::sinks::apiservice::ServiceTarget;
+use crate::uninstall::Uninstall;
 use anyhow::{Context, bail};
 pub use metrics_registry_apiserver::prometheus::PrometheusConfig;
 use std::time::Duration;
@@ -59,6 +59,7 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
     let mode = ClusterMode {
         kube: KubeClients::from_config(config, args.cluster.kube_api_timeout)?,
         prometheus: args.prometheus.config(),
+        queries: args.prometheus.query_options(),
         options: args.definitions.compile_options(),
         external_refresh: args.prometheus.external_refresh_interval,
         rules_dir: args.definitions.rules_dir.clone(),
@@ -124,6 +125,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let standalone = Standalone {
         manifests: args::manifests_dir(manifests)?,
         prometheus: args.prometheus.config(),
+        queries: args.prometheus.query_options(),
         options: args.definitions.compile_options(),
         external_refresh: args.prometheus.external_refresh_interval,
         rules_dir: args.definitions.rules_dir.clone(),

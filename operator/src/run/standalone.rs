@@ -14,7 +14,7 @@ use metrics_registry_apiserver::rules::shared_rule_table;
 use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
 use metrics_registry_apiserver::server;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
-use metrics_registry_apiserver::upstream::Upstream;
+use metrics_registry_apiserver::upstream::{QueryOptions, Upstream};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +26,8 @@ use tokio::net::TcpListener;
 pub struct Standalone {
     pub manifests: PathBuf,
     pub prometheus: PrometheusConfig,
+    /// How queries are shared, batched, cached and bounded.
+    pub queries: QueryOptions,
     pub options: CompileOptions,
     pub external_refresh: Duration,
     /// Write `CustomPrometheusRules` as rule files here and reload Prometheus.
@@ -74,7 +76,7 @@ impl Standalone {
         );
         let state = ApiState {
             rules: table,
-            upstream: Upstream::new(prometheus, self.prometheus.queries, SelfMetrics::global()),
+            upstream: Upstream::new(prometheus, self.queries, SelfMetrics::global()),
             objects: Arc::new(NoCluster),
             external,
             readiness,

@@ -1,6 +1,7 @@
 //! Registers the three APIServices with the aggregator, trusting our serving
 //! certificate through `caBundle` (never `insecureSkipTLSVerify`).
 
+use super::{FIELD_MANAGER, MANAGED_BY};
 use k8s_openapi::ByteString;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::{
     APIService, APIServiceSpec, ServiceReference,
@@ -15,9 +16,6 @@ pub struct ServiceTarget {
     pub port: i32,
 }
 
-/// Label on APIServices this binary registered itself (the chart's say `Helm`).
-pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "metrics-registry");
-
 /// (group, version, versionPriority): v1beta2 is preferred, so HPAs ask for it.
 pub const API_VERSIONS: [(&str, &str, i32); 3] = [
     ("custom.metrics.k8s.io", "v1beta2", 200),
@@ -31,13 +29,7 @@ pub fn api_services(target: &ServiceTarget, ca_bundle_pem: &str) -> Vec<APIServi
         .map(|(group, version, priority)| APIService {
             metadata: ObjectMeta {
                 name: Some(format!("{version}.{group}")),
-                labels: Some(
-                    [(
-                        MANAGED_BY_LABEL.0.to_string(),
-                        MANAGED_BY_LABEL.1.to_string(),
-                    )]
-                    .into(),
-                ),
+                labels: Some([(MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string())].into()),
                 ..ObjectMeta::default()
             },
             spec: Some(APIServiceSpec {
@@ -74,7 +66,7 @@ pub async fn register(
         service.metadata.managed_fields = None;
         api.patch(
             &name,
-            &PatchParams::apply("metrics-registry").force(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&body),
         )
         .await?;

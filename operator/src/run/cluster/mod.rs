@@ -24,7 +24,7 @@ use metrics_registry_apiserver::serve::{ServeHandle, ServeLimits};
 use metrics_registry_apiserver::server;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
-use metrics_registry_apiserver::upstream::Upstream;
+use metrics_registry_apiserver::upstream::{QueryOptions, Upstream};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -60,6 +60,8 @@ impl KubeClients {
 pub struct ClusterMode {
     pub kube: KubeClients,
     pub prometheus: PrometheusConfig,
+    /// How queries are shared, batched, cached and bounded.
+    pub queries: QueryOptions,
     pub options: CompileOptions,
     pub external_refresh: Duration,
     /// CustomPrometheusRules as rule files here (takes precedence over PrometheusRule objects).
@@ -204,11 +206,7 @@ impl ClusterMode {
         );
         ApiState {
             rules: table,
-            upstream: Upstream::new(
-                prometheus.clone(),
-                self.prometheus.queries,
-                SelfMetrics::global(),
-            ),
+            upstream: Upstream::new(prometheus.clone(), self.queries, SelfMetrics::global()),
             objects,
             external: self.start_external_refresher(supervisor, prometheus),
             readiness,

@@ -1,6 +1,7 @@
 //! Where valid `CustomPrometheusRules` go: prometheus-operator `PrometheusRule` objects
 //! when that CRD is installed, else rule files plus `POST /-/reload`, else nowhere.
 
+use super::{FIELD_MANAGER, MANAGED_BY};
 use crate::cluster::leader::Leadership;
 use crate::definitions::DefinitionId;
 pub mod files;
@@ -13,9 +14,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-
-/// Label on every PrometheusRule this operator owns; orphans are found by it.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "metrics-registry");
 
 pub enum RulesOutput {
     None,
@@ -203,7 +201,7 @@ async fn sync_prometheus_rules(
         if let Err(e) = api
             .patch(
                 &name,
-                &PatchParams::apply("metrics-registry").force(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&object),
             )
             .await

@@ -6,7 +6,7 @@ pub mod writer;
 use crate::compiler::Verdict;
 use crate::definitions::DefinitionKind;
 use crate::definitions::DefinitionStatus;
-use crate::sources::cluster::store::ObjectRecord;
+use crate::definitions::ObjectRecord;
 use metrics_registry_crds::{Condition, ConditionStatus, MetricStatus, READY, RulesStatus};
 
 fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (bool, String, String) {

@@ -3,6 +3,7 @@
 //! status per object (a newer one replaces an older one), so the queue is bounded by the
 //! number of definitions however fast they change.
 
+use super::super::FIELD_MANAGER;
 use crate::cluster::leader::Leadership;
 use crate::definitions::{DefinitionId, DefinitionKind, DefinitionStatus};
 use futures::StreamExt;
@@ -17,7 +18,6 @@ use tokio::sync::Notify;
 const CONCURRENT_WRITES: usize = 8;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Who owns the status fields, for server-side apply.
-const FIELD_MANAGER: &str = "metrics-registry";
 
 #[derive(Default)]
 struct Queue {

@@ -26,13 +26,13 @@ mod loop_ {
     use crate::cluster::leader::Leadership;
     use crate::cluster::mock_api;
     use crate::definitions::DefinitionStatus;
+    use crate::definitions::ObjectRecord;
     use crate::publish::Publisher;
     use crate::sinks::status::writer::StatusQueue;
     use crate::supervise::Supervisor;
     use metrics_registry_apiserver::api::Readiness;
     use metrics_registry_apiserver::rules::shared_rule_table;
     use serde_json::json;
-    use store::ObjectRecord;
     use tokio::sync::watch;
 
     fn record(

@@ -2,8 +2,9 @@
 //! not parse arrives as a record saying why (kube's `DeserializeGuard`) and never stops
 //! the watch.
 
-use super::store::{ObjectRecord, WatchEvent};
+use super::store::WatchEvent;
 use crate::cluster::backoff::WatchBackoff;
+use crate::definitions::ObjectRecord;
 use crate::definitions::{DefinitionKind, DefinitionResource, KindVisitor};
 use futures::StreamExt;
 use futures::future::BoxFuture;

@@ -2,8 +2,8 @@
 //! does not know about. The Deployment goes to zero replicas first and its pods are
 //! waited for, so no leader re-creates an object right after it was deleted.
 
-use crate::sinks::apiservice::MANAGED_BY_LABEL;
-use crate::sinks::rules::{MANAGED_BY, prometheus_rule_resource};
+use crate::sinks::MANAGED_BY;
+use crate::sinks::rules::prometheus_rule_resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
@@ -133,7 +133,7 @@ impl Uninstall {
 
     async fn delete_apiservices(&self) -> Result<(), UninstallError> {
         let api: Api<APIService> = Api::all(self.client.clone());
-        let selector = format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1);
+        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
         let list = api
             .list(&ListParams::default().labels(&selector))
             .await
