@@ -16,6 +16,7 @@ use crate::external::ExternalCatalog;
 use crate::objects::ObjectIndex;
 use crate::rules::SharedRuleTable;
 use crate::selector::LabelSelector;
+use crate::telemetry::SelfMetrics;
 use crate::upstream::Upstream;
 use crate::wire::{self, CustomVersion};
 use axum::Json;
@@ -35,6 +36,8 @@ pub struct ApiState {
     pub objects: Arc<dyn ObjectIndex>,
     pub external: Arc<ExternalCatalog>,
     pub readiness: Readiness,
+    /// The process' self-metrics, served on `/metrics`.
+    pub metrics: Arc<SelfMetrics>,
 }
 
 #[derive(Debug, Default, Deserialize)]

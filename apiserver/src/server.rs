@@ -70,21 +70,18 @@ pub fn insecure_router(state: ApiState) -> Router {
     health_routes(state.clone()).merge(metrics_routes(state))
 }
 
-/// The server's own metrics (the process-wide set).
-async fn self_metrics() -> impl IntoResponse {
+/// The server's own metrics.
+async fn self_metrics(State(state): State<ApiState>) -> impl IntoResponse {
     (
         [(http::header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
-        SelfMetrics::global().encode(),
+        state.metrics.encode(),
     )
 }
 
 /// Wraps the whole application (authentication included, so refusals count too): a
 /// tracing span per request, and the request counter and latency histogram.
-pub fn observed(app: Router) -> Router {
-    app.layer(axum::middleware::from_fn_with_state(
-        SelfMetrics::global(),
-        observe,
-    ))
+pub fn observed(app: Router, metrics: Arc<SelfMetrics>) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(metrics, observe))
 }
 
 async fn observe(

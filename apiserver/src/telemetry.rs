@@ -1,7 +1,8 @@
 //! The server's own metrics, exposed on `/metrics` in the OpenMetrics text format (which
-//! Prometheus scrapes like its own). One set per process: the families are created once
-//! in [`SelfMetrics::global`], and every part of the server records into it; tests that
-//! count something build their own with [`SelfMetrics::new`].
+//! Prometheus scrapes like its own). The wiring makes one set per process with
+//! [`SelfMetrics::new`] and passes it to every part that counts (the request path, the
+//! guard, the watches, the publisher), as controller-rs passes its metrics through its
+//! context; there is no global, so a test sees only its own counts.
 
 use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Every name starts with this.
@@ -96,12 +97,8 @@ impl std::fmt::Debug for SelfMetrics {
 }
 
 impl SelfMetrics {
-    /// The process' metrics, served on `/metrics`.
-    pub fn global() -> Arc<SelfMetrics> {
-        static GLOBAL: OnceLock<Arc<SelfMetrics>> = OnceLock::new();
-        GLOBAL.get_or_init(SelfMetrics::new).clone()
-    }
-
+    /// A set of its own: the process makes one at start-up and passes it to each part
+    /// that counts (so a test sees only its own counts).
     pub fn new() -> Arc<SelfMetrics> {
         let mut registry = Registry::with_prefix(PREFIX);
         let requests = Family::<RequestLabels, Counter>::default();

@@ -19,6 +19,7 @@ pub struct Publisher {
     /// The latest rule groups (`None` until the first publish, so that nothing is written
     /// or deleted as an orphan before the first complete compile).
     rules: watch::Sender<Option<Arc<RuleGroups>>>,
+    metrics: Arc<SelfMetrics>,
     published: bool,
 }
 
@@ -36,11 +37,13 @@ impl Publisher {
         table: SharedRuleTable,
         readiness: Readiness,
         rules: watch::Sender<Option<Arc<RuleGroups>>>,
+        metrics: Arc<SelfMetrics>,
     ) -> Self {
         Publisher {
             table,
             readiness,
             rules,
+            metrics,
             published: false,
         }
     }
@@ -52,7 +55,7 @@ impl Publisher {
         let table_swapped = first || delta.table_changed;
         if table_swapped {
             self.table.store(compiler.table());
-            SelfMetrics::global().table_swapped();
+            self.metrics.table_swapped();
         }
         if first || delta.rules_changed {
             self.rules
@@ -60,7 +63,7 @@ impl Publisher {
         }
         log_verdict_changes(compiler, delta);
         if first || !delta.changed.is_empty() {
-            crate::telemetry::record_verdicts(compiler.verdicts());
+            crate::telemetry::record_verdicts(&self.metrics, compiler.verdicts());
         }
         self.readiness.set_ready();
         self.published = true;

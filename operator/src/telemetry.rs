@@ -9,15 +9,18 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 
-/// Replaces the definition counts with those of `verdicts`.
-pub fn record_verdicts<'a>(verdicts: impl IntoIterator<Item = (&'a DefinitionId, &'a Verdict)>) {
+/// Replaces the definition counts in `metrics` with those of `verdicts`.
+pub fn record_verdicts<'a>(
+    metrics: &SelfMetrics,
+    verdicts: impl IntoIterator<Item = (&'a DefinitionId, &'a Verdict)>,
+) {
     let mut counts: BTreeMap<(String, bool), i64> = BTreeMap::new();
     for (id, verdict) in verdicts {
         *counts
             .entry((id.kind.name().to_owned(), verdict.problem.is_none()))
             .or_default() += 1;
     }
-    SelfMetrics::global().set_definitions(counts);
+    metrics.set_definitions(counts);
 }
 
 /// rustls warns for every client that sends an IP address as TLS server name (Go's

@@ -77,20 +77,29 @@ impl fmt::Debug for Guard {
 }
 
 impl Guard {
-    /// `tokens: None` refuses bearer tokens (certificates only).
+    /// `tokens: None` refuses bearer tokens (certificates only). Default cache TTLs and
+    /// self-metrics of its own.
     pub fn new(
         config: AuthenticationConfig,
         tokens: Option<Arc<dyn TokenReviewer>>,
         access: Arc<dyn AccessReviewer>,
     ) -> Result<Arc<Self>, AuthError> {
-        Self::with_cache_ttls(config, tokens, access, CacheTtls::default())
+        Self::with_cache_ttls(
+            config,
+            tokens,
+            access,
+            CacheTtls::default(),
+            SelfMetrics::new(),
+        )
     }
 
+    /// Counts its reviews and cache hits in `metrics`.
     pub fn with_cache_ttls(
         config: AuthenticationConfig,
         tokens: Option<Arc<dyn TokenReviewer>>,
         access: Arc<dyn AccessReviewer>,
         ttls: CacheTtls,
+        metrics: Arc<SelfMetrics>,
     ) -> Result<Arc<Self>, AuthError> {
         let provider = crypto_provider().map_err(|_| AuthError::NoCryptoProvider)?;
         let token_digest = provider
@@ -105,7 +114,7 @@ impl Guard {
             compiled: ArcSwap::from_pointee(compiled),
             generations: AtomicU64::new(1),
             chains_verified: AtomicU64::new(0),
-            metrics: SelfMetrics::global(),
+            metrics,
             tokens,
             access,
             ttls,

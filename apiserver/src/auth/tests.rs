@@ -152,6 +152,7 @@ fn api_state() -> ApiState {
         objects: Arc::new(NoCluster),
         external: ExternalCatalog::new(),
         readiness: Readiness::default(),
+        metrics: crate::telemetry::SelfMetrics::new(),
     }
 }
 
@@ -661,8 +662,14 @@ async fn cached_decisions_expire() {
         allowed: Duration::from_millis(50),
         ..CacheTtls::default()
     };
-    let guard = Guard::with_cache_ttls(AuthenticationConfig::default(), None, access.clone(), ttls)
-        .unwrap();
+    let guard = Guard::with_cache_ttls(
+        AuthenticationConfig::default(),
+        None,
+        access.clone(),
+        ttls,
+        crate::telemetry::SelfMetrics::new(),
+    )
+    .unwrap();
     let alice = UserInfo {
         username: "alice".to_owned(),
         ..Default::default()

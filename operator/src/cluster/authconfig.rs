@@ -31,6 +31,7 @@ pub fn spawn_watch(
     client: kube::Client,
     guard: Arc<Guard>,
     tls: Arc<ReloadableTls>,
+    metrics: Arc<SelfMetrics>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let api: Api<ConfigMap> = Api::namespaced(client, CONFIGMAP_NAMESPACE);
@@ -63,7 +64,7 @@ pub fn spawn_watch(
                     }
                 },
                 Err(error) => {
-                    SelfMetrics::global().watch_restarted("configmaps");
+                    metrics.watch_restarted("configmaps");
                     tracing::warn!("watching {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME}: {error}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

@@ -119,7 +119,12 @@ impl KindCache for NamespaceIndex {
     }
 }
 
-fn start<K>(client: kube::Client, kind: ObjectKind, tasks: &Spawner) -> Arc<dyn KindCache>
+fn start<K>(
+    client: kube::Client,
+    kind: ObjectKind,
+    tasks: &Spawner,
+    metrics: Arc<SelfMetrics>,
+) -> Arc<dyn KindCache>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -147,7 +152,7 @@ where
                     }
                 }
                 Err(error) => {
-                    SelfMetrics::global().watch_restarted(kind.resource());
+                    metrics.watch_restarted(kind.resource());
                     tracing::warn!(resource = kind.resource(), %error, "object cache watch error");
                 }
             }
@@ -161,15 +166,18 @@ pub struct ObjectCaches {
     client: kube::Client,
     caches: Mutex<HashMap<ObjectKind, Arc<dyn KindCache>>>,
     tasks: Spawner,
+    /// Counts watch restarts.
+    metrics: Arc<SelfMetrics>,
 }
 
 impl ObjectCaches {
     /// Watches are started through `tasks`, so one that ends stops the process.
-    pub fn new(client: kube::Client, tasks: Spawner) -> Arc<Self> {
+    pub fn new(client: kube::Client, tasks: Spawner, metrics: Arc<SelfMetrics>) -> Arc<Self> {
         Arc::new(ObjectCaches {
             client,
             caches: Mutex::new(HashMap::new()),
             tasks,
+            metrics,
         })
     }
 
@@ -187,14 +195,15 @@ impl ObjectCaches {
             .or_insert_with(|| {
                 let client = self.client.clone();
                 let tasks = &self.tasks;
+                let metrics = self.metrics.clone();
                 match kind {
-                    ObjectKind::Pod => start::<Pod>(client, kind, tasks),
-                    ObjectKind::Service => start::<Service>(client, kind, tasks),
-                    ObjectKind::Ingress => start::<Ingress>(client, kind, tasks),
-                    ObjectKind::Deployment => start::<Deployment>(client, kind, tasks),
-                    ObjectKind::StatefulSet => start::<StatefulSet>(client, kind, tasks),
-                    ObjectKind::DaemonSet => start::<DaemonSet>(client, kind, tasks),
-                    ObjectKind::Namespace => start::<Namespace>(client, kind, tasks),
+                    ObjectKind::Pod => start::<Pod>(client, kind, tasks, metrics),
+                    ObjectKind::Service => start::<Service>(client, kind, tasks, metrics),
+                    ObjectKind::Ingress => start::<Ingress>(client, kind, tasks, metrics),
+                    ObjectKind::Deployment => start::<Deployment>(client, kind, tasks, metrics),
+                    ObjectKind::StatefulSet => start::<StatefulSet>(client, kind, tasks, metrics),
+                    ObjectKind::DaemonSet => start::<DaemonSet>(client, kind, tasks, metrics),
+                    ObjectKind::Namespace => start::<Namespace>(client, kind, tasks, metrics),
                 }
             })
             .clone()

@@ -47,11 +47,14 @@ impl Standalone {
         let table = shared_rule_table();
         let readiness = Readiness::default();
         let external = ExternalCatalog::new();
+        // One set of self-metrics for the process, passed to every part that counts.
+        let metrics = SelfMetrics::new();
         let source = ManifestSource {
             dir: self.manifests.clone(),
             options: self.options,
             table: table.clone(),
             readiness: readiness.clone(),
+            metrics: metrics.clone(),
             rules: match &self.rules_dir {
                 Some(dir) => RulesOutput::Files {
                     dir: dir.clone(),
@@ -76,10 +79,11 @@ impl Standalone {
         );
         let state = ApiState {
             rules: table,
-            upstream: Upstream::new(prometheus, self.queries, SelfMetrics::global()),
+            upstream: Upstream::new(prometheus, self.queries, metrics.clone()),
             objects: Arc::new(NoCluster),
             external,
             readiness,
+            metrics: metrics.clone(),
         };
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -89,7 +93,7 @@ impl Standalone {
         );
         let served = serve(
             listener,
-            server::observed(server::insecure_router(state)),
+            server::observed(server::insecure_router(state), metrics),
             PlainHttp,
             self.limits,
             shutdown,

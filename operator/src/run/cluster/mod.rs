@@ -126,6 +126,7 @@ impl ClusterMode {
         &self,
         supervisor: &Supervisor,
         serving: ServingCertificate,
+        metrics: &Arc<SelfMetrics>,
     ) -> anyhow::Result<(Arc<ReloadableTls>, Arc<Guard>)> {
         let auth_config = authconfig::load(&self.kube.request).await?;
         let tls = Arc::new(ReloadableTls::new(serving, auth_config.client_ca_bundle())?);
@@ -138,11 +139,21 @@ impl ClusterMode {
         let reviews = Arc::new(ClusterReviews {
             client: self.kube.request.clone(),
         });
-        let guard =
-            Guard::with_cache_ttls(auth_config, Some(reviews.clone()), reviews, self.auth_cache)?;
+        let guard = Guard::with_cache_ttls(
+            auth_config,
+            Some(reviews.clone()),
+            reviews,
+            self.auth_cache,
+            metrics.clone(),
+        )?;
         supervisor.spawner().adopt(
             "authentication config watch",
-            authconfig::spawn_watch(self.kube.watch.clone(), guard.clone(), tls.clone()),
+            authconfig::spawn_watch(
+                self.kube.watch.clone(),
+                guard.clone(),
+                tls.clone(),
+                metrics.clone(),
+            ),
         );
         Ok((tls, guard))
     }
@@ -170,10 +181,15 @@ impl ClusterMode {
         supervisor: &Supervisor,
         leadership: &Leadership,
         prometheus: &PrometheusClient,
+        metrics: &Arc<SelfMetrics>,
     ) -> ApiState {
         let table = shared_rule_table();
         let readiness = Readiness::default();
-        let objects = ObjectCaches::new(self.kube.watch.clone(), supervisor.spawner());
+        let objects = ObjectCaches::new(
+            self.kube.watch.clone(),
+            supervisor.spawner(),
+            metrics.clone(),
+        );
         let statuses = StatusQueue::default();
         let (rules_tx, rules_rx) = watch::channel(None);
         supervisor.spawn(
@@ -196,9 +212,15 @@ impl ClusterMode {
             DefinitionController {
                 client: self.kube.watch.clone(),
                 options: self.options,
-                publisher: Publisher::new(table.clone(), readiness.clone(), rules_tx),
+                publisher: Publisher::new(
+                    table.clone(),
+                    readiness.clone(),
+                    rules_tx,
+                    metrics.clone(),
+                ),
                 objects: objects.clone(),
                 statuses,
+                metrics: metrics.clone(),
                 leadership: leadership.clone(),
                 spawner: supervisor.spawner(),
             }
@@ -206,10 +228,11 @@ impl ClusterMode {
         );
         ApiState {
             rules: table,
-            upstream: Upstream::new(prometheus.clone(), self.queries, SelfMetrics::global()),
+            upstream: Upstream::new(prometheus.clone(), self.queries, metrics.clone()),
             objects,
             external: self.start_external_refresher(supervisor, prometheus),
             readiness,
+            metrics: metrics.clone(),
         }
     }
 
@@ -273,10 +296,12 @@ impl ClusterMode {
         // Everything started from here on stops when this function returns, however it ends.
         let mut supervisor = Supervisor::default();
         let (stopping, stopping_rx) = watch::channel(false);
-        let (tls, guard) = self.start_auth(&supervisor, serving).await?;
+        // One set of self-metrics for the process, passed to every part that counts.
+        let metrics = SelfMetrics::new();
+        let (tls, guard) = self.start_auth(&supervisor, serving, &metrics).await?;
         let (leadership, election) = self.start_leader_election(stopping_rx);
         let state = self
-            .start_definitions(&supervisor, &leadership, &prometheus)
+            .start_definitions(&supervisor, &leadership, &prometheus, &metrics)
             .await;
         let readiness = state.readiness.clone();
         self.start_registration(&supervisor, readiness.clone(), leadership, ca_bundle);
@@ -323,11 +348,13 @@ impl ClusterMode {
 
 /// Health routes open to all; metrics routes behind authentication and authorization.
 fn router(state: ApiState, guard: Arc<Guard>) -> axum::Router {
+    let metrics = state.metrics.clone();
     server::observed(
         server::health_routes(state.clone()).merge(
             server::metrics_routes(state)
                 .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
         ),
+        metrics,
     )
 }
 

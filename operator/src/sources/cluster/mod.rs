@@ -19,6 +19,7 @@ use crate::sinks::status::writer::StatusQueue;
 use crate::sinks::status::{desired_status, is_current};
 use crate::supervise::Spawner;
 use kube::api::ApiResource;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,8 @@ pub struct DefinitionController {
     pub publisher: Publisher,
     pub objects: Arc<ObjectCaches>,
     pub statuses: StatusQueue,
+    /// Counts watch restarts.
+    pub metrics: Arc<SelfMetrics>,
     pub leadership: Leadership,
     /// Starts the watches, under supervision.
     pub spawner: Spawner,
@@ -90,7 +93,12 @@ impl DefinitionController {
         for kind in DefinitionKind::ALL {
             self.spawner.spawn(
                 format!("watch of {}", kind.api_resource().plural),
-                watches::watch(self.client.clone(), kind, events_tx.clone()),
+                watches::watch(
+                    self.client.clone(),
+                    kind,
+                    events_tx.clone(),
+                    self.metrics.clone(),
+                ),
             );
         }
         drop(events_tx);

@@ -32,6 +32,7 @@ mod loop_ {
     use crate::supervise::Supervisor;
     use metrics_registry_apiserver::api::Readiness;
     use metrics_registry_apiserver::rules::shared_rule_table;
+    use metrics_registry_apiserver::telemetry::SelfMetrics;
     use serde_json::json;
     use tokio::sync::watch;
 
@@ -67,12 +68,14 @@ mod loop_ {
         let readiness = Readiness::default();
         let statuses = StatusQueue::default();
         let (rules, _rules_rx) = watch::channel(None);
+        let metrics = SelfMetrics::new();
         let controller = DefinitionController {
             client: mock_api::refusing(),
             options: CompileOptions::default(),
-            publisher: Publisher::new(table.clone(), readiness.clone(), rules),
-            objects: ObjectCaches::new(mock_api::refusing(), supervisor.spawner()),
+            publisher: Publisher::new(table.clone(), readiness.clone(), rules, metrics.clone()),
+            objects: ObjectCaches::new(mock_api::refusing(), supervisor.spawner(), metrics.clone()),
             statuses: statuses.clone(),
+            metrics: metrics.clone(),
             leadership: Leadership::Always,
             spawner: supervisor.spawner(),
         };
@@ -114,6 +117,15 @@ mod loop_ {
             1,
             "the good definition is served"
         );
+        // The controller's own metrics, not a process-wide set other tests also count in.
+        let counted = metrics.encode();
+        for line in [
+            r#"metrics_registry_definitions{kind="ServiceMetric",ready="true"} 1"#,
+            r#"metrics_registry_definitions{kind="PodMetric",ready="false"} 1"#,
+            "metrics_registry_rule_table_swaps_total 1",
+        ] {
+            assert!(counted.contains(line), "{line} not in {counted}");
+        }
         eventually("two status writes", || (statuses.len() == 2).then_some(())).await;
         let written = statuses.drain_for_test();
         let reason = |status: &DefinitionStatus| status.conditions()[0].reason.clone();

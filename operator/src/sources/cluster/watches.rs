@@ -12,6 +12,7 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::{WatchStreamExt, watcher};
 use metrics_registry_apiserver::telemetry::SelfMetrics;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Watches every object of `kind` and sends what happens, until the receiver is gone.
@@ -19,19 +20,30 @@ pub fn watch(
     client: kube::Client,
     kind: DefinitionKind,
     events: mpsc::Sender<(DefinitionKind, WatchEvent)>,
+    metrics: Arc<SelfMetrics>,
 ) -> BoxFuture<'static, ()> {
-    kind.visit(Watch { client, events })
+    kind.visit(Watch {
+        client,
+        events,
+        metrics,
+    })
 }
 
 struct Watch {
     client: kube::Client,
     events: mpsc::Sender<(DefinitionKind, WatchEvent)>,
+    metrics: Arc<SelfMetrics>,
 }
 
 impl KindVisitor for Watch {
     type Output = BoxFuture<'static, ()>;
     fn visit<K: DefinitionResource>(self, kind: DefinitionKind) -> Self::Output {
-        Box::pin(watch_typed::<K>(self.client, kind, self.events))
+        Box::pin(watch_typed::<K>(
+            self.client,
+            kind,
+            self.events,
+            self.metrics,
+        ))
     }
 }
 
@@ -39,6 +51,7 @@ async fn watch_typed<K: DefinitionResource>(
     client: kube::Client,
     kind: DefinitionKind,
     events: mpsc::Sender<(DefinitionKind, WatchEvent)>,
+    metrics: Arc<SelfMetrics>,
 ) {
     let api: Api<DeserializeGuard<K>> = Api::all(client);
     let mut stream = watcher(api, watcher::Config::default())
@@ -53,7 +66,7 @@ async fn watch_typed<K: DefinitionResource>(
             }
             Err(error) => {
                 report(kind, &error, &mut last_error);
-                SelfMetrics::global().watch_restarted(kind.name());
+                metrics.watch_restarted(kind.name());
                 continue;
             }
         };

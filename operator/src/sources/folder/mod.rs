@@ -18,8 +18,10 @@ use crate::sinks::rules::RulesOutput;
 use crate::sources::folder::scan::{ManifestFolder, Scan};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::telemetry::SelfMetrics;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,7 @@ pub struct ManifestSource {
     pub options: CompileOptions,
     pub table: SharedRuleTable,
     pub readiness: Readiness,
+    pub metrics: Arc<SelfMetrics>,
     /// Where valid `CustomPrometheusRules` go.
     pub rules: RulesOutput,
 }
@@ -64,7 +67,7 @@ impl ManifestSource {
         let loader = Loader {
             folder: ManifestFolder::new(&self.dir),
             compiler: IncrementalCompiler::new(self.options),
-            publisher: Publisher::new(self.table, self.readiness, rules_tx),
+            publisher: Publisher::new(self.table, self.readiness, rules_tx, self.metrics),
         };
         let events = wake_tx.clone();
         let _stop = StopLoader(wake_tx);
