@@ -14,8 +14,8 @@ pub use external::external_metric;
 use crate::error::ApiError;
 use crate::external::ExternalCatalog;
 use crate::objects::ObjectIndex;
-use crate::rules::SharedRuleTable;
 use crate::selector::LabelSelector;
+use crate::table::SharedRuleTable;
 use crate::telemetry::SelfMetrics;
 use crate::upstream::Upstream;
 use crate::wire::{self, CustomVersion};
@@ -30,7 +30,7 @@ pub use crate::readiness::Readiness;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub rules: SharedRuleTable,
+    pub table: SharedRuleTable,
     /// Prometheus, behind single flight, batching, the cache and the in-flight bound.
     pub upstream: Upstream,
     pub objects: Arc<dyn ObjectIndex>,
@@ -62,7 +62,7 @@ pub async fn custom_discovery(
     Path(version): Path<String>,
 ) -> ApiResult<APIResourceList> {
     let version = CustomVersion::parse(&version).ok_or_else(|| not_found_path(&version))?;
-    let table = state.rules.load();
+    let table = state.table.load();
     let resources = table
         .discovery()
         .map(|(kind, metric)| {
@@ -80,7 +80,7 @@ pub async fn custom_discovery(
 }
 
 pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult<APIResourceList> {
-    let table = state.rules.load();
+    let table = state.table.load();
     let mut names: Vec<String> = state.external.names().iter().cloned().collect();
     names.extend(table.external_metrics().iter().cloned());
     names.sort();

@@ -1,8 +1,8 @@
 //! How wildcard requests learn which objects a `labelSelector` names. The apiserver
 //! only sees this trait; the operator implements it from its watch caches.
 
-use crate::rules::ObjectKind;
 use crate::selector::LabelSelector;
+use crate::table::ObjectKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ObjectIndexError {

@@ -2,8 +2,8 @@
 //! (namespace, object names, metric label selector) is escaped here or by the selector
 //! module; templates are split at placeholders ahead of time, so this is concatenation.
 
-use crate::rules::{MetricRule, ObjectKind};
 use crate::selector::{promql_string, quote_regex};
+use crate::table::{MetricRule, ObjectKind};
 
 /// Which objects a request is about.
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +78,7 @@ pub fn render_query(rule: &MetricRule, request: &RenderRequest<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{QueryTemplate, Segment};
+    use crate::table::{QueryTemplate, Segment};
 
     fn rule(object: ObjectKind, object_label: &str, namespace_label: &str) -> MetricRule {
         MetricRule {

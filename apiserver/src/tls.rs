@@ -6,10 +6,10 @@
 //! configuration for either and swaps it under the listener, so new connections see
 //! the change and open ones keep the configuration they were accepted with.
 
-mod certificate;
+mod serving_certificate;
 
-pub use certificate::ServingCertificate;
-pub(crate) use certificate::parse_roots;
+pub use serving_certificate::ServingCertificate;
+pub(crate) use serving_certificate::parse_roots;
 
 use axum_server::tls_rustls::RustlsConfig;
 use rustls::ServerConfig;

@@ -8,7 +8,7 @@ use crate::definitions::{DefinitionBody, DefinitionId};
 use crate::sources::folder as manifests;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
-use metrics_registry_apiserver::rules::{MetricRule, RuleTable};
+use metrics_registry_apiserver::table::{MetricRule, RuleTable};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

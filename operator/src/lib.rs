@@ -3,11 +3,11 @@
 
 pub mod args;
 pub mod check;
-pub mod cluster;
 pub mod compiler;
 pub mod convert;
 pub mod crdgen;
 pub mod definitions;
+pub mod kubernetes;
 pub mod parallel;
 pub mod publish;
 pub mod run;

@@ -2,13 +2,13 @@
 //! definitions (the manifest folder and the cluster's watches): the table is swapped in
 //! and readiness set, the verdict gauges are updated, what became wrong (or right) is
 //! logged once, and the rule groups are handed to the rules writer
-//! ([`crate::sinks::rules::RulesOutput::run`]). Statuses are the cluster source's own:
+//! ([`crate::sinks::recording_rules::RulesOutput::run`]). Statuses are the cluster source's own:
 //! only it has objects to write them to.
 
 use crate::compiler::{Delta, IncrementalCompiler};
-use crate::sinks::rules::RuleGroups;
+use crate::sinks::recording_rules::RuleGroups;
 use metrics_registry_apiserver::api::Readiness;
-use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::table::SharedRuleTable;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use std::sync::Arc;
 use tokio::sync::watch;

@@ -3,7 +3,7 @@
 //! waited for, so no leader re-creates an object right after it was deleted.
 
 use crate::sinks::MANAGED_BY;
-use crate::sinks::rules::prometheus_rule_resource;
+use crate::sinks::recording_rules::prometheus_rule_resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
@@ -153,7 +153,7 @@ impl Uninstall {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use crate::kubernetes::mock_api::{Exchange, scripted, status};
     use http::Method;
     use serde_json::json;
 

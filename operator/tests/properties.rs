@@ -4,8 +4,8 @@
 use metrics_registry::compiler::{CompileOptions, compile};
 use metrics_registry::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::rules::ObjectKind;
 use metrics_registry_apiserver::selector::{LabelSelector, quote_regex};
+use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_crds::MetricSpec;
 use metrics_registry_oracle::{grammar, pinning::unpinned_selectors};
 use promql_parser::label::{MatchOp, Matcher};

@@ -10,8 +10,8 @@ use anyhow::{Context as _, bail};
 use tempfile::TempDir;
 use tokio::sync::OnceCell;
 
-use crate::cluster::ControlPlane;
-use crate::cluster::process::{Process, start_on_free_ports};
+use crate::control_plane::ControlPlane;
+use crate::control_plane::process::{Process, start_on_free_ports};
 use crate::parity::MetricsClient;
 use crate::ports::free_port;
 use crate::third_party::script_folder;

@@ -3,7 +3,7 @@
 
 use metrics_registry::compiler::{CompileOptions, compile};
 use metrics_registry::sources::folder::parse_text;
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_apiserver::upstream::batchable;
 use std::path::Path;
 

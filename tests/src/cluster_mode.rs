@@ -15,7 +15,7 @@ use metrics_registry::run::{ClusterMode, KubeClients, PrometheusConfig};
 use metrics_registry_apiserver::serve::ServeLimits;
 use tokio::sync::oneshot;
 
-use crate::cluster::ControlPlane;
+use crate::control_plane::ControlPlane;
 
 /// Server-side applies every definition CRD and waits until each is Established.
 pub async fn install_crds(admin: &kube::Client) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 //! Service whose EndpointSlice points at it ([`E2e::start`]; rule files on the local disk
 //! and direct access to its internals).
 
-use crate::cluster::{
+use crate::control_plane::{
     CertAuthority, ControlPlane, ControlPlaneOptions, WORKLOAD_IMAGE, product_image,
 };
 use crate::exporter::Exporter;
@@ -143,7 +143,7 @@ pub fn chart_dir() -> PathBuf {
 
 /// Runs the pinned helm against `kubeconfig`; returns stdout, or an error with stderr.
 pub async fn helm(kubeconfig: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let bin_dir = crate::cluster::binary_dir().await?;
+    let bin_dir = crate::control_plane::binary_dir().await?;
     let output = tokio::process::Command::new(bin_dir.join("helm"))
         .args(args)
         .arg("--kubeconfig")
@@ -627,7 +627,7 @@ impl E2e {
     }
 
     fn definitions(&self, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
-        let resources = metrics_registry::sources::cluster::api_resources();
+        let resources = metrics_registry::sources::watch::api_resources();
         let (_, resource) = resources
             .iter()
             .find(|(k, _)| k.name() == kind)
@@ -786,7 +786,7 @@ impl E2e {
 
     /// A client certificate from a CA nobody trusts.
     pub fn foreign_client_cert(&self) -> (String, String) {
-        crate::cluster::foreign_client_cert("front-proxy-client").expect("foreign cert")
+        crate::control_plane::foreign_client_cert("front-proxy-client").expect("foreign cert")
     }
 
     /// A client certificate signed by the front-proxy CA with this CN.

@@ -13,7 +13,7 @@ use metrics_registry_apiserver::serve::ServeLimits;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::cluster::{ControlPlane, FRONT_PROXY_CLIENT_CN};
+use crate::control_plane::{ControlPlane, FRONT_PROXY_CLIENT_CN};
 use crate::registry::Answer;
 
 /// Calls both servers as kube-apiserver's aggregator would: it trusts the cluster CA and

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
-use crate::cluster::process::kill_and_reap;
+use crate::control_plane::process::kill_and_reap;
 use crate::ports::free_port;
 use crate::query_api::{query_data_at, wait_for_series_at};
 

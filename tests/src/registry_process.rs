@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context as _, bail};
 
 use crate::bench::ProcessStats;
-use crate::cluster::ControlPlane;
+use crate::control_plane::ControlPlane;
 
 /// The binary to run: `METRICS_REGISTRY_BIN` when set (scripts/test.sh sets it to the
 /// image's static release binary), else the one cargo built next to the running

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::bail;
 use tempfile::TempDir;
 
-use crate::cluster::process::{Process, start_on_free_ports};
+use crate::control_plane::process::{Process, start_on_free_ports};
 use crate::ports::free_addr;
 use crate::prometheus::{Prometheus, http_client};
 use crate::query_api::wait_for_series_at;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use crate::cluster::scripts::last_line_path;
+use crate::control_plane::scripts::last_line_path;
 use tokio::sync::OnceCell;
 
 const PROMETHEUS_RULE_CRD_PATH: &str =

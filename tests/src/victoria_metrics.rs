@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::cluster::process::{Process, start_on_free_ports};
+use crate::control_plane::process::{Process, start_on_free_ports};
 use crate::ports::free_addr;
 use crate::prometheus::http_client;
 use crate::query_api::wait_for_series_at;

@@ -25,7 +25,7 @@ use metrics_registry::convert::series::SeriesLister;
 use metrics_registry::convert::{Options, Scope, config, convert, series_queries};
 use metrics_registry_tests::adapter::{Adapter, module_source};
 use metrics_registry_tests::adapter_examples::{adapter_config_file, examples, repair_quoting};
-use metrics_registry_tests::cluster::{ControlPlane, ControlPlaneOptions};
+use metrics_registry_tests::control_plane::{ControlPlane, ControlPlaneOptions};
 use metrics_registry_tests::e2e::apply_yaml;
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::parity::{
@@ -602,7 +602,7 @@ impl World {
 
     /// Removes the case's definitions and waits until metrics-registry serves none.
     async fn delete(&self, documents: &[Document]) {
-        let resources = metrics_registry::sources::cluster::api_resources();
+        let resources = metrics_registry::sources::watch::api_resources();
         for document in documents {
             let (_, resource) = resources
                 .iter()

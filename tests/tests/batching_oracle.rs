@@ -20,7 +20,7 @@ use metrics_registry::compiler::{CompileOptions, compile};
 use metrics_registry::definitions::Definition;
 use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::rules::{MetricRule, ObjectKind};
+use metrics_registry_apiserver::table::{MetricRule, ObjectKind};
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::upstream::{ObjectAnswer, ObjectRequest, QueryOptions, Upstream};
 use metrics_registry_oracle::grammar::{Dialect, object_template, sample};

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, Servi
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use metrics_registry_tests::cluster::{ControlPlane, ControlPlaneOptions, WORKLOAD_IMAGE};
+use metrics_registry_tests::control_plane::{ControlPlane, ControlPlaneOptions, WORKLOAD_IMAGE};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use metrics_registry_tests::cluster::{ControlPlane, ControlPlaneOptions};
 use metrics_registry_tests::cluster_mode::{InProcessOperator, install_crds};
+use metrics_registry_tests::control_plane::{ControlPlane, ControlPlaneOptions};
 use metrics_registry_tests::e2e::apply_yaml;
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 //! scenarios in order. Seed 000–002's scaling runs through the installed chart in
 //! `e2e_chart.rs`.
 
-use metrics_registry::cluster::leader::Leadership;
+use metrics_registry::kubernetes::leader::Leadership;
 use metrics_registry_tests::e2e::{E2e, Timeline};
 use metrics_registry_tests::scenarios::set_latency;
 use serde_json::json;
@@ -119,7 +119,7 @@ spec: {query: 'sum(rate(x{<<.LabelMatchers>>}[5m])'}
 /// With prometheus-operator's CRD installed, rules become PrometheusRule objects; orphans go.
 async fn scenario_prometheus_rule_objects(e2e: &E2e) {
     use metrics_registry::definitions::{DefinitionId, DefinitionKind};
-    use metrics_registry::sinks::rules::{RulesOutput, prometheus_rules_installed};
+    use metrics_registry::sinks::recording_rules::{RulesOutput, prometheus_rules_installed};
     let crd = metrics_registry_tests::third_party::prometheus_rule_crd()
         .await
         .unwrap();

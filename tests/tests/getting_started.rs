@@ -115,7 +115,7 @@ async fn a_newcomer_following_path_b_reaches_a_scaling_hpa() {
         .process_group(0)
         .kill_on_drop(true);
     // What the scripts need, and nothing cargo sets for a test.
-    metrics_registry_tests::cluster::keep_only_build_env(
+    metrics_registry_tests::control_plane::keep_only_build_env(
         &mut command,
         &[
             "K8S_BIN_DIR",

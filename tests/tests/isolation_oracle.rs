@@ -8,7 +8,7 @@
 use metrics_registry::compiler::{CompileOptions, compile};
 use metrics_registry::definitions::Definition;
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::rules::{MetricRule, ObjectKind};
+use metrics_registry_apiserver::table::{MetricRule, ObjectKind};
 use metrics_registry_oracle::grammar::{Dialect, sample, template};
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::fixtures::service_metric;

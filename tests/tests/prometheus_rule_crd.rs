@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
-use metrics_registry::cluster::leader::Leadership;
 use metrics_registry::definitions::{DefinitionId, DefinitionKind};
-use metrics_registry::sinks::rules::{
+use metrics_registry::kubernetes::leader::Leadership;
+use metrics_registry::sinks::recording_rules::{
     RulesOutput, prometheus_rule_resource, prometheus_rules_installed,
 };
 use metrics_registry_crds::RuleGroup;
-use metrics_registry_tests::cluster::{ControlPlane, ControlPlaneOptions};
 use metrics_registry_tests::cluster_mode::{InProcessOperator, install_crds};
+use metrics_registry_tests::control_plane::{ControlPlane, ControlPlaneOptions};
 use metrics_registry_tests::e2e::apply_yaml;
 use metrics_registry_tests::third_party::prometheus_rule_crd;
 use serde_json::{Value, json};

@@ -41,6 +41,7 @@ const RULES: &[(&str, &[&str], Rule)] = &[
             "apiserver/src/auth/guard.rs",
             "apiserver/src/auth/request_header.rs",
             "apiserver/src/auth/x509.rs",
+            "apiserver/src/auth/verifier.rs",
             "apiserver/src/auth/bearer.rs",
             "apiserver/src/auth/authorize.rs",
             "apiserver/src/auth/middleware.rs",
@@ -72,13 +73,13 @@ const RULES: &[(&str, &[&str], Rule)] = &[
     ),
     (
         "rules hand-over",
-        &["operator/src/sinks/rules/mod.rs"],
+        &["operator/src/sinks/recording_rules/mod.rs"],
         Rule::Sentences,
     ),
     (
         "object cache",
         &[
-            "operator/src/cluster/objects.rs",
+            "operator/src/kubernetes/objects.rs",
             "apiserver/src/objects.rs",
         ],
         Rule::Calls(&[

@@ -4,8 +4,8 @@ use super::values::values_for;
 use super::{ApiResult, ApiState, MetricParams, not_found_path, parse_selector};
 use crate::error::ApiError;
 use crate::objects::ObjectIndexError;
-use crate::rules::{MetricRule, ObjectKind, RuleTable};
 use crate::selector::LabelSelector;
+use crate::table::{MetricRule, ObjectKind, RuleTable};
 use crate::wire::{CustomVersion, MetricValueList};
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -81,7 +81,7 @@ pub async fn custom_metric(
         params.metric_label_selector.as_deref(),
     )?;
     let object_selector = parse_selector("labelSelector", params.label_selector.as_deref())?;
-    let table = state.rules.load_full();
+    let table = state.table.load_full();
     let items = match target {
         Target::Namespaced {
             kind,

@@ -27,7 +27,7 @@ pub async fn external_metric(
         .to_promql_matchers()
         .map_err(|error| ApiError::bad_request(format!("invalid labelSelector: {error}")))?;
     // By default a request reads its own namespace's series and those of no namespace.
-    let scope = state.rules.load().external_scope(metric);
+    let scope = state.table.load().external_scope(metric);
     let query = render_external_query(metric, &matchers, namespace, scope);
     let samples = state.upstream.query(&query).await.map_err(|error| {
         tracing::warn!(%error, query = %query, "Prometheus query failed");
@@ -57,7 +57,7 @@ pub async fn external_metric(
     }
     if samples.is_empty() {
         let known = state.external.contains(metric)
-            || state.rules.load().external_metrics().contains(*metric);
+            || state.table.load().external_metrics().contains(*metric);
         if !known {
             return Err(ApiError::not_found(format!(
                 "the server could not find the external metric {metric}: Prometheus has no series {EXTERNAL_PREFIX}{metric}"

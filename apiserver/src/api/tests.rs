@@ -2,7 +2,7 @@ use super::custom::*;
 use super::values::*;
 use crate::prometheus::Sample;
 use crate::render::{MAX_REGEX_OBJECTS, ObjectSelection};
-use crate::rules::{ObjectKind, RuleTable};
+use crate::table::{ObjectKind, RuleTable};
 
 #[test]
 fn paths_map_to_targets() {
@@ -76,7 +76,7 @@ fn many_objects_never_become_a_long_regex() {
 
 #[test]
 fn a_metric_of_another_namespace_is_not_revealed() {
-    use crate::rules::{MetricGroup, MetricRule, QueryTemplate, Segment};
+    use crate::table::{MetricGroup, MetricRule, QueryTemplate, Segment};
     let rule = MetricRule {
         object: ObjectKind::Service,
         metric: "secret_sauce".into(),

@@ -4,7 +4,7 @@
 use super::PeerCertificates;
 use super::bearer::{Bearer, bearer_token};
 use super::cache::{Lookup, ReviewCache};
-use super::certificate::verified_chain;
+use super::client_chain::verified_chain;
 use super::x509::Verifiers;
 use super::{
     AccessReviewer, Attributes, AuthError, AuthenticationConfig, Decision, TokenReviewer, UserInfo,

@@ -13,7 +13,7 @@ mod attributes;
 mod authorize;
 mod bearer;
 mod cache;
-mod certificate;
+mod client_chain;
 mod config;
 mod guard;
 mod middleware;
@@ -27,7 +27,7 @@ pub(crate) mod test_pki;
 mod tests;
 
 pub use attributes::{Attributes, ResourceAttributes, attributes_for};
-pub use certificate::{PeerCertificates, VerifiedChain};
+pub use client_chain::{PeerCertificates, VerifiedChain};
 pub use config::{AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RequestHeaderConfig};
 pub use guard::{CacheTtls, Guard};
 pub use middleware::require_auth;

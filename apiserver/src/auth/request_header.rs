@@ -2,7 +2,7 @@
 //! headers, believed only from its front-proxy certificate.
 
 use super::attributes::path_unescape;
-use super::certificate::Subject;
+use super::client_chain::Subject;
 use super::verifier::{header_names, verifier};
 use super::{AuthError, RequestHeaderConfig, UserInfo};
 use http::{HeaderMap, HeaderName};

@@ -6,11 +6,11 @@ use super::test_pki::{Leaf, TestCa};
 use super::*;
 use crate::api::{ApiState, Readiness};
 use crate::external::ExternalCatalog;
-use crate::https::serve_https;
 use crate::objects::NoCluster;
 use crate::prometheus::{PrometheusClient, PrometheusConfig};
-use crate::server::{health_routes, metrics_routes};
+use crate::router::{health_routes, metrics_routes};
 use crate::tls::{ReloadableTls, ServingCertificate};
+use crate::tls_acceptor::serve_https;
 use axum::extract::Extension;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -142,7 +142,7 @@ impl AccessReviewer for FakeAccess {
 fn api_state() -> ApiState {
     install_provider();
     ApiState {
-        rules: crate::rules::shared_rule_table(),
+        table: crate::table::shared_rule_table(),
         // Never reached: these tests only ask for discovery and unknown metrics.
         upstream: crate::upstream::Upstream::new(
             PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap(),

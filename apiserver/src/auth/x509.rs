@@ -1,7 +1,7 @@
 //! Client certificates: the authentication config compiled into verifiers, and the
 //! user a verified chain stands for.
 
-use super::certificate::{Subject, Trust, VerifiedChain};
+use super::client_chain::{Subject, Trust, VerifiedChain};
 use super::request_header::RequestHeader;
 use super::verifier::verifier;
 use super::{AuthError, AuthenticationConfig, UserInfo};

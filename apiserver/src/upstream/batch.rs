@@ -22,7 +22,7 @@ use super::{QueryError, Samples, Upstream, lock};
 use crate::prometheus::{PrometheusError, Sample};
 use crate::render::MAX_REGEX_OBJECTS;
 use crate::render::{ObjectSelection, RenderRequest, render_query};
-use crate::rules::{MetricRule, ObjectKind, Segment};
+use crate::table::{MetricRule, ObjectKind, Segment};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;

@@ -4,7 +4,7 @@
 use super::*;
 use crate::error::ApiError;
 use crate::prometheus::PrometheusConfig;
-use crate::rules::{MetricRule, ObjectKind, QueryTemplate, Segment};
+use crate::table::{MetricRule, ObjectKind, QueryTemplate, Segment};
 use axum::extract::Query;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

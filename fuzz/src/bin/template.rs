@@ -5,7 +5,7 @@
 use metrics_registry::compiler::{CompileOptions, compile};
 use metrics_registry::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_crds::MetricSpec;
 use metrics_registry_oracle::pinning::unpinned_selectors;
 

@@ -9,7 +9,7 @@ use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
 use metrics_registry_apiserver::prometheus::{PrometheusClient, Sample};
 use metrics_registry_apiserver::quantity::milli_quantity;
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::rules::{MetricRule, ObjectKind};
+use metrics_registry_apiserver::table::{MetricRule, ObjectKind};
 use std::collections::HashSet;
 use std::fmt;
 

@@ -7,7 +7,7 @@ use super::*;
 use crate::definitions::DefinitionBody;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_crds::{CustomPrometheusRulesSpec, Rule};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,7 +8,7 @@ use super::*;
 use crate::definitions::DefinitionBody;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_oracle::grammar::{Dialect, sample, template};
 use metrics_registry_oracle::pinning::unpinned_selectors;
 use std::sync::Arc;

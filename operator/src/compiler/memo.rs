@@ -4,7 +4,7 @@
 //! [`promql::validate`], [`promql::isolate`] and [`separable::separable`].
 
 use super::{promql, separable};
-use metrics_registry_apiserver::rules::Segment;
+use metrics_registry_apiserver::table::Segment;
 use std::collections::HashMap;
 use std::sync::Mutex;
 

@@ -6,7 +6,7 @@
 mod incremental;
 mod memo;
 mod promql;
-mod rules;
+mod recording_rules;
 pub mod selectors;
 mod separable;
 mod template;
@@ -17,8 +17,8 @@ pub use promql::ISOLATION_LABEL;
 
 use crate::definitions::{Definition, DefinitionId};
 pub use metrics_registry_apiserver::external::ExternalScope;
-use metrics_registry_apiserver::rules::{MetricRule, QueryTemplate, RuleTable, Scope, Segment};
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
+use metrics_registry_apiserver::table::{MetricRule, QueryTemplate, RuleTable, Scope, Segment};
 use metrics_registry_crds::{MetricSpec, RuleGroup};
 use std::collections::BTreeMap;
 use std::fmt;

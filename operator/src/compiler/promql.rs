@@ -2,7 +2,7 @@
 //! filled, and a namespaced definition must only read its own namespace's series.
 
 use super::selectors::{SelectorVisitor, visit_selectors};
-use metrics_registry_apiserver::rules::Segment;
+use metrics_registry_apiserver::table::Segment;
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{self, Expr, Function, VectorSelector};
 
@@ -197,7 +197,7 @@ pub fn parse_duration(text: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::compiler::template::split_placeholders;
-    use metrics_registry_apiserver::rules::QueryTemplate;
+    use metrics_registry_apiserver::table::QueryTemplate;
 
     fn isolated(query: &str, namespace: &str) -> Result<String, String> {
         let segments = split_placeholders(query).unwrap();

@@ -21,7 +21,7 @@
 //! a query per object; being wrong the other way changes answers, so every doubt is mixed.
 
 use super::promql::{GROUP_BY_SENTINEL, MATCHERS_SENTINEL_LABEL, fill_with_sentinels, parse};
-use metrics_registry_apiserver::rules::Segment;
+use metrics_registry_apiserver::table::Segment;
 use promql_parser::label::{Labels, Matchers};
 use promql_parser::parser::token::T_COUNT_VALUES;
 use promql_parser::parser::value::ValueType;

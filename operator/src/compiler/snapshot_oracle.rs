@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::definitions::DefinitionBody;
-use metrics_registry_apiserver::rules::{MetricGroup, ObjectKind};
+use metrics_registry_apiserver::table::{MetricGroup, ObjectKind};
 use std::collections::BTreeSet;
 
 /// Most senior first, as the server decides: older (`created`), then by id.
@@ -58,7 +58,7 @@ pub(super) fn compile_snapshot(
                     ..Verdict::default()
                 }
             }
-            DefinitionBody::Rules(spec) => match rules::validate(&spec.groups) {
+            DefinitionBody::Rules(spec) => match recording_rules::validate(&spec.groups) {
                 Ok(names) => {
                     external.extend(names.iter().cloned());
                     compiled.rule_groups.insert(id.clone(), spec.groups.clone());
@@ -99,7 +99,7 @@ pub(super) fn compile_snapshot(
             spec.external_metrics_namespaced,
         ))
     });
-    let namespacing = rules::external_namespacing(options.external_scope, declared);
+    let namespacing = recording_rules::external_namespacing(options.external_scope, declared);
     compiled.table.set_external_namespacing(namespacing);
     compiled
 }

@@ -1,7 +1,7 @@
 //! Splits a query template at its placeholders. Users write `<<.LabelMatchers>>` (the
 //! prometheus-adapter spelling) or `«.LabelMatchers»` (as pasted from typeset docs).
 
-use metrics_registry_apiserver::rules::Segment;
+use metrics_registry_apiserver::table::Segment;
 
 const KNOWN: &str = "only <<.LabelMatchers>> and <<.GroupBy>> exist";
 

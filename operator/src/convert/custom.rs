@@ -9,7 +9,7 @@ use super::template;
 use super::{Conversion, NoteKind, Options, Prepared, Scope};
 use crate::compiler::ISOLATION_LABEL;
 use crate::definitions::DefinitionKind;
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 

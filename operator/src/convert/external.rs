@@ -16,7 +16,7 @@ use super::template;
 use super::{Conversion, NoteKind, Prepared};
 use crate::definitions::DefinitionKind;
 use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, is_valid_external_name};
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use promql_parser::parser::Expr;
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 
 use super::config::ResourceMapping;
 use super::template::{self, Action};
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use std::collections::BTreeMap;
 
 /// A group-resource the adapter could serve metrics for.

@@ -8,7 +8,7 @@ use super::{DefinitionBody, DefinitionStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::{ApiResource, NamespaceResourceScope};
 use kube::{CustomResourceExt, Resource};
-use metrics_registry_apiserver::rules::ObjectKind;
+use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_crds as crds;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

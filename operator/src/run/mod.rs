@@ -8,7 +8,7 @@ pub use cluster::{ClusterMode, KubeClients};
 pub use standalone::Standalone;
 
 use crate::args::{self, RunArgs, UninstallArgs};
-use crate::cluster::leader::LeaseSettings;
+use crate::kubernetes::leader::LeaseSettings;
 use crate::sinks::apiservice::ServiceTarget;
 use crate::uninstall::Uninstall;
 use anyhow::{Context, bail};

@@ -2,7 +2,7 @@
 //! authentication, no cluster.
 
 use crate::compiler::CompileOptions;
-use crate::sinks::rules::RulesOutput;
+use crate::sinks::recording_rules::RulesOutput;
 use crate::sources::folder::ManifestSource;
 use crate::supervise::Supervisor;
 use anyhow::{Context, anyhow};
@@ -10,9 +10,9 @@ use metrics_registry_apiserver::api::{ApiState, Readiness};
 use metrics_registry_apiserver::external::ExternalCatalog;
 use metrics_registry_apiserver::objects::NoCluster;
 use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
-use metrics_registry_apiserver::rules::shared_rule_table;
+use metrics_registry_apiserver::router;
 use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
-use metrics_registry_apiserver::server;
+use metrics_registry_apiserver::table::shared_rule_table;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::upstream::{QueryOptions, Upstream};
 use std::future::Future;
@@ -78,7 +78,7 @@ impl Standalone {
                 .spawn_refresher(prometheus.clone(), self.external_refresh),
         );
         let state = ApiState {
-            rules: table,
+            table,
             upstream: Upstream::new(prometheus, self.queries, metrics.clone()),
             objects: Arc::new(NoCluster),
             external,
@@ -93,7 +93,7 @@ impl Standalone {
         );
         let served = serve(
             listener,
-            server::observed(server::insecure_router(state), metrics),
+            router::observed(router::insecure_router(state), metrics),
             PlainHttp,
             self.limits,
             shutdown,

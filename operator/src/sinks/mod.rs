@@ -10,5 +10,5 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "metrics-r
 /// The field manager of every server-side apply it sends.
 pub const FIELD_MANAGER: &str = "metrics-registry";
 
-pub mod rules;
+pub mod recording_rules;
 pub mod status;

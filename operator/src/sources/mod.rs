@@ -2,5 +2,5 @@
 //! watches (cluster mode). Both turn what they see into the compiler's upserts and
 //! removals; nothing past this point knows which one it was.
 
-pub mod cluster;
 pub mod folder;
+pub mod watch;

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use metrics_registry_tests::cluster::{
+use metrics_registry_tests::control_plane::{
     ControlPlane, ControlPlaneOptions, binary_dir, product_image,
 };
 use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};

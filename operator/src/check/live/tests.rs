@@ -1,5 +1,5 @@
 use super::*;
-use metrics_registry_apiserver::rules::{QueryTemplate, Segment};
+use metrics_registry_apiserver::table::{QueryTemplate, Segment};
 
 fn rule(object: ObjectKind, object_label: &str, namespace_label: &str) -> MetricRule {
     MetricRule {

@@ -2,9 +2,9 @@
 //! key of the metric group it competes in.
 
 use super::super::memo::ParseMemo;
-use super::super::{CompileOptions, Problem, Reason, Verdict, compile_metric, rules};
+use super::super::{CompileOptions, Problem, Reason, Verdict, compile_metric, recording_rules};
 use crate::definitions::{Definition, DefinitionBody};
-use metrics_registry_apiserver::rules::{MetricRule, ObjectKind, Scope};
+use metrics_registry_apiserver::table::{MetricRule, ObjectKind, Scope};
 use metrics_registry_crds::RuleGroup;
 use std::sync::Arc;
 
@@ -106,7 +106,8 @@ pub(super) fn compile_unit(
             }
         }
         DefinitionBody::Rules(spec) => Unit::Rules(
-            rules::validate(&spec.groups).map_err(|m| Problem::new(Reason::InvalidRule, m)),
+            recording_rules::validate(&spec.groups)
+                .map_err(|m| Problem::new(Reason::InvalidRule, m)),
         ),
     };
     let verdict = match &unit {

@@ -2,12 +2,12 @@
 //! where a cluster definition is overridden, and which external metrics exist and are
 //! namespaced.
 
-use super::super::{Verdict, conflict, rules};
+use super::super::{Verdict, conflict, recording_rules};
 use super::IncrementalCompiler;
 use super::entry::{GroupKey, Member, Unit};
 use crate::definitions::{DefinitionBody, DefinitionId};
 use metrics_registry_apiserver::external::ExternalNamespacing;
-use metrics_registry_apiserver::rules::{MetricGroup, MetricRule, Scope};
+use metrics_registry_apiserver::table::{MetricGroup, MetricRule, Scope};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ impl IncrementalCompiler {
             };
             Some((names.as_slice(), spec.external_metrics_namespaced))
         });
-        rules::external_namespacing(self.options.external_scope, declared)
+        recording_rules::external_namespacing(self.options.external_scope, declared)
     }
 
     pub(super) fn leave_group(&mut self, key: &GroupKey, scope: &Scope, member: &Member) {

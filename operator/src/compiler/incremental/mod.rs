@@ -11,10 +11,10 @@ mod entry;
 mod groups;
 
 use super::memo::ParseMemo;
-use super::{CompileOptions, Problem, Verdict, rules};
+use super::{CompileOptions, Problem, Verdict, recording_rules};
 use crate::definitions::{Definition, DefinitionId};
 use entry::{Before, Entry, GroupKey, Member, Unit, compile_unit};
-use metrics_registry_apiserver::rules::{RuleTable, Scope};
+use metrics_registry_apiserver::table::{RuleTable, Scope};
 use metrics_registry_crds::RuleGroup;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -69,7 +69,10 @@ pub struct IncrementalCompiler {
 impl IncrementalCompiler {
     pub fn new(options: CompileOptions) -> Self {
         let mut table = RuleTable::default();
-        table.set_external_namespacing(rules::external_namespacing(options.external_scope, []));
+        table.set_external_namespacing(recording_rules::external_namespacing(
+            options.external_scope,
+            [],
+        ));
         IncrementalCompiler {
             options,
             entries: BTreeMap::new(),

@@ -2,28 +2,28 @@
 //! and rules written by the elected leader. Each `start_*` function starts one concern;
 //! `serve` puts them together and owns the shutdown sequence.
 
-use crate::cluster::authconfig;
-use crate::cluster::leader::{LeaderElection, Leadership, LeaseSettings};
-use crate::cluster::objects::ObjectCaches;
-use crate::cluster::reviews::ClusterReviews;
 use crate::compiler::CompileOptions;
+use crate::kubernetes::authconfig;
+use crate::kubernetes::leader::{LeaderElection, Leadership, LeaseSettings};
+use crate::kubernetes::objects::ObjectCaches;
+use crate::kubernetes::reviews::ClusterReviews;
 use crate::publish::Publisher;
 use crate::sinks::apiservice::{self, ServiceTarget};
-use crate::sinks::rules::RulesOutput;
+use crate::sinks::recording_rules::RulesOutput;
 use crate::sinks::status::writer::{StatusQueue, StatusWriter};
-use crate::sources::cluster::{DefinitionController, api_resources};
+use crate::sources::watch::{DefinitionController, api_resources};
 use crate::supervise::Supervisor;
 use anyhow::{Context, anyhow};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
 use metrics_registry_apiserver::auth::{CacheTtls, Guard, require_auth};
 use metrics_registry_apiserver::external::ExternalCatalog;
-use metrics_registry_apiserver::https::serve_https;
 use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
-use metrics_registry_apiserver::rules::shared_rule_table;
+use metrics_registry_apiserver::router;
 use metrics_registry_apiserver::serve::{ServeHandle, ServeLimits};
-use metrics_registry_apiserver::server;
+use metrics_registry_apiserver::table::shared_rule_table;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
+use metrics_registry_apiserver::tls_acceptor::serve_https;
 use metrics_registry_apiserver::upstream::{QueryOptions, Upstream};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -227,7 +227,7 @@ impl ClusterMode {
             .run(),
         );
         ApiState {
-            rules: table,
+            table,
             upstream: Upstream::new(prometheus.clone(), self.queries, metrics.clone()),
             objects,
             external: self.start_external_refresher(supervisor, prometheus),
@@ -349,9 +349,9 @@ impl ClusterMode {
 /// Health routes open to all; metrics routes behind authentication and authorization.
 fn router(state: ApiState, guard: Arc<Guard>) -> axum::Router {
     let metrics = state.metrics.clone();
-    server::observed(
-        server::health_routes(state.clone()).merge(
-            server::metrics_routes(state)
+    router::observed(
+        router::health_routes(state.clone()).merge(
+            router::metrics_routes(state)
                 .layer(axum::middleware::from_fn_with_state(guard, require_auth)),
         ),
         metrics,

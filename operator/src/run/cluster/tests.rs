@@ -1,5 +1,5 @@
 use super::*;
-use crate::cluster::reviews::ClusterReviews;
+use crate::kubernetes::reviews::ClusterReviews;
 use metrics_registry_apiserver::auth::TokenReviewer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;

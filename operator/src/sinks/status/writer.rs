@@ -4,8 +4,8 @@
 //! number of definitions however fast they change.
 
 use super::super::FIELD_MANAGER;
-use crate::cluster::leader::Leadership;
 use crate::definitions::{DefinitionId, DefinitionKind, DefinitionStatus};
+use crate::kubernetes::leader::Leadership;
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use std::collections::BTreeMap;
@@ -194,9 +194,9 @@ mod tests {
 
     mod against_the_api {
         use super::*;
-        use crate::cluster::leader::Leadership;
-        use crate::cluster::mock_api::{Exchange, scripted, status};
-        use crate::sources::cluster::api_resources;
+        use crate::kubernetes::leader::Leadership;
+        use crate::kubernetes::mock_api::{Exchange, scripted, status};
+        use crate::sources::watch::api_resources;
         use http::Method;
 
         const STATUS: &str = "/apis/metrics-registry.io/v1beta1/namespaces/a/podmetrics/x/status?&force=true&fieldManager=metrics-registry";

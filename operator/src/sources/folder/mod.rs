@@ -11,13 +11,13 @@ mod scan;
 
 pub use read::{Located, ManifestError, parse_text, read_all, read_dir, read_file};
 
-use crate::cluster::leader::Leadership;
 use crate::compiler::{CompileOptions, IncrementalCompiler};
+use crate::kubernetes::leader::Leadership;
 use crate::publish::Publisher;
-use crate::sinks::rules::RulesOutput;
+use crate::sinks::recording_rules::RulesOutput;
 use crate::sources::folder::scan::{ManifestFolder, Scan};
 use metrics_registry_apiserver::api::Readiness;
-use metrics_registry_apiserver::rules::SharedRuleTable;
+use metrics_registry_apiserver::table::SharedRuleTable;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};

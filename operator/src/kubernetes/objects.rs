@@ -2,7 +2,7 @@
 //! kinds that have definitions. `labelSelector` is resolved here, never by a LIST per
 //! request, and only over the namespace asked for.
 
-use crate::cluster::backoff::WatchBackoff;
+use crate::kubernetes::backoff::WatchBackoff;
 use crate::supervise::Spawner;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -12,8 +12,8 @@ use kube::Resource;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt, watcher};
 use metrics_registry_apiserver::objects::{ObjectIndex, ObjectIndexError};
-use metrics_registry_apiserver::rules::ObjectKind;
 use metrics_registry_apiserver::selector::LabelSelector;
+use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;

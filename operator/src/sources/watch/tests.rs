@@ -23,15 +23,15 @@ fn the_debounce_waits_for_quiet_but_never_past_the_maximum() {
 
 mod loop_ {
     use super::super::*;
-    use crate::cluster::leader::Leadership;
-    use crate::cluster::mock_api;
     use crate::definitions::DefinitionStatus;
     use crate::definitions::ObjectRecord;
+    use crate::kubernetes::leader::Leadership;
+    use crate::kubernetes::mock_api;
     use crate::publish::Publisher;
     use crate::sinks::status::writer::StatusQueue;
     use crate::supervise::Supervisor;
     use metrics_registry_apiserver::api::Readiness;
-    use metrics_registry_apiserver::rules::shared_rule_table;
+    use metrics_registry_apiserver::table::shared_rule_table;
     use metrics_registry_apiserver::telemetry::SelfMetrics;
     use serde_json::json;
     use tokio::sync::watch;

@@ -2,8 +2,8 @@
 //! when that CRD is installed, else rule files plus `POST /-/reload`, else nowhere.
 
 use super::{FIELD_MANAGER, MANAGED_BY};
-use crate::cluster::leader::Leadership;
 use crate::definitions::DefinitionId;
+use crate::kubernetes::leader::Leadership;
 pub mod files;
 
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -247,8 +247,8 @@ async fn sync_prometheus_rules(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::mock_api::{Exchange, scripted, status};
     use crate::definitions::DefinitionKind;
+    use crate::kubernetes::mock_api::{Exchange, scripted, status};
     use http::Method;
     use serde_json::json;
 

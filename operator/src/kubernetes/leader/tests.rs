@@ -95,7 +95,7 @@ fn claims_count_transitions_and_keep_the_acquire_time_on_renewal() {
 
 mod against_the_api {
     use super::super::*;
-    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use crate::kubernetes::mock_api::{Exchange, scripted, status};
     use http::Method;
     use serde_json::json;
 

@@ -6,14 +6,14 @@
 //! only while this replica leads (see `leader`), and all stale ones are queued again
 //! whenever it becomes the leader.
 
+mod per_kind;
 pub mod store;
-mod watches;
 
 use self::store::{DefinitionStore, WatchEvent};
-use crate::cluster::leader::Leadership;
-use crate::cluster::objects::ObjectCaches;
 use crate::compiler::{Change, CompileOptions, Delta, IncrementalCompiler};
 use crate::definitions::{DefinitionId, DefinitionKind};
+use crate::kubernetes::leader::Leadership;
+use crate::kubernetes::objects::ObjectCaches;
 use crate::publish::Publisher;
 use crate::sinks::status::writer::StatusQueue;
 use crate::sinks::status::{desired_status, is_current};
@@ -93,7 +93,7 @@ impl DefinitionController {
         for kind in DefinitionKind::ALL {
             self.spawner.spawn(
                 format!("watch of {}", kind.api_resource().plural),
-                watches::watch(
+                per_kind::watch(
                     self.client.clone(),
                     kind,
                     events_tx.clone(),

@@ -3,7 +3,7 @@
 use crate::api::{self, ApiState};
 use crate::error::ApiError;
 use crate::readiness::ReadyState;
-use crate::rules::ObjectKind;
+use crate::table::ObjectKind;
 use crate::telemetry::{self, RequestKindLabels, RequestLabels, SelfMetrics};
 use axum::Router;
 use axum::extract::{Request, State};

@@ -1,7 +1,7 @@
 //! Watches kube-system/extension-apiserver-authentication and applies it live: the
 //! front-proxy CA and header names to the guard, the client CAs to the TLS config.
 
-use crate::cluster::backoff::WatchBackoff;
+use crate::kubernetes::backoff::WatchBackoff;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
@@ -76,7 +76,7 @@ pub fn spawn_watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use crate::kubernetes::mock_api::{Exchange, scripted, status};
     use http::Method;
     use serde_json::json;
 

@@ -3,9 +3,9 @@
 //! the watch.
 
 use super::store::WatchEvent;
-use crate::cluster::backoff::WatchBackoff;
 use crate::definitions::ObjectRecord;
 use crate::definitions::{DefinitionKind, DefinitionResource, KindVisitor};
+use crate::kubernetes::backoff::WatchBackoff;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use kube::api::Api;

@@ -107,7 +107,7 @@ impl AccessReviewer for ClusterReviews {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::mock_api::{Exchange, scripted, status};
+    use crate::kubernetes::mock_api::{Exchange, scripted, status};
     use http::Method;
     use metrics_registry_apiserver::auth::ResourceAttributes;
     use serde_json::json;
