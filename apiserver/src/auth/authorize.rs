@@ -1,14 +1,38 @@
 //! Authorization: the cluster's SubjectAccessReview answer, cached.
 
-use super::ACCESS;
 use super::attributes::forbidden_message;
-use super::{Decision, Guard, UserInfo, attributes_for};
+use super::cache::{CacheTtls, REVIEW_CACHE_BYTES, ReviewCache};
+use super::{ACCESS, AccessReviewer, Attributes, Decision, UserInfo, attributes_for, count_lookup};
 use crate::error::ApiError;
+use crate::telemetry::SelfMetrics;
+use std::sync::Arc;
 
 /// Kubernetes' privileged group: allowed everything without asking the cluster.
 const MASTERS: &str = "system:masters";
 
-impl Guard {
+/// Asks the cluster whether a user may make a request (SubjectAccessReview) and keeps
+/// the decisions.
+pub(super) struct Authorizer {
+    access: Arc<dyn AccessReviewer>,
+    cache: ReviewCache<(UserInfo, Attributes), Decision>,
+    ttls: CacheTtls,
+    metrics: Arc<SelfMetrics>,
+}
+
+impl Authorizer {
+    pub(super) fn new(
+        access: Arc<dyn AccessReviewer>,
+        ttls: CacheTtls,
+        metrics: Arc<SelfMetrics>,
+    ) -> Self {
+        Authorizer {
+            access,
+            cache: ReviewCache::new(REVIEW_CACHE_BYTES),
+            ttls,
+            metrics,
+        }
+    }
+
     /// 403 with Kubernetes' message when the cluster denies the request; 503 when it
     /// could not be asked, which never lets a request through.
     pub async fn authorize(&self, user: &UserInfo, path: &str) -> Result<(), ApiError> {
@@ -19,7 +43,7 @@ impl Guard {
         let key = (user.clone(), attributes);
         let ttls = self.ttls;
         let (decision, lookup) = self
-            .decision_cache
+            .cache
             .get_or_review(
                 &key,
                 || self.access.review(user, &key.1),
@@ -29,7 +53,7 @@ impl Guard {
                 },
             )
             .await;
-        self.count(ACCESS, lookup);
+        count_lookup(&self.metrics, ACCESS, lookup);
         let decision = decision.map_err(|e| {
             tracing::warn!(error = %e, "SubjectAccessReview failed");
             ApiError::unavailable(format!("could not authorize the request: {e}"))

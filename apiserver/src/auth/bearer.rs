@@ -1,30 +1,55 @@
 //! Bearer tokens: reading them from the request and reviewing them with the cluster.
 
-use super::TOKEN;
-use super::{AuthError, Guard, TokenReviewer, UserInfo};
+use super::cache::{CacheTtls, REVIEW_CACHE_BYTES, ReviewCache};
+use super::{AuthError, TOKEN, TokenReviewer, UserInfo, count_lookup};
+use crate::telemetry::SelfMetrics;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
+use std::sync::Arc;
 
-impl Guard {
-    pub(super) async fn review_token(
-        &self,
-        reviewer: &dyn TokenReviewer,
-        token: &str,
-    ) -> Result<Option<UserInfo>, AuthError> {
-        let key = self.token_digest.hash(token.as_bytes()).as_ref().to_vec();
+/// Reviews bearer tokens with the cluster (TokenReview) and keeps the answers, under
+/// the token's digest so that the cache never holds a credential that outlives the
+/// request carrying it.
+pub(super) struct TokenAuthenticator {
+    reviewer: Arc<dyn TokenReviewer>,
+    digest: &'static dyn rustls::crypto::hash::Hash,
+    cache: ReviewCache<Vec<u8>, Option<UserInfo>>,
+    ttls: CacheTtls,
+    metrics: Arc<SelfMetrics>,
+}
+
+impl TokenAuthenticator {
+    pub(super) fn new(
+        reviewer: Arc<dyn TokenReviewer>,
+        digest: &'static dyn rustls::crypto::hash::Hash,
+        ttls: CacheTtls,
+        metrics: Arc<SelfMetrics>,
+    ) -> Self {
+        TokenAuthenticator {
+            reviewer,
+            digest,
+            cache: ReviewCache::new(REVIEW_CACHE_BYTES),
+            ttls,
+            metrics,
+        }
+    }
+
+    /// The user the token stands for, `None` when the cluster rejects it.
+    pub(super) async fn review(&self, token: &str) -> Result<Option<UserInfo>, AuthError> {
+        let key = self.digest.hash(token.as_bytes()).as_ref().to_vec();
         let ttls = self.ttls;
         let (result, lookup) = self
-            .token_cache
+            .cache
             .get_or_review(
                 &key,
-                || reviewer.review(token),
+                || self.reviewer.review(token),
                 |user| match user {
                     Some(_) => ttls.token_authenticated,
                     None => ttls.token_rejected,
                 },
             )
             .await;
-        self.count(TOKEN, lookup);
+        count_lookup(&self.metrics, TOKEN, lookup);
         result
     }
 }

@@ -14,6 +14,33 @@ use tokio::sync::watch;
 // same monotonic clock as std.
 use tokio::time::Instant;
 
+/// How long review answers are reused; a revoked token or role binding takes at most
+/// this long to bite. Kubernetes' delegated defaults are 10 s for all four; allowed
+/// answers are kept 30 s here so that an HPA polling every 15 s costs no review per
+/// request, while denials and rejected tokens still expire after 10 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTtls {
+    pub token_authenticated: Duration,
+    pub token_rejected: Duration,
+    pub allowed: Duration,
+    pub denied: Duration,
+}
+
+impl Default for CacheTtls {
+    fn default() -> Self {
+        CacheTtls {
+            token_authenticated: Duration::from_secs(30),
+            token_rejected: Duration::from_secs(10),
+            allowed: Duration::from_secs(30),
+            denied: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Bytes each review cache may hold: some 20,000 users' tokens or decisions, a small
+/// share of the chart's 128 MiB memory limit.
+pub(crate) const REVIEW_CACHE_BYTES: u64 = 8 << 20;
+
 /// What one entry costs besides its key and value (the maps' and moka's bookkeeping).
 const ENTRY_OVERHEAD: usize = 128;
 

@@ -2,15 +2,14 @@
 //! their caches, and the order in which credentials are tried.
 
 use super::PeerCertificates;
-use super::bearer::{Bearer, bearer_token};
-use super::cache::{Lookup, ReviewCache};
+use super::authorize::Authorizer;
+use super::bearer::{Bearer, TokenAuthenticator, bearer_token};
+use super::cache::CacheTtls;
 use super::client_chain::verified_chain;
 use super::x509::Verifiers;
-use super::{
-    AccessReviewer, Attributes, AuthError, AuthenticationConfig, Decision, TokenReviewer, UserInfo,
-};
+use super::{AccessReviewer, AuthError, AuthenticationConfig, TokenReviewer, UserInfo};
 use crate::error::ApiError;
-use crate::telemetry::{ReviewLabels, SelfMetrics};
+use crate::telemetry::SelfMetrics;
 use crate::tls::crypto_provider;
 use arc_swap::ArcSwap;
 use http::header::AUTHORIZATION;
@@ -19,52 +18,19 @@ use rustls::crypto::CryptoProvider;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-/// Bytes each review cache may hold: some 20,000 users' tokens or decisions, a small
-/// share of the chart's 128 MiB memory limit.
-const CACHE_BYTES: u64 = 8 << 20;
-
-/// How long review answers are reused; a revoked token or role binding takes at most
-/// this long to bite. Kubernetes' delegated defaults are 10 s for all four; allowed
-/// answers are kept 30 s here so that an HPA polling every 15 s costs no review per
-/// request, while denials and rejected tokens still expire after 10 s.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheTtls {
-    pub token_authenticated: Duration,
-    pub token_rejected: Duration,
-    pub allowed: Duration,
-    pub denied: Duration,
-}
-
-impl Default for CacheTtls {
-    fn default() -> Self {
-        CacheTtls {
-            token_authenticated: Duration::from_secs(30),
-            token_rejected: Duration::from_secs(10),
-            allowed: Duration::from_secs(30),
-            denied: Duration::from_secs(10),
-        }
-    }
-}
 
 /// Shared by every request: the authentication config, swapped when the ConfigMap
-/// changes, the reviewers, and their caches.
+/// changes, and the token and access reviews with their caches.
 pub struct Guard {
     provider: Arc<CryptoProvider>,
     compiled: ArcSwap<Verifiers>,
     generations: AtomicU64,
     /// Chains verified so far (a connection's requests after its first reuse the result).
     chains_verified: AtomicU64,
-    pub(super) metrics: Arc<SelfMetrics>,
-    pub(super) tokens: Option<Arc<dyn TokenReviewer>>,
-    pub(super) access: Arc<dyn AccessReviewer>,
-    pub(super) ttls: CacheTtls,
-    // Tokens are cached under their digest so that the cache never holds a
-    // credential that outlives the request carrying it.
-    pub(super) token_digest: &'static dyn rustls::crypto::hash::Hash,
-    pub(super) token_cache: ReviewCache<Vec<u8>, Option<UserInfo>>,
-    pub(super) decision_cache: ReviewCache<(UserInfo, Attributes), Decision>,
+    /// `None` when bearer tokens are refused.
+    tokens: Option<TokenAuthenticator>,
+    authorizer: Authorizer,
+    ttls: CacheTtls,
 }
 
 impl fmt::Debug for Guard {
@@ -114,13 +80,11 @@ impl Guard {
             compiled: ArcSwap::from_pointee(compiled),
             generations: AtomicU64::new(1),
             chains_verified: AtomicU64::new(0),
-            metrics,
-            tokens,
-            access,
+            tokens: tokens.map(|reviewer| {
+                TokenAuthenticator::new(reviewer, token_digest, ttls, metrics.clone())
+            }),
+            authorizer: Authorizer::new(access, ttls, metrics),
             ttls,
-            token_digest,
-            token_cache: ReviewCache::new(CACHE_BYTES),
-            decision_cache: ReviewCache::new(CACHE_BYTES),
         }))
     }
 
@@ -168,7 +132,7 @@ impl Guard {
                     "bearer tokens are not accepted by this server; present a client certificate"
                         .to_owned(),
                 ),
-                Some(reviewer) => match self.review_token(reviewer.as_ref(), token).await {
+                Some(authenticator) => match authenticator.review(token).await {
                     Ok(Some(user)) => return Ok(user),
                     Ok(None) => reasons.push("the bearer token was rejected".to_owned()),
                     Err(e) => {
@@ -186,14 +150,10 @@ impl Guard {
         Err(ApiError::unauthorized(reasons.join("; ")))
     }
 
-    pub(super) fn count(&self, review: &'static str, lookup: Lookup) {
-        let labels = ReviewLabels { review };
-        match lookup {
-            Lookup::Cached | Lookup::Shared => {
-                self.metrics.auth_cache_hits.get_or_create(&labels).inc()
-            }
-            Lookup::Reviewed => self.metrics.auth_reviews.get_or_create(&labels).inc(),
-        };
+    /// 403 with Kubernetes' message when the cluster denies the request; 503 when it
+    /// could not be asked, which never lets a request through.
+    pub async fn authorize(&self, user: &UserInfo, path: &str) -> Result<(), ApiError> {
+        self.authorizer.authorize(user, path).await
     }
 
     /// Client certificate chains verified so far; a connection verifies its chain once.

@@ -27,11 +27,13 @@ pub(crate) mod test_pki;
 mod tests;
 
 pub use attributes::{Attributes, ResourceAttributes, attributes_for};
+pub use cache::CacheTtls;
 pub use client_chain::{PeerCertificates, VerifiedChain};
 pub use config::{AuthenticationConfig, CONFIGMAP_NAME, CONFIGMAP_NAMESPACE, RequestHeaderConfig};
-pub use guard::{CacheTtls, Guard};
+pub use guard::Guard;
 pub use middleware::require_auth;
 
+use crate::telemetry;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,6 +50,17 @@ pub struct UserInfo {
 /// The two kinds of review, as the self-metrics label them.
 const TOKEN: &str = "token";
 const ACCESS: &str = "access";
+
+/// Counts one lookup of a review cache: a hit (cached or shared) or a review sent.
+fn count_lookup(metrics: &telemetry::SelfMetrics, review: &'static str, lookup: cache::Lookup) {
+    let labels = telemetry::ReviewLabels { review };
+    match lookup {
+        cache::Lookup::Cached | cache::Lookup::Shared => {
+            metrics.auth_cache_hits.get_or_create(&labels).inc()
+        }
+        cache::Lookup::Reviewed => metrics.auth_reviews.get_or_create(&labels).inc(),
+    };
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
