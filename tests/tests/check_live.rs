@@ -4,6 +4,7 @@
 
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};
+use metrics_registry_tests::registry_process::binary;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
@@ -65,7 +66,7 @@ struct Run {
 
 fn check(args: &[&str], files: &[&Path]) -> Run {
     let Output { status, stdout, .. } =
-        std::process::Command::new(env!("CARGO_BIN_EXE_metrics-registry"))
+        std::process::Command::new(binary().expect("the metrics-registry binary"))
             .arg("check")
             .args(args)
             .args(files)
