@@ -17,6 +17,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # fast and every step finds the binaries where the step before put them.
 cache="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+# Incremental state would only grow the shared build folder: every run builds what changed.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 mkdir -p "$CARGO_TARGET_DIR"
 
 echo "==> Kubernetes components, kubectl and helm (built once from their Go modules, then cached)"
