@@ -12,7 +12,7 @@ use kube::discovery::ApiResource;
 use metrics_registry::definitions::{DefinitionId, DefinitionKind};
 use metrics_registry::kubernetes::leader::Leadership;
 use metrics_registry::sinks::recording_rules::{
-    RulesOutput, prometheus_rule_resource, prometheus_rules_installed,
+    RulesOutput, RulesSyncError, prometheus_rule_resource, prometheus_rules_installed,
 };
 use metrics_registry_crds::RuleGroup;
 use metrics_registry_tests::cluster_mode::{InProcessOperator, install_crds};
@@ -136,8 +136,13 @@ async fn prometheus_rules_pass_prometheus_operators_real_crd() {
         .try_sync(&rules, &Leadership::Always)
         .await
         .unwrap_err();
+    // Only that object is reported.
+    let RulesSyncError::Objects(refused) = &error else {
+        panic!("expected refused objects, got {error}");
+    };
+    assert_eq!(refused.len(), 1, "{error}");
     assert!(
-        error.contains(&format!("metrics-registry-{long}")),
+        refused[0].contains(&format!("metrics-registry-{long}")),
         "{error}"
     );
     assert!(api.get("metrics-registry-after").await.is_ok(), "{error}");

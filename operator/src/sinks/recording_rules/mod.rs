@@ -44,6 +44,28 @@ pub async fn prometheus_rules_installed(client: &kube::Client) -> bool {
     api.list(&ListParams::default().limit(1)).await.is_ok()
 }
 
+/// Why rules were not (all) handed to Prometheus; the writer retries on any of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RulesSyncError {
+    #[error(
+        "stopped handing rules over: the lease was not renewed within its deadline (another replica may lead)"
+    )]
+    NotLeading,
+    #[error("rule files written to {dir} but Prometheus did not reload: {message}")]
+    NotReloaded { dir: String, message: String },
+    #[error("cannot write Prometheus rule files: {0}")]
+    Files(String),
+    #[error(
+        "the PrometheusRule CRD (prometheus-operator) is not installed; CustomPrometheusRules are validated but not handed to Prometheus until it is"
+    )]
+    NoPrometheusRuleCrd,
+    #[error("cannot list PrometheusRule objects: {0}")]
+    List(String),
+    /// Some PrometheusRule writes or orphan deletions were refused (each is tried).
+    #[error("{}", .0.join("; "))]
+    Objects(Vec<String>),
+}
+
 /// Rule groups of every valid `CustomPrometheusRules`, by definition.
 pub type RuleGroups = BTreeMap<DefinitionId, Vec<RuleGroup>>;
 
@@ -54,7 +76,7 @@ impl RulesOutput {
         &self,
         rules: &RuleGroups,
         leadership: &Leadership,
-    ) -> Result<(), String> {
+    ) -> Result<(), RulesSyncError> {
         fence(leadership)?;
         match self {
             RulesOutput::None => Ok(()),
@@ -65,12 +87,12 @@ impl RulesOutput {
                         tracing::info!(dir = %dir.display(), "rule files written; Prometheus reloaded");
                         Ok(())
                     }
-                    Err(error) => Err(format!(
-                        "rule files written to {} but Prometheus did not reload: {error}",
-                        dir.display()
-                    )),
+                    Err(error) => Err(RulesSyncError::NotReloaded {
+                        dir: dir.display().to_string(),
+                        message: error.to_string(),
+                    }),
                 },
-                Err(error) => Err(format!("cannot write Prometheus rule files: {error}")),
+                Err(error) => Err(RulesSyncError::Files(error.to_string())),
             },
             RulesOutput::PrometheusRules {
                 client,
@@ -92,7 +114,7 @@ impl RulesOutput {
     ) {
         let mut synced: Option<Arc<RuleGroups>> = None;
         // A failed sync is retried with a growing delay; its error is said once.
-        let mut retry: Option<(Duration, String)> = None;
+        let mut retry: Option<(Duration, RulesSyncError)> = None;
         loop {
             let delay = retry.as_ref().map(|(delay, _)| *delay);
             tokio::select! {
@@ -146,11 +168,11 @@ const FIRST_RETRY_AFTER: Duration = Duration::from_secs(2);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// `Err` once this replica may no longer write.
-fn fence(leadership: &Leadership) -> Result<(), String> {
+fn fence(leadership: &Leadership) -> Result<(), RulesSyncError> {
     if leadership.is_leader() {
         Ok(())
     } else {
-        Err("stopped handing rules over: the lease was not renewed within its deadline (another replica may lead)".to_string())
+        Err(RulesSyncError::NotLeading)
     }
 }
 
@@ -160,7 +182,7 @@ async fn sync_prometheus_rules(
     labels: &BTreeMap<String, String>,
     rules: &RuleGroups,
     leadership: &Leadership,
-) -> Result<(), String> {
+) -> Result<(), RulesSyncError> {
     let resource = prometheus_rule_resource();
     let all: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
     // Ours anywhere, so objects left in a namespace used before are found too.
@@ -173,13 +195,9 @@ async fn sync_prometheus_rules(
             if rules.is_empty() {
                 return Ok(());
             }
-            return Err(
-                "the PrometheusRule CRD (prometheus-operator) is not installed; CustomPrometheusRules \
-                 are validated but not handed to Prometheus until it is"
-                    .to_string(),
-            );
+            return Err(RulesSyncError::NoPrometheusRuleCrd);
         }
-        Err(error) => return Err(format!("cannot list PrometheusRule objects: {error}")),
+        Err(error) => return Err(RulesSyncError::List(error.to_string())),
     };
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
     let mut wanted = BTreeSet::new();
@@ -240,7 +258,7 @@ async fn sync_prometheus_rules(
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failures.join("; "))
+        Err(RulesSyncError::Objects(failures))
     }
 }
 
@@ -350,9 +368,9 @@ mod tests {
             .try_sync(&rules("sqs"), &leadership)
             .await
             .unwrap_err();
-        assert!(error.contains("not renewed within its deadline"), "{error}");
-        // No orphan deletion was even tried (the mock would have refused it).
-        assert!(!error.contains("cannot delete"), "{error}");
+        // Stopped at the fence: no orphan deletion was even tried (the mock would have
+        // refused it).
+        assert_eq!(error, RulesSyncError::NotLeading);
         played.await.expect("the list and the write, nothing after");
 
         // Already past the deadline: not even the list.
@@ -393,10 +411,7 @@ mod tests {
             .try_sync(&rules("sqs"), &Leadership::Always)
             .await
             .unwrap_err();
-        assert!(
-            error.contains("PrometheusRule CRD (prometheus-operator) is not installed"),
-            "{error}"
-        );
+        assert_eq!(error, RulesSyncError::NoPrometheusRuleCrd);
         played.await.expect("one list, no write");
     }
 }
