@@ -13,6 +13,19 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// Why one attempt to hold the Lease could not be made; said once until it changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LeaseError {
+    #[error("reading the Lease timed out after {0:?}")]
+    ReadTimedOut(Duration),
+    #[error("cannot read the Lease: {0}")]
+    Read(String),
+    #[error("writing the Lease timed out after {0:?}")]
+    WriteTimedOut(Duration),
+    #[error("cannot write the Lease: {0}")]
+    Write(String),
+}
+
 #[derive(Clone, Debug)]
 pub struct LeaseSettings {
     pub namespace: String,
@@ -218,7 +231,7 @@ impl LeaderElection {
         let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.settings.namespace);
         let mut elector = Elector::new(self.settings.identity.clone());
         let mut last_renewal: Option<Instant> = None;
-        let mut last_problem: Option<String> = None;
+        let mut last_problem: Option<LeaseError> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -278,12 +291,12 @@ impl LeaderElection {
     }
 
     /// One read and, where due, one write; `Ok(true)` when we hold the Lease afterwards.
-    async fn attempt(&self, api: &Api<Lease>, elector: &mut Elector) -> Result<bool, String> {
+    async fn attempt(&self, api: &Api<Lease>, elector: &mut Elector) -> Result<bool, LeaseError> {
         let timeout = self.settings.retry_period.max(Duration::from_secs(2));
         let current = tokio::time::timeout(timeout, api.get_opt(&self.settings.name))
             .await
-            .map_err(|_| format!("reading the Lease timed out after {timeout:?}"))?
-            .map_err(|e| format!("cannot read the Lease: {e}"))?;
+            .map_err(|_| LeaseError::ReadTimedOut(timeout))?
+            .map_err(|e| LeaseError::Read(e.to_string()))?;
         let spec = current.as_ref().and_then(|l| l.spec.as_ref());
         let now = jiff::Timestamp::now();
         let write = match elector.step(spec, Instant::now()) {
@@ -312,10 +325,10 @@ impl LeaderElection {
             }
         };
         match write {
-            Err(_) => Err(format!("writing the Lease timed out after {timeout:?}")),
+            Err(_) => Err(LeaseError::WriteTimedOut(timeout)),
             Ok(Ok(_)) => Ok(true),
             Ok(Err(kube::Error::Api(status))) if status.code == 409 => Ok(false),
-            Ok(Err(error)) => Err(format!("cannot write the Lease: {error}")),
+            Ok(Err(error)) => Err(LeaseError::Write(error.to_string())),
         }
     }
 

@@ -121,7 +121,7 @@ mod against_the_api {
         })
     }
 
-    async fn attempt(script: Vec<Exchange>) -> Result<bool, String> {
+    async fn attempt(script: Vec<Exchange>) -> Result<bool, LeaseError> {
         let (client, played) = scripted(script);
         let election = LeaderElection {
             client: client.clone(),
@@ -218,7 +218,7 @@ mod against_the_api {
             status(500, "InternalError"),
         )])
         .await;
-        assert!(result.unwrap_err().contains("cannot read the Lease"));
+        assert!(matches!(result, Err(LeaseError::Read(_))), "{result:?}");
     }
 
     #[tokio::test]
