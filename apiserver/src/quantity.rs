@@ -95,17 +95,7 @@ impl Decimal {
     fn parse(text: &str) -> Option<Decimal> {
         let bytes = text.as_bytes();
         let mut pos = 0;
-        let negative = match bytes.first() {
-            Some(b'-') => {
-                pos += 1;
-                true
-            }
-            Some(b'+') => {
-                pos += 1;
-                false
-            }
-            _ => false,
-        };
+        let negative = sign(bytes, &mut pos);
 
         let mut digits = Vec::new();
         let mut point: i64 = 0;
@@ -138,17 +128,7 @@ impl Decimal {
 
         if let Some(b'e' | b'E') = bytes.get(pos) {
             pos += 1;
-            let exponent_negative = match bytes.get(pos) {
-                Some(b'-') => {
-                    pos += 1;
-                    true
-                }
-                Some(b'+') => {
-                    pos += 1;
-                    false
-                }
-                _ => false,
-            };
+            let exponent_negative = sign(bytes, &mut pos);
             let start = pos;
             let mut exponent: i64 = 0;
             while let Some(&byte @ b'0'..=b'9') = bytes.get(pos) {
@@ -227,6 +207,21 @@ fn format_milli(negative: bool, milli: &[u8]) -> String {
     out.extend(mantissa.iter().map(|&digit| char::from(b'0' + digit)));
     out.push_str(SUFFIXES[steps]);
     out
+}
+
+/// An optional `-` or `+` at `pos` (moved past it): whether it is `-`.
+fn sign(bytes: &[u8], pos: &mut usize) -> bool {
+    match bytes.get(*pos) {
+        Some(b'-') => {
+            *pos += 1;
+            true
+        }
+        Some(b'+') => {
+            *pos += 1;
+            false
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
