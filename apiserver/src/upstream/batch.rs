@@ -129,14 +129,15 @@ impl Group {
             .sum();
     }
 
-    /// Whether its names grew by more than a quarter (and a little) since moka weighed
-    /// it; if so, the next weighing is taken as done.
-    fn take_weighing_due(&mut self) -> bool {
+    /// Its key when its names grew by more than a quarter (and a little) since moka
+    /// weighed it, for [`Groups::weigh_again`]; the weighing is then taken as done.
+    /// Asked under the lock the caller holds anyway, so a request takes it only once.
+    fn key_to_weigh_again(&mut self) -> Option<Arc<str>> {
         let due = self.name_bytes > self.weighed_name_bytes * 5 / 4 + REWEIGH_BYTES;
-        if due {
+        due.then(|| {
             self.weighed_name_bytes = self.name_bytes;
-        }
-        due
+            self.key.clone()
+        })
     }
 
     /// The freshest answer for `name` no older than `max_age`, and when its query was sent.
@@ -160,7 +161,7 @@ const GROUP_OVERHEAD: usize = 512;
 /// What a remembered object name costs besides its bytes (its map slot, instant, answer).
 const NAME_OVERHEAD: usize = 64;
 /// Growth of a group's names below which it is not weighed again: together with the
-/// quarter of [`Group::take_weighing_due`], what a group may hold beyond its weight.
+/// quarter of [`Group::key_to_weigh_again`], what a group may hold beyond its weight.
 const REWEIGH_BYTES: usize = 1024;
 
 /// The groups by their query for all objects. Their keys come from clients (namespaces,
@@ -221,17 +222,10 @@ impl Groups {
     }
 
     /// moka weighs an entry only when it is inserted, and a group's names grow after
-    /// that: a group whose names grew is inserted again (if it is still the one under
-    /// its key), so that what it holds counts against the bound.
-    fn weigh_again_if_grown(&self, group: &Arc<Mutex<Group>>) {
-        let key = {
-            let mut state = lock(group);
-            if !state.take_weighing_due() {
-                return;
-            }
-            state.key.clone()
-        };
-        // Outside the group's lock: the weigher takes it.
+    /// that: a group whose names grew is inserted again under `key` (if it is still the
+    /// one there), so that what it holds counts against the bound. Called outside the
+    /// group's lock: the weigher takes it.
+    fn weigh_again(&self, key: Arc<str>, group: &Arc<Mutex<Group>>) {
         if self
             .0
             .get(&key)
@@ -264,7 +258,7 @@ impl Upstream {
         )
         .into();
         let group = self.group(key, &request);
-        let step = {
+        let (step, grown) = {
             let mut state = lock(&group);
             let options = self.inner.options;
             let now = Instant::now();
@@ -274,7 +268,7 @@ impl Upstream {
                 state.asked(request.name, now);
                 state.cached(request.name, options.cache_max_age)
             };
-            if let Some((answer, sent)) = cached {
+            let step = if let Some((answer, sent)) = cached {
                 self.inner.metrics.cache_hits.inc();
                 // Refresh ahead: past half its age, the answer is renewed in the
                 // background, so the requests after this one find a fresh answer
@@ -320,9 +314,12 @@ impl Upstream {
                     self.flush_after_window(&group);
                 }
                 Step::Wait(receiver)
-            }
+            };
+            (step, state.key_to_weigh_again())
         };
-        self.inner.groups.weigh_again_if_grown(&group);
+        if let Some(key) = grown {
+            self.inner.groups.weigh_again(key, &group);
+        }
         match step {
             Step::Cached(answer) => Ok(answer),
             Step::Wait(receiver) => self.wait_batch(receiver, request.name).await,
@@ -441,7 +438,7 @@ impl Upstream {
             let outcome: BatchOutcome = outcome.map(|samples: Samples| {
                 Arc::new(BatchValues::new(coverage, &samples, &rule.object_label))
             });
-            {
+            let grown = {
                 let mut state = lock(&group);
                 if let Ok(values) = &outcome {
                     upstream.remember(&mut state, values, sent);
@@ -455,8 +452,11 @@ impl Upstream {
                 {
                     upstream.flush(&group, &mut state);
                 }
+                state.key_to_weigh_again()
+            };
+            if let Some(key) = grown {
+                upstream.inner.groups.weigh_again(key, &group);
             }
-            upstream.inner.groups.weigh_again_if_grown(&group);
             sender.send_replace(Some(outcome));
         });
     }
