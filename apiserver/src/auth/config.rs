@@ -61,11 +61,8 @@ fn string_list(data: &BTreeMap<String, String>, key: &str) -> Result<Vec<String>
 
 fn header_list(data: &BTreeMap<String, String>, key: &str) -> Result<Vec<String>, AuthError> {
     let names = string_list(data, key)?;
-    for name in &names {
-        http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            AuthError::config(key, format!("{name:?} is not a valid HTTP header name"))
-        })?;
-    }
+    // Refused at load, with the same message as where the names are parsed for use.
+    super::verifier::header_names(key, &names)?;
     Ok(names)
 }
 
