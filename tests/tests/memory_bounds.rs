@@ -20,8 +20,8 @@ use metrics_registry_tests::cluster_mode::install_crds;
 use metrics_registry_tests::control_plane::{ControlPlane, ControlPlaneOptions};
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::ports::free_port;
-use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};
 use metrics_registry_tests::registry_process::RegistryProcess;
+use metrics_registry_tests::stack::scraping;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -193,15 +193,7 @@ async fn memory_stays_under_the_chart_limit_under_floods_of_client_keys() -> any
     };
     let exporter = Exporter::start().await?;
     setup::publish(&exporter, scale);
-    let prometheus = Prometheus::start(PrometheusOptions {
-        targets: vec![exporter.addr()],
-        scrape_interval_secs: 1,
-        ..PrometheusOptions::default()
-    })
-    .await?;
-    prometheus
-        .wait_for_series(setup::POD_SERIES, Duration::from_secs(60))
-        .await?;
+    let (prometheus, _rules) = scraping(&exporter, setup::POD_SERIES).await?;
     let plane = ControlPlane::start(ControlPlaneOptions::default()).await?;
     let admin = plane.admin_client().await?;
     install_crds(&admin).await?;
