@@ -10,7 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release --locked -p metrics-registry --bin metrics-registry \
-  -p metrics-registry-tests --bin bench
-target="${CARGO_TARGET_DIR:-target}/release"
-METRICS_REGISTRY_BIN="$target/metrics-registry" "$target/bench" "$@"
+# The tool finds the release binary next to itself (or METRICS_REGISTRY_BIN when set).
+cargo build --release --locked -q -p metrics-registry --bin metrics-registry
+cargo run --release --locked -q -p metrics-registry-tests --bin bench -- "$@"

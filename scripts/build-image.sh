@@ -7,14 +7,18 @@
 #   IMAGE=localhost/metrics-registry:<version>   the name inside the archive (default)
 #   scripts/build-image.sh --push REGISTRY/metrics-registry:<version>
 #                                   also push it there (buildah's registry credentials)
+#   scripts/build-image.sh --binary only builds the static binary the image holds and
+#                                   prints its path (the tests run it as a process)
 #
 # Or load the archive into a node's containerd: `ctr -n k8s.io images import ARCHIVE`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 push=""
-if [ "${1:-}" = "--push" ]; then
-  push="${2:?--push needs a destination like REGISTRY/metrics-registry:TAG}"
-fi
+binary_only=""
+case "${1:-}" in
+  --push) push="${2:?--push needs a destination like REGISTRY/metrics-registry:TAG}" ;;
+  --binary) binary_only=1 ;;
+esac
 
 CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
@@ -39,6 +43,10 @@ binary="$CARGO_TARGET_DIR/$triple/release/metrics-registry"
 if readelf -d "$binary" 2>/dev/null | grep -q '(NEEDED)'; then
   echo "$binary is dynamically linked; it would not start in an empty image" >&2
   exit 1
+fi
+if [ -n "$binary_only" ]; then
+  echo "$binary"
+  exit 0
 fi
 
 context="$(mktemp -d)"

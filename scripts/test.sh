@@ -37,9 +37,10 @@ echo "==> images: metrics-registry (Containerfile, buildah) and the test node's 
 METRICS_REGISTRY_IMAGE_ARCHIVE="$(bash scripts/build-image.sh | tail -1)"
 export METRICS_REGISTRY_IMAGE_ARCHIVE
 # The image's static release binary, for the tests and the benchmark that run it as a
-# process (its memory is measured; a debug build's would say nothing).
-triple="$(rustc -vV | sed -n 's/^host: //p')"
-export METRICS_REGISTRY_BIN="$CARGO_TARGET_DIR/$triple/release/metrics-registry"
+# process (its memory is measured; a debug build's would say nothing). Already built by
+# the step above; the script says where it put it.
+METRICS_REGISTRY_BIN="$(bash scripts/build-image.sh --binary | tail -1)"
+export METRICS_REGISTRY_BIN
 bash scripts/build-test-images.sh >/dev/null
 
 echo "==> helm lint / helm template"

@@ -237,11 +237,9 @@ async fn serve_connection<A: Acceptor>(
             Ok::<_, Infallible>(match response {
                 Ok(Ok(response)) => response,
                 Ok(Err(never)) => match never {},
-                Err(_) => ApiError::new(
-                    504,
-                    "Timeout",
-                    format!("the request did not complete within {request_timeout:?}"),
-                )
+                Err(_) => ApiError::timeout(format!(
+                    "the request did not complete within {request_timeout:?}"
+                ))
                 .into_response(),
             })
         }

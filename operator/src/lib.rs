@@ -2,6 +2,7 @@
 //! into the rule table the API server serves, and wires the binary together.
 
 pub mod args;
+pub mod catalogue;
 pub mod check;
 pub mod compiler;
 pub mod convert;

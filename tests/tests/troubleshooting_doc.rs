@@ -1,8 +1,11 @@
 //! docs/troubleshooting.md names every message the product can answer, report or log:
-//! this test reads them from the source — status reasons, the messages of API errors,
-//! definition problems, error types, CLI errors of `run`/`check`/`convert`, warnings and
-//! errors logged — and fails naming each one (file, line, the message as written in the
-//! code) that the guide does not hold.
+//! this test takes the reasons from the product's catalogue (`catalogue::reasons`: each
+//! reason with the section of the guide that must explain it) and reads the messages from
+//! the source — the messages of API errors, definition problems, error types, CLI errors
+//! of `run`/`check`/`convert`, warnings and errors logged, and every sentence of the files
+//! that say they hold messages only — and fails naming each one (file, line, the message
+//! as written in the code) that the guide does not hold. No file is named here, so moving
+//! code around cannot hide a message.
 //!
 //! A message matches when one line of the guide holds its fixed text in order; what the
 //! code fills in (`{metric}`, `{}`) may be anything there, e.g. `<metric>`.
@@ -13,17 +16,20 @@ use std::path::{Path, PathBuf};
 enum Rule {
     /// Every string literal among the arguments of calls starting with one of these.
     Calls(&'static [&'static str]),
-    /// Every string literal of at least three words (files that hold messages only).
+    /// Every string literal of at least three words, in files whose module documentation
+    /// holds [`MESSAGES_FILE`] (files that hold messages only).
     Sentences,
 }
 
-const ALL_SOURCES: &[&str] = &["apiserver/src", "operator/src"];
+/// What a file that holds only messages says about itself.
+const MESSAGES_FILE: &str = "//! Every sentence in this file is a message users see";
 
-/// (what, folders or files, rule)
-const RULES: &[(&str, &[&str], Rule)] = &[
+const SOURCES: &[&str] = &["apiserver/src", "operator/src"];
+
+/// (what, rule)
+const RULES: &[(&str, Rule)] = &[
     (
         "API error",
-        ALL_SOURCES,
         Rule::Calls(&[
             "ApiError::new(",
             "ApiError::not_found(",
@@ -32,56 +38,18 @@ const RULES: &[(&str, &[&str], Rule)] = &[
             "ApiError::forbidden(",
             "ApiError::not_implemented(",
             "ApiError::unavailable(",
+            "ApiError::timeout(",
+            "ApiError::too_many_requests(",
             "Self::new(",
         ]),
     ),
-    (
-        "authentication",
-        &[
-            "apiserver/src/auth/guard.rs",
-            "apiserver/src/auth/request_header.rs",
-            "apiserver/src/auth/x509.rs",
-            "apiserver/src/auth/verifier.rs",
-            "apiserver/src/auth/bearer.rs",
-            "apiserver/src/auth/authorize.rs",
-            "apiserver/src/auth/middleware.rs",
-        ],
-        Rule::Sentences,
-    ),
-    ("error type", ALL_SOURCES, Rule::Calls(&["#[error("])),
+    ("error type", Rule::Calls(&["#[error("])),
     (
         "definition problem",
-        &["operator/src/compiler"],
         Rule::Calls(&["Problem::new(", "problems.push("]),
     ),
     (
-        "definition problem",
-        &[
-            "operator/src/compiler/template.rs",
-            "operator/src/compiler/promql.rs",
-        ],
-        Rule::Sentences,
-    ),
-    (
-        "manifest file",
-        &[
-            "operator/src/sources/folder/read.rs",
-            "operator/src/sources/folder/scan.rs",
-            "operator/src/definitions",
-        ],
-        Rule::Sentences,
-    ),
-    (
-        "rules hand-over",
-        &["operator/src/sinks/recording_rules/mod.rs"],
-        Rule::Sentences,
-    ),
-    (
         "object cache",
-        &[
-            "operator/src/kubernetes/objects.rs",
-            "apiserver/src/objects.rs",
-        ],
         Rule::Calls(&[
             "ObjectIndexError::NotReady(",
             "ObjectIndexError::NoCluster(",
@@ -89,15 +57,14 @@ const RULES: &[(&str, &[&str], Rule)] = &[
     ),
     (
         "CLI error",
-        &["operator/src"],
         Rule::Calls(&["bail!(", "anyhow!(", ".context(", ".with_context("]),
     ),
     (
         "check --prometheus-url",
-        &["operator/src/check"],
         Rule::Calls(&["Outcome::NoData(", "remarks.push("]),
     ),
-    ("log", ALL_SOURCES, Rule::Calls(&["warn!(", "error!("])),
+    ("log", Rule::Calls(&["warn!(", "error!("])),
+    ("message", Rule::Sentences),
 ];
 
 /// One message as the code writes it.
@@ -307,15 +274,18 @@ fn documented(guide: &str, template: &str) -> bool {
 fn messages() -> Vec<Message> {
     let root = root();
     let mut messages = Vec::new();
-    for (what, places, rule) in RULES {
-        let mut files = Vec::new();
-        for place in *places {
-            rust_files(&root.join(place), &mut files);
-        }
-        for file in files {
-            let Some(source) = product_source(&file) else {
+    let mut files = Vec::new();
+    for place in SOURCES {
+        rust_files(&root.join(place), &mut files);
+    }
+    for (what, rule) in RULES {
+        for file in &files {
+            let Some(source) = product_source(file) else {
                 continue;
             };
+            if matches!(rule, Rule::Sentences) && !source.contains(MESSAGES_FILE) {
+                continue;
+            }
             let found: Vec<(String, usize)> = match rule {
                 Rule::Calls(calls) => calls
                     .iter()
@@ -340,7 +310,7 @@ fn messages() -> Vec<Message> {
             };
             let relative = file
                 .strip_prefix(&root)
-                .unwrap_or(&file)
+                .unwrap_or(file)
                 .display()
                 .to_string();
             for (template, at) in found {
@@ -358,44 +328,39 @@ fn messages() -> Vec<Message> {
     messages
 }
 
-/// Reasons clients see: definition statuses and `metav1.Status` reasons.
-fn reasons() -> Vec<(String, String)> {
-    let root = root();
-    let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap();
-    let mut reasons = Vec::new();
-    let compiler = read("operator/src/compiler/mod.rs");
-    let body = compiler
-        .split("pub enum Reason {")
-        .nth(1)
-        .and_then(|rest| rest.split('}').next())
-        .expect("operator/src/compiler/mod.rs has `pub enum Reason`");
-    for variant in body.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-        reasons.push(("definition status reason".into(), variant.to_string()));
-    }
-    let status = read("operator/src/sinks/status/mod.rs");
-    for part in status
-        .split("(false, \"")
-        .chain(status.split("(true, \""))
-        .skip(1)
-    {
-        if let Some(reason) = part.split('"').next()
-            && reason.chars().all(|c| c.is_ascii_alphabetic())
-            && !reasons.iter().any(|(_, r)| r == reason)
-        {
-            reasons.push(("definition status reason".into(), reason.to_string()));
+/// A heading's anchor as Markdown renderers make it: lower case, punctuation dropped,
+/// spaces as `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The text under the heading with this anchor, up to the next heading of its level or
+/// above; `None` when no heading has it.
+fn section<'a>(guide: &'a str, wanted: &str) -> Option<&'a str> {
+    let mut offset = 0;
+    let mut start: Option<(usize, usize)> = None;
+    for line in guide.split_inclusive('\n') {
+        let level = line.chars().take_while(|c| *c == '#').count();
+        if level > 0 && line.chars().nth(level) == Some(' ') {
+            if let Some((from, open_level)) = start
+                && level <= open_level
+            {
+                return Some(&guide[from..offset]);
+            }
+            if start.is_none() && anchor(line.trim_end()) == wanted {
+                start = Some((offset, level));
+            }
         }
+        offset += line.len();
     }
-    let error = product_source(&root.join("apiserver/src/error.rs")).unwrap();
-    for (text, _) in all_literals(&error) {
-        // The wire shape's constants (`kind: Status`, `status: Failure`) are no reasons.
-        if text.chars().next().is_some_and(|c| c.is_ascii_uppercase())
-            && text.chars().all(|c| c.is_ascii_alphabetic())
-            && !["Status", "Failure"].contains(&text.as_str())
-        {
-            reasons.push(("API status reason".into(), text));
-        }
-    }
-    reasons
+    start.map(|(from, _)| &guide[from..])
 }
 
 #[test]
@@ -417,9 +382,19 @@ fn every_message_of_the_product_is_in_the_troubleshooting_guide() {
         .filter(|m| !documented(&guide, &m.template))
         .map(|m| format!("  {}:{} ({}): {}", m.file, m.line, m.what, m.template))
         .collect();
-    for (what, reason) in reasons() {
-        if !guide.contains(&format!("`{reason}`")) {
-            missing.push(format!("  {what} `{reason}`"));
+    // The reasons come from the product's own catalogue, each with the section that
+    // must explain it.
+    for entry in metrics_registry::catalogue::reasons() {
+        match section(&guide, &entry.doc_anchor) {
+            None => missing.push(format!(
+                "  {:?} `{}`: no heading with the anchor #{}",
+                entry.shown_in, entry.reason, entry.doc_anchor
+            )),
+            Some(text) if !text.contains(&format!("`{}`", entry.reason)) => missing.push(format!(
+                "  {:?} `{}`: not in section #{}",
+                entry.shown_in, entry.reason, entry.doc_anchor
+            )),
+            Some(_) => {}
         }
     }
     missing.sort();
@@ -451,6 +426,20 @@ fn the_matching_is_neither_too_strict_nor_too_loose() {
         fixed_parts("ask for /namespaces/{{namespace}}/{}/{name}"),
         vec!["ask for /namespaces/{namespace}/", "/", ""]
     );
+    assert_eq!(
+        anchor("## 2. Definition status (`Ready` reasons)"),
+        "2-definition-status-ready-reasons"
+    );
+    assert_eq!(anchor("### 404 `NotFound`"), "404-notfound");
+    let guide =
+        "# T\n## 1. A\n### 404 `NotFound`\nx `NotFound`\n### 400 `BadRequest`\ny\n## 2. B\nz\n";
+    assert_eq!(
+        section(guide, "404-notfound"),
+        Some("### 404 `NotFound`\nx `NotFound`\n")
+    );
+    assert_eq!(section(guide, "1-a").map(|s| s.lines().count()), Some(5));
+    assert_eq!(section(guide, "2-b"), Some("## 2. B\nz\n"));
+    assert_eq!(section(guide, "3-c"), None);
     assert!(!is_message("{}: {}"));
     assert!(is_message("{at} appears twice"));
     let source = "ApiError::not_found(format!(\"no {} {}match \\\n        labelSelector {:?}\", a, b('x'), \"in namespace\"))";

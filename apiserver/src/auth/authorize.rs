@@ -1,4 +1,6 @@
 //! Authorization: the cluster's SubjectAccessReview answer, cached.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::attributes::forbidden_message;
 use super::cache::{CacheTtls, REVIEW_CACHE_BYTES, ReviewCache};

@@ -1,4 +1,6 @@
 //! Bearer tokens: reading them from the request and reviewing them with the cluster.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::cache::{CacheTtls, REVIEW_CACHE_BYTES, ReviewCache};
 use super::{AuthError, TOKEN, TokenReviewer, UserInfo, count_lookup};

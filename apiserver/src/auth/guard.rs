@@ -1,5 +1,7 @@
 //! The [`Guard`] every request passes: the authentication config, the reviewers and
 //! their caches, and the order in which credentials are tried.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::PeerCertificates;
 use super::authorize::Authorizer;

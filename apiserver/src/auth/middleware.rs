@@ -1,4 +1,6 @@
 //! The axum middleware that puts a [`Guard`] in front of the handlers.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::Guard;
 use super::PeerCertificates;

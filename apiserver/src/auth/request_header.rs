@@ -1,5 +1,7 @@
 //! Front-proxy authentication: the user kube-apiserver vouches for in `X-Remote-*`
 //! headers, believed only from its front-proxy certificate.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::attributes::path_unescape;
 use super::client_chain::Subject;

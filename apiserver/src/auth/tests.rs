@@ -5,6 +5,7 @@ use super::PeerCertificates;
 use super::test_pki::{Leaf, TestCa};
 use super::*;
 use crate::api::{ApiState, Readiness};
+use crate::error::StatusReason;
 use crate::external::ExternalCatalog;
 use crate::objects::NoCluster;
 use crate::prometheus::{PrometheusClient, PrometheusConfig};
@@ -632,7 +633,7 @@ async fn access_reviews_are_cached_and_masters_never_asked() {
     let bob = user("bob", &[]);
     for _ in 0..2 {
         let err = guard.authorize(&bob, CM_PODS).await.unwrap_err();
-        assert_eq!((err.code, err.reason), (403, "Forbidden"));
+        assert_eq!((err.code, err.reason), (403, StatusReason::Forbidden));
         assert!(
             err.message.ends_with(r#"in the namespace "ns""#),
             "{}",

@@ -1,5 +1,7 @@
 //! What the authentication config's values become: CA bundles turned into verifiers,
 //! header names parsed. Used by the client-certificate and front-proxy checks alike.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::AuthError;
 use crate::tls::parse_roots;

@@ -1,5 +1,7 @@
 //! Client certificates: the authentication config compiled into verifiers, and the
 //! user a verified chain stands for.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::client_chain::{Subject, Trust, VerifiedChain};
 use super::request_header::RequestHeader;

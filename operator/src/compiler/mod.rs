@@ -38,9 +38,38 @@ pub enum Reason {
     InvalidRule,
 }
 
+impl Reason {
+    pub const ALL: [Reason; 9] = [
+        Reason::InvalidMetricName,
+        Reason::InvalidLabel,
+        Reason::InvalidWindow,
+        Reason::UnknownPlaceholder,
+        Reason::MissingPlaceholder,
+        Reason::InvalidQuery,
+        Reason::NamespaceEscape,
+        Reason::Conflict,
+        Reason::InvalidRule,
+    ];
+
+    /// The condition's `reason`, as the status and `check` print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidMetricName => "InvalidMetricName",
+            Reason::InvalidLabel => "InvalidLabel",
+            Reason::InvalidWindow => "InvalidWindow",
+            Reason::UnknownPlaceholder => "UnknownPlaceholder",
+            Reason::MissingPlaceholder => "MissingPlaceholder",
+            Reason::InvalidQuery => "InvalidQuery",
+            Reason::NamespaceEscape => "NamespaceEscape",
+            Reason::Conflict => "Conflict",
+            Reason::InvalidRule => "InvalidRule",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        f.write_str(self.as_str())
     }
 }
 

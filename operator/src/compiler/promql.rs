@@ -1,5 +1,7 @@
 //! PromQL checks with promql-parser: the template must parse once its placeholders are
 //! filled, and a namespaced definition must only read its own namespace's series.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::selectors::{SelectorVisitor, visit_selectors};
 use metrics_registry_apiserver::table::Segment;

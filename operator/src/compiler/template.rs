@@ -1,5 +1,7 @@
 //! Splits a query template at its placeholders. Users write `<<.LabelMatchers>>` (the
 //! prometheus-adapter spelling) or `«.LabelMatchers»` (as pasted from typeset docs).
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use metrics_registry_apiserver::table::Segment;
 

@@ -3,6 +3,8 @@
 //! the scope — and, for a `*Metric`, the kind of object it measures. Everything else
 //! (the compiler, the table, the watches, the statuses) goes through this table; nothing
 //! joins kinds by their names.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::{DefinitionBody, DefinitionStatus};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

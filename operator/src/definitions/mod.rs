@@ -1,5 +1,7 @@
 //! Definitions as the compiler sees them: kind, identity and spec, with no trace of
 //! where they came from (the cluster or a manifest folder).
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 mod kinds;
 mod record;

@@ -1,5 +1,7 @@
 //! One object of a definition kind as the cluster has it: the definition it reads as
 //! (or why it does not), and its `.status`, so that only what changes is written.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::{
     Definition, DefinitionId, DefinitionKind, DefinitionResource, DefinitionStatus, KindVisitor,

@@ -1,5 +1,7 @@
 //! Where valid `CustomPrometheusRules` go: prometheus-operator `PrometheusRule` objects
 //! when that CRD is installed, else rule files plus `POST /-/reload`, else nowhere.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::{FIELD_MANAGER, MANAGED_BY};
 use crate::definitions::DefinitionId;

@@ -3,21 +3,67 @@
 
 pub mod writer;
 
-use crate::compiler::Verdict;
+use crate::compiler::{Reason, Verdict};
 use crate::definitions::DefinitionKind;
 use crate::definitions::DefinitionStatus;
 use crate::definitions::ObjectRecord;
 use metrics_registry_crds::{Condition, ConditionStatus, MetricStatus, READY, RulesStatus};
 
-fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (bool, String, String) {
+/// The reason of a definition's `Ready` condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyReason {
+    /// A metric definition, served.
+    Served,
+    /// Valid `CustomPrometheusRules`, handed to the rules writer.
+    Accepted,
+    /// Seen, not compiled yet.
+    Pending,
+    /// The object cannot be read as a definition.
+    InvalidSpec,
+    /// Read, but refused by the compiler.
+    Refused(Reason),
+}
+
+impl ReadyReason {
+    /// Every reason a definition's status can carry.
+    pub fn all() -> impl Iterator<Item = ReadyReason> {
+        [
+            ReadyReason::Served,
+            ReadyReason::Accepted,
+            ReadyReason::Pending,
+            ReadyReason::InvalidSpec,
+        ]
+        .into_iter()
+        .chain(Reason::ALL.map(ReadyReason::Refused))
+    }
+
+    pub fn is_ready(self) -> bool {
+        matches!(self, ReadyReason::Served | ReadyReason::Accepted)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadyReason::Served => "Served",
+            ReadyReason::Accepted => "Accepted",
+            ReadyReason::Pending => "Pending",
+            ReadyReason::InvalidSpec => "InvalidSpec",
+            ReadyReason::Refused(reason) => reason.as_str(),
+        }
+    }
+}
+
+fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyReason, String) {
     if let Err(message) = &record.decoded {
-        return (false, "InvalidSpec".into(), message.clone());
+        return (ReadyReason::InvalidSpec, message.clone());
     }
     let Some(verdict) = verdict else {
-        return (false, "Pending".into(), "not compiled yet".into());
+        return (ReadyReason::Pending, "not compiled yet".into());
     };
     if let Some(problem) = &verdict.problem {
-        return (false, problem.reason.to_string(), problem.message.clone());
+        return (
+            ReadyReason::Refused(problem.reason),
+            problem.message.clone(),
+        );
     }
     if record.id.kind == DefinitionKind::CustomPrometheusRules {
         let message = if verdict.external_metrics.is_empty() {
@@ -28,7 +74,7 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (bool, S
                 verdict.external_metrics.join(", ")
             )
         };
-        return (true, "Accepted".into(), message);
+        return (ReadyReason::Accepted, message);
     }
     let object = record
         .id
@@ -44,7 +90,7 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (bool, S
             verdict.overridden_in.join(", ")
         ));
     }
-    (true, "Served".into(), message)
+    (ReadyReason::Served, message)
 }
 
 /// The whole `.status` a record should have. Written by server-side apply, so a field
@@ -54,8 +100,8 @@ pub fn desired_status(
     verdict: Option<&Verdict>,
     now: &str,
 ) -> DefinitionStatus {
-    let (ready, reason, message) = ready_condition(record, verdict);
-    let status = if ready {
+    let (reason, message) = ready_condition(record, verdict);
+    let status = if reason.is_ready() {
         ConditionStatus::True
     } else {
         ConditionStatus::False
@@ -75,7 +121,7 @@ pub fn desired_status(
     let conditions = vec![Condition {
         type_: READY.to_string(),
         status,
-        reason,
+        reason: reason.as_str().to_string(),
         message,
         last_transition_time: Some(since),
         observed_generation: record.generation,

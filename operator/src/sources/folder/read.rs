@@ -1,5 +1,7 @@
 //! Definitions read from a folder of YAML files (multi-document), the standalone
 //! counterpart of watching the cluster.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use crate::definitions::{Definition, DefinitionId};
 use std::collections::BTreeMap;

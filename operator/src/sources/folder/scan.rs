@@ -6,6 +6,8 @@
 //! definitions it last had, and its problem is reported once per change of the file:
 //! deleting a file is how its definitions go away. That also keeps definitions from
 //! flickering while a tool rewrites a file in place (truncate, then write).
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::read::{self as manifests, ManifestError};
 use crate::compiler::Change;
