@@ -10,22 +10,19 @@ set -euo pipefail
 
 ADAPTER_VERSION="${ADAPTER_VERSION:-v0.12.0}"
 MODULE="sigs.k8s.io/prometheus-adapter"
-CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 OUT="$CACHE_ROOT/prometheus-adapter/$ADAPTER_VERSION"
 
-if command -v go >/dev/null 2>&1; then :; elif [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; else
-  echo "Go is needed to build prometheus-adapter (install a Go toolchain)" >&2; exit 1
-fi
+require_go "build prometheus-adapter"
 
 complete() { [ -x "$OUT/adapter" ] && [ -f "$OUT/source/go.mod" ]; }
 if complete; then echo "$OUT"; exit 0; fi
 
 mkdir -p "$OUT"
-export GOFLAGS="-mod=mod" GOTOOLCHAIN=local CGO_ENABLED=0
-export GOCACHE="$CACHE_ROOT/go-build" GOMODCACHE="$CACHE_ROOT/go-mod"
+use_go_caches
 
 echo "==> fetching $MODULE $ADAPTER_VERSION" >&2
-source_dir="$(go mod download -json "$MODULE@$ADAPTER_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+source_dir="$(module_file "$MODULE" "$ADAPTER_VERSION" Dir)"
 if [ ! -f "$source_dir/go.mod" ]; then
   echo "go mod download did not unpack $MODULE@$ADAPTER_VERSION" >&2; exit 1
 fi

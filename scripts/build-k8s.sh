@@ -11,36 +11,23 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
-CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 OUT="$CACHE_ROOT/k8s/$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
 K8S_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 BINARIES=("${K8S_COMPONENTS[@]}" etcd helm)
 
-if command -v go >/dev/null 2>&1; then :; elif [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; else
-  echo "Go is needed to build the Kubernetes components (install a Go toolchain)" >&2; exit 1
-fi
+require_go "build the Kubernetes components"
 
 all_present() { for b in "${BINARIES[@]}"; do [ -x "$OUT/$b" ] || return 1; done; }
 if all_present; then echo "$OUT"; exit 0; fi
 
 mkdir -p "$OUT"
-export GOFLAGS="-mod=mod" GOTOOLCHAIN=local CGO_ENABLED=0
-export GOCACHE="$CACHE_ROOT/go-build" GOMODCACHE="$CACHE_ROOT/go-mod"
+use_go_caches
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# k8s.io/kubernetes replaces its staging modules with local folders, which `go build`
-# of a dependency ignores; a wrapper module pins each of them to the matching v0.x tag.
-staging_version="v0.${K8S_VERSION#v1.}"
-echo "==> resolving k8s.io/kubernetes $K8S_VERSION (staging modules $staging_version)" >&2
-gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
 mkdir -p "$work/k8s"
-{
-  echo "module metrics-registry.local/k8s-build"
-  echo "go 1.24"
-  echo "require k8s.io/kubernetes $K8S_VERSION"
-  sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#replace \1 => \1 '"$staging_version"'#p' "$gomod"
-} > "$work/k8s/go.mod"
+kubernetes_wrapper_module k8s "$K8S_VERSION" > "$work/k8s/go.mod"
 # Keep the versions k8s.io/kubernetes itself was tested with.
 (cd "$work/k8s" && { printf 'package tools\nimport (\n'; for c in "${K8S_COMPONENTS[@]}"; do printf ' _ "k8s.io/kubernetes/cmd/%s/app"\n' "$c"; done; printf ')\n'; } > tools.go \
   && go mod tidy >/dev/null 2>&1 || true)

@@ -12,21 +12,18 @@ set -euo pipefail
 # so they cannot be built from it.
 THANOS_VERSION="${THANOS_VERSION:-v0.36.1}"
 MODULE="github.com/thanos-io/thanos"
-CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 OUT="$CACHE_ROOT/thanos/$THANOS_VERSION"
 
-if command -v go >/dev/null 2>&1; then :; elif [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; else
-  echo "Go is needed to build Thanos (install a Go toolchain)" >&2; exit 1
-fi
+require_go "build Thanos"
 
 if [ -x "$OUT/thanos" ]; then echo "$OUT"; exit 0; fi
 
 mkdir -p "$OUT"
-export GOTOOLCHAIN=local CGO_ENABLED=0
-export GOCACHE="$CACHE_ROOT/go-build" GOMODCACHE="$CACHE_ROOT/go-mod"
+use_go_caches
 
 echo "==> fetching $MODULE $THANOS_VERSION" >&2
-source_dir="$(GOFLAGS=-mod=mod go mod download -json "$MODULE@$THANOS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+source_dir="$(module_file "$MODULE" "$THANOS_VERSION" Dir)"
 if [ ! -f "$source_dir/go.mod" ]; then
   echo "go mod download did not unpack $MODULE@$THANOS_VERSION" >&2; exit 1
 fi

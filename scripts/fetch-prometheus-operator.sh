@@ -10,22 +10,19 @@ set -euo pipefail
 
 OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 MODULE="github.com/prometheus-operator/prometheus-operator"
-CACHE_ROOT="${METRICS_REGISTRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/metrics-registry}"
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 OUT="$CACHE_ROOT/prometheus-operator/$OPERATOR_VERSION"
 CRD="example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
 
-if command -v go >/dev/null 2>&1; then :; elif [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; else
-  echo "Go is needed to fetch prometheus-operator's module (install a Go toolchain)" >&2; exit 1
-fi
+require_go "fetch prometheus-operator's module"
 
 if [ -f "$OUT/source/$CRD" ]; then echo "$OUT"; exit 0; fi
 
 mkdir -p "$OUT"
-export GOFLAGS="-mod=mod" GOTOOLCHAIN=local
-export GOCACHE="$CACHE_ROOT/go-build" GOMODCACHE="$CACHE_ROOT/go-mod"
+use_go_caches
 
 echo "==> fetching $MODULE $OPERATOR_VERSION" >&2
-source_dir="$(go mod download -json "$MODULE@$OPERATOR_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+source_dir="$(module_file "$MODULE" "$OPERATOR_VERSION" Dir)"
 if [ ! -f "$source_dir/$CRD" ]; then
   echo "go mod download did not unpack $MODULE@$OPERATOR_VERSION with $CRD" >&2; exit 1
 fi

@@ -83,6 +83,7 @@ pub async fn external_discovery(State(state): State<ApiState>) -> ApiResult<APIR
     let table = state.table.load();
     let mut names: Vec<String> = state.external.names().iter().cloned().collect();
     names.extend(table.external_metrics().iter().cloned());
+    names.extend(table.external_rule_names().map(str::to_string));
     names.sort();
     names.dedup();
     let resources = names

@@ -161,19 +161,72 @@ pub enum Scope {
     Namespace(String),
 }
 
-/// Every rule of one metric name for one kind of object: the cluster one and the
-/// namespaced ones. Shared by pointer between table snapshots.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MetricGroup {
-    pub cluster: Option<Arc<MetricRule>>,
-    pub namespaced: BTreeMap<String, Arc<MetricRule>>,
+/// A servable external metric definition: a live query whose series are the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalRule {
+    /// The name clients ask for.
+    pub metric: String,
+    /// Its one placeholder, `<<.LabelMatchers>>`, takes the request's `labelSelector`;
+    /// a namespaced definition's selectors are already pinned to its namespace.
+    pub template: QueryTemplate,
+    /// Where the rule comes from, e.g. `ExternalMetric team-a/queue-depth`.
+    pub source: String,
 }
 
-impl MetricGroup {
+/// What `<<.LabelMatchers>>` of an external rule becomes when the request has no
+/// `labelSelector`: a matcher every series meets (no stored series has a label starting
+/// with `__` besides its name), so the template's selectors stay valid PromQL wherever
+/// the placeholder sits.
+pub const NO_SELECTOR_MATCHER: &str = "__no_selector__=\"\"";
+
+impl ExternalRule {
+    /// The query for one request: the template with the request's (already escaped)
+    /// `labelSelector` matchers.
+    pub fn query(&self, selector_matchers: &[String]) -> String {
+        if selector_matchers.is_empty() {
+            self.template.render(NO_SELECTOR_MATCHER, "")
+        } else {
+            self.template.render(&selector_matchers.join(","), "")
+        }
+    }
+}
+
+/// Every rule of one metric name: the cluster one and the namespaced ones. Shared by
+/// pointer between table snapshots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopedRules<R> {
+    pub cluster: Option<Arc<R>>,
+    pub namespaced: BTreeMap<String, Arc<R>>,
+}
+
+impl<R> Default for ScopedRules<R> {
+    fn default() -> Self {
+        ScopedRules {
+            cluster: None,
+            namespaced: BTreeMap::new(),
+        }
+    }
+}
+
+impl<R> ScopedRules<R> {
     pub fn is_empty(&self) -> bool {
         self.cluster.is_none() && self.namespaced.is_empty()
     }
+
+    /// Precedence: the namespaced definition in `namespace`, else the cluster one.
+    pub fn for_namespace(&self, namespace: &str) -> Option<&Arc<R>> {
+        self.namespaced.get(namespace).or(self.cluster.as_ref())
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.cluster.is_some()) + self.namespaced.len()
+    }
 }
+
+/// The rules of one metric name for one kind of object.
+pub type MetricGroup = ScopedRules<MetricRule>;
+/// The rules of one external metric name.
+pub type ExternalGroup = ScopedRules<ExternalRule>;
 
 /// The metric groups of one object kind, by metric name.
 type KindGroups = BTreeMap<Arc<str>, Arc<MetricGroup>>;
@@ -186,6 +239,9 @@ type KindGroups = BTreeMap<Arc<str>, Arc<MetricGroup>>;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleTable {
     metrics: BTreeMap<ObjectKind, Arc<KindGroups>>,
+    /// `ExternalMetric`/`ClusterExternalMetric` rules by metric name.
+    external_rules: Arc<BTreeMap<Arc<str>, Arc<ExternalGroup>>>,
+    /// External metrics declared by recording rules (`kube_adapter_metric_*` series).
     external: Arc<BTreeSet<String>>,
     external_namespacing: Arc<ExternalNamespacing>,
 }
@@ -214,6 +270,38 @@ impl RuleTable {
     /// Every rule of one (kind, metric).
     pub fn group(&self, object: ObjectKind, metric: &str) -> Option<&MetricGroup> {
         self.metrics.get(&object)?.get(metric).map(|group| &**group)
+    }
+
+    /// Replaces every rule of one external metric; an empty group removes it. Returns
+    /// whether anything changed.
+    pub fn set_external_group(&mut self, metric: &str, group: ExternalGroup) -> bool {
+        if self.external_group(metric) == Some(&group)
+            || (group.is_empty() && self.external_group(metric).is_none())
+        {
+            return false;
+        }
+        let rules = Arc::make_mut(&mut self.external_rules);
+        if group.is_empty() {
+            rules.remove(metric);
+        } else {
+            rules.insert(Arc::from(metric), Arc::new(group));
+        }
+        true
+    }
+
+    /// Every rule of one external metric.
+    pub fn external_group(&self, metric: &str) -> Option<&ExternalGroup> {
+        self.external_rules.get(metric).map(|group| &**group)
+    }
+
+    /// Precedence: the `ExternalMetric` in `namespace`, else the `ClusterExternalMetric`.
+    pub fn external_rule(&self, metric: &str, namespace: &str) -> Option<&Arc<ExternalRule>> {
+        self.external_group(metric)?.for_namespace(namespace)
+    }
+
+    /// Names of the external metrics definitions answer with a live query.
+    pub fn external_rule_names(&self) -> impl Iterator<Item = &str> {
+        self.external_rules.keys().map(|name| &**name)
     }
 
     /// Replaces the external metrics declared by recording rules; returns whether they changed.
@@ -251,8 +339,7 @@ impl RuleTable {
         metric: &str,
         namespace: &str,
     ) -> Option<&Arc<MetricRule>> {
-        let group = self.group(object, metric)?;
-        group.namespaced.get(namespace).or(group.cluster.as_ref())
+        self.group(object, metric)?.for_namespace(namespace)
     }
 
     /// Whether `metric` is defined for `object` in any scope.
@@ -281,15 +368,18 @@ impl RuleTable {
 
     /// Number of rules in all scopes.
     pub fn len(&self) -> usize {
-        self.metrics
+        let metrics: usize = self
+            .metrics
             .values()
             .flat_map(|groups| groups.values())
-            .map(|group| usize::from(group.cluster.is_some()) + group.namespaced.len())
-            .sum()
+            .map(|group| group.len())
+            .sum();
+        let external: usize = self.external_rules.values().map(|group| group.len()).sum();
+        metrics + external
     }
 
     pub fn is_empty(&self) -> bool {
-        self.metrics.is_empty()
+        self.metrics.is_empty() && self.external_rules.is_empty()
     }
 }
 

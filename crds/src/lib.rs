@@ -5,10 +5,12 @@
 //! operator's `DefinitionKind` lists these types once (and gives the CRDs from them).
 
 mod condition;
+mod external;
 mod metric;
 mod rules;
 
 pub use condition::{Condition, ConditionStatus, READY};
+pub use external::*;
 pub use metric::*;
 pub use rules::{CustomPrometheusRules, CustomPrometheusRulesSpec, Rule, RuleGroup, RulesStatus};
 

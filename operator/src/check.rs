@@ -8,7 +8,7 @@ use crate::definitions::{DefinitionBody, DefinitionId};
 use crate::sources::folder as manifests;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
-use metrics_registry_apiserver::table::{MetricRule, RuleTable};
+use metrics_registry_apiserver::table::{ExternalRule, MetricRule, RuleTable};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +34,8 @@ pub struct Served {
 pub enum Serves {
     /// A `*Metric` served as this rule.
     Metric(Arc<MetricRule>),
+    /// An `ExternalMetric`/`ClusterExternalMetric` served as this live query.
+    LiveExternal(Arc<ExternalRule>),
     /// A recording rule of a `CustomPrometheusRules` that makes `metric` an external metric.
     External {
         metric: String,
@@ -82,6 +84,18 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
             DefinitionBody::Metric(_) => {
                 if let Some(rule) = served_rule(&compiled.table, &definition.id, verdict) {
                     report.served.push(served(Serves::Metric(rule)));
+                }
+            }
+            DefinitionBody::External(_) => {
+                let rule = verdict.metric_name.as_deref().and_then(|metric| {
+                    let group = compiled.table.external_group(metric)?;
+                    match &definition.id.namespace {
+                        Some(namespace) => group.namespaced.get(namespace).cloned(),
+                        None => group.cluster.clone(),
+                    }
+                });
+                if let Some(rule) = rule {
+                    report.served.push(served(Serves::LiveExternal(rule)));
                 }
             }
             DefinitionBody::Rules(spec) => {

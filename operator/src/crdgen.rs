@@ -56,11 +56,11 @@ mod tests {
     }
 
     #[test]
-    fn stream_holds_fourteen_documents() {
+    fn stream_holds_sixteen_documents() {
         let text = crds_yaml();
-        assert_eq!(text.matches("---\n").count(), 14);
+        assert_eq!(text.matches("---\n").count(), 16);
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-        assert_eq!(docs.len(), 14);
+        assert_eq!(docs.len(), 16);
         assert!(docs.iter().all(|d| d["kind"] == "CustomResourceDefinition"));
     }
 }

@@ -96,8 +96,9 @@ impl PrometheusClient {
         let http = builder.build().map_err(|e| {
             let mut cause = error_chain(&e);
             // rustls-platform-verifier refuses to start without a system CA
-            // bundle, which surprises people running in minimal images.
-            if config.ca_file.is_none() && cause.contains("CA certificates") {
+            // bundle, which surprises people running in minimal images; its error text
+            // is not ours to match, so the hint goes on whenever the system bundle is used.
+            if config.ca_file.is_none() && base.scheme() == "https" {
                 cause.push_str(
                     " (no CA file is configured, so the system CA certificates are needed)",
                 );

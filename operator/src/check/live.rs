@@ -126,6 +126,15 @@ impl<'a> SampleRequest<'a> {
                     namespace,
                 }
             }
+            Serves::LiveExternal(rule) => SampleRequest {
+                served: &item.what,
+                namespace: item.id.namespace.clone(),
+                asks: format!(
+                    "external metric {}, the live query without a selector",
+                    rule.metric
+                ),
+                query: rule.query(&[]),
+            },
             Serves::External {
                 metric,
                 expr,
@@ -154,6 +163,8 @@ impl<'a> SampleRequest<'a> {
                 metric_outcome(rule, self.namespace.as_deref(), samples, max_lines)
             }
             Serves::External { scope, .. } => external_outcome(*scope, samples, max_lines),
+            // Pinned, if namespaced, by the compiler: every series it returns is served.
+            Serves::LiveExternal(_) => external_outcome(ExternalScope::Cluster, samples, max_lines),
         }
     }
 }

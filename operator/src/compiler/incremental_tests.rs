@@ -8,20 +8,24 @@ use crate::definitions::DefinitionBody;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::table::ObjectKind;
-use metrics_registry_crds::{CustomPrometheusRulesSpec, Rule};
+use metrics_registry_crds::{CustomPrometheusRulesSpec, ExternalSpec, Rule};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-const KINDS: [DefinitionKind; 5] = [
+const KINDS: [DefinitionKind; 7] = [
     DefinitionKind::ServiceMetric,
     DefinitionKind::ClusterServiceMetric,
     DefinitionKind::PodMetric,
     DefinitionKind::NamespaceMetric,
+    DefinitionKind::ExternalMetric,
+    DefinitionKind::ClusterExternalMetric,
     DefinitionKind::CustomPrometheusRules,
 ];
 
-const QUERIES: [&str; 6] = [
+const QUERIES: [&str; 7] = [
+    // An external metric's query (no <<.GroupBy>>); a metric kind's refuses it.
+    "sum(q{<<.LabelMatchers>>}) by (queue)",
     "sum(a{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
     "max(b{<<.LabelMatchers>>}) by (<<.GroupBy>>) / sum(c)",
     // Broken in different ways: parse error, no placeholder, other namespace.
@@ -70,6 +74,11 @@ fn definition() -> impl Strategy<Value = Definition> {
                             }],
                         }],
                         external_metrics_namespaced: [None, Some(true), Some(false)][namespaced],
+                    })
+                } else if kind.object().is_none() {
+                    DefinitionBody::External(ExternalSpec {
+                        query: QUERIES[query].into(),
+                        metric_name: metric.map(|m| format!("m{m}")),
                     })
                 } else {
                     DefinitionBody::Metric(MetricSpec {

@@ -18,8 +18,10 @@ pub use promql::ISOLATION_LABEL;
 use crate::definitions::{Definition, DefinitionId};
 pub use metrics_registry_apiserver::external::ExternalScope;
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
-use metrics_registry_apiserver::table::{MetricRule, QueryTemplate, RuleTable, Scope, Segment};
-use metrics_registry_crds::{MetricSpec, RuleGroup};
+use metrics_registry_apiserver::table::{
+    ExternalRule, MetricRule, QueryTemplate, RuleTable, Scope, Segment,
+};
+use metrics_registry_crds::{ExternalSpec, MetricSpec, RuleGroup};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -180,6 +182,17 @@ fn conflict(rule: &MetricRule, holder: &str) -> Problem {
     )
 }
 
+/// `rule` cannot be served: its external metric name in its scope is taken by `holder`.
+fn external_conflict(rule: &ExternalRule, holder: &str) -> Problem {
+    Problem::new(
+        Reason::Conflict,
+        format!(
+            "external metric {:?} is already defined by {holder}",
+            rule.metric
+        ),
+    )
+}
+
 /// Metric names end up as URL path segments and in discovery.
 fn is_metric_name(name: &str) -> bool {
     !name.is_empty()
@@ -275,6 +288,55 @@ fn compile_metric(
             namespace_label,
             window_seconds: spec.window_seconds,
             separable,
+            source: id.to_string(),
+        },
+    ))
+}
+
+/// One `ExternalMetric`/`ClusterExternalMetric` on its own: the template may hold
+/// `<<.LabelMatchers>>` (the request's selector) and nothing else; a namespaced one is
+/// pinned to its namespace like every namespaced definition.
+fn compile_external(
+    id: &DefinitionId,
+    spec: &ExternalSpec,
+    metric_name: &str,
+    options: CompileOptions,
+    memo: Option<&memo::ParseMemo>,
+) -> Result<(Scope, ExternalRule), Problem> {
+    if !is_metric_name(metric_name) {
+        return Err(Problem::new(
+            Reason::InvalidMetricName,
+            format!(
+                "metric name {metric_name:?} may only hold letters, digits, '_', '-', '.' and ':'"
+            ),
+        ));
+    }
+    let segments = template::split_placeholders(&spec.query)
+        .map_err(|m| Problem::new(Reason::UnknownPlaceholder, m))?;
+    if segments.contains(&Segment::GroupBy) {
+        return Err(Problem::new(
+            Reason::UnknownPlaceholder,
+            "an external metric has no object to group by, so <<.GroupBy>> means nothing here; name the labels to keep, e.g. sum by (queue) (…)",
+        ));
+    }
+    promql::validate_external(&segments).map_err(|m| Problem::new(Reason::InvalidQuery, m))?;
+    let scope = match &id.namespace {
+        Some(namespace) if id.kind.is_namespaced() => Scope::Namespace(namespace.clone()),
+        _ => Scope::Cluster,
+    };
+    let segments = match (&scope, options.namespace_isolation) {
+        (Scope::Namespace(namespace), true) => match memo {
+            Some(memo) => memo.isolate(&segments, namespace),
+            None => promql::isolate(&segments, namespace),
+        }
+        .map_err(|m| Problem::new(Reason::NamespaceEscape, m))?,
+        _ => segments,
+    };
+    Ok((
+        scope,
+        ExternalRule {
+            metric: metric_name.to_string(),
+            template: QueryTemplate::new(segments),
             source: id.to_string(),
         },
     ))

@@ -4,7 +4,7 @@
 //! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
 
 use super::selectors::{SelectorVisitor, visit_selectors};
-use metrics_registry_apiserver::table::Segment;
+use metrics_registry_apiserver::table::{NO_SELECTOR_MATCHER, Segment};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{self, Expr, Function, VectorSelector};
 
@@ -54,6 +54,16 @@ pub fn validate(
     parse(&query)
         .map(|_| ())
         .map_err(|message| format!("{message} (in {query})"))
+}
+
+/// Parses an external metric's template filled as requests fill it: with a selector's
+/// matchers, and with the matcher that stands for no selector.
+pub fn validate_external(segments: &[Segment]) -> Result<(), String> {
+    for matchers in ["example_label=\"example-value\"", NO_SELECTOR_MATCHER] {
+        let query = fill(segments, matchers, "");
+        parse(&query).map_err(|message| format!("{message} (in {query})"))?;
+    }
+    Ok(())
 }
 
 /// Pins every selector of the template to `namespace`: rejects selectors that name any

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::definitions::DefinitionBody;
-use metrics_registry_apiserver::table::{MetricGroup, ObjectKind};
+use metrics_registry_apiserver::table::{ExternalGroup, MetricGroup, ObjectKind};
 use std::collections::BTreeSet;
 
 /// Most senior first, as the server decides: older (`created`), then by id.
@@ -24,6 +24,8 @@ pub(super) fn compile_snapshot(
     let mut external: BTreeSet<String> = BTreeSet::new();
     let mut compiled = CompiledSnapshot::default();
     let mut cluster_rules: Vec<(DefinitionId, ObjectKind, String)> = Vec::new();
+    let mut external_groups: BTreeMap<String, ExternalGroup> = BTreeMap::new();
+    let mut cluster_external: Vec<(DefinitionId, String)> = Vec::new();
     for definition in ordered {
         let id = definition.id.clone();
         let verdict = match &definition.body {
@@ -44,6 +46,36 @@ pub(super) fn compile_snapshot(
                             Scope::Cluster => {
                                 group.cluster = Some(Arc::new(rule));
                                 cluster_rules.push((id.clone(), object, metric_name.clone()));
+                            }
+                            Scope::Namespace(namespace) => {
+                                group.namespaced.insert(namespace, Arc::new(rule));
+                            }
+                        }
+                        Ok(())
+                    })
+                    .err();
+                Verdict {
+                    problem,
+                    metric_name: Some(metric_name),
+                    ..Verdict::default()
+                }
+            }
+            DefinitionBody::External(spec) => {
+                let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+                let problem = compile_external(&id, spec, &metric_name, options, None)
+                    .and_then(|(scope, rule)| {
+                        let group = external_groups.entry(metric_name.clone()).or_default();
+                        let taken = match &scope {
+                            Scope::Cluster => group.cluster.as_ref(),
+                            Scope::Namespace(namespace) => group.namespaced.get(namespace),
+                        };
+                        if let Some(taken) = taken {
+                            return Err(external_conflict(&rule, &taken.source));
+                        }
+                        match scope {
+                            Scope::Cluster => {
+                                group.cluster = Some(Arc::new(rule));
+                                cluster_external.push((id.clone(), metric_name.clone()));
                             }
                             Scope::Namespace(namespace) => {
                                 group.namespaced.insert(namespace, Arc::new(rule));
@@ -85,8 +117,21 @@ pub(super) fn compile_snapshot(
             verdict.overridden_in = overriding;
         }
     }
+    for (id, metric) in cluster_external {
+        let overriding = external_groups[&metric]
+            .namespaced
+            .keys()
+            .cloned()
+            .collect();
+        if let Some(verdict) = compiled.verdicts.get_mut(&id) {
+            verdict.overridden_in = overriding;
+        }
+    }
     for ((object, metric), group) in groups {
         compiled.table.set_group(object, &metric, group);
+    }
+    for (metric, group) in external_groups {
+        compiled.table.set_external_group(&metric, group);
     }
     compiled.table.set_external(external);
     let declared = definitions.iter().filter_map(|definition| {

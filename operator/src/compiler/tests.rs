@@ -3,7 +3,7 @@ use crate::definitions::DefinitionBody;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::table::ObjectKind;
-use metrics_registry_crds::{CustomPrometheusRulesSpec, Rule};
+use metrics_registry_crds::{CustomPrometheusRulesSpec, ExternalSpec, Rule};
 
 fn metric(kind: DefinitionKind, namespace: Option<&str>, name: &str, query: &str) -> Definition {
     Definition {
@@ -497,5 +497,149 @@ fn external_metrics_are_namespaced_by_their_rules_else_by_the_flag() {
     assert_eq!(
         table.external_scope("broken"),
         ExternalScope::NamespaceOrUnlabelled
+    );
+}
+
+fn external(kind: DefinitionKind, namespace: Option<&str>, name: &str, query: &str) -> Definition {
+    Definition {
+        id: DefinitionId {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: name.into(),
+        },
+        generation: Some(1),
+        created: None,
+        body: DefinitionBody::External(ExternalSpec {
+            query: query.into(),
+            metric_name: Some("queue_depth".into()),
+        }),
+    }
+}
+
+#[test]
+fn external_metrics_from_live_queries_are_pinned_and_take_precedence_by_namespace() {
+    let query = "sum by (queue) (rabbitmq_queue_messages{<<.LabelMatchers>>})";
+    let compiled = compile(
+        &[
+            external(DefinitionKind::ExternalMetric, Some("team-a"), "q", query),
+            external(DefinitionKind::ClusterExternalMetric, None, "q", query),
+        ],
+        CompileOptions::default(),
+    );
+    assert_eq!(compiled.not_ready().count(), 0);
+    let selector = vec![r#"queue="orders""#.to_string()];
+    let team_a = compiled
+        .table
+        .external_rule("queue_depth", "team-a")
+        .unwrap();
+    assert_eq!(team_a.source, "ExternalMetric team-a/q");
+    let rendered = team_a.query(&selector);
+    assert!(
+        rendered.contains(r#"namespace="team-a""#) && rendered.contains(r#"queue="orders""#),
+        "{rendered}"
+    );
+    // Other namespaces get the cluster definition, unpinned.
+    let other = compiled
+        .table
+        .external_rule("queue_depth", "team-b")
+        .unwrap();
+    assert_eq!(other.source, "ClusterExternalMetric q");
+    assert_eq!(
+        other.query(&selector),
+        r#"sum by (queue) (rabbitmq_queue_messages{queue="orders"})"#
+    );
+    // Without a selector the query is still valid PromQL.
+    assert!(
+        promql::parse(&other.query(&[])).is_ok(),
+        "{}",
+        other.query(&[])
+    );
+    assert!(
+        promql::parse(&team_a.query(&[])).is_ok(),
+        "{}",
+        team_a.query(&[])
+    );
+    let cluster =
+        &compiled.verdicts[&external(DefinitionKind::ClusterExternalMetric, None, "q", query).id];
+    assert_eq!(cluster.overridden_in, vec!["team-a".to_string()]);
+    // External names live apart from object metrics: no Conflict with a ServiceMetric.
+    assert!(
+        compiled
+            .table
+            .lookup(ObjectKind::Service, "queue_depth", "team-a")
+            .is_none()
+    );
+}
+
+#[test]
+fn external_metrics_refuse_what_they_cannot_serve() {
+    let reason = |kind, namespace, query: &str| {
+        let compiled = compile(
+            &[external(kind, namespace, "q", query)],
+            CompileOptions::default(),
+        );
+        compiled
+            .not_ready()
+            .next()
+            .map(|(_, p)| (p.reason, p.message.clone()))
+    };
+    let (why, message) = reason(
+        DefinitionKind::ExternalMetric,
+        Some("team-a"),
+        r#"sum(q{namespace="team-b",<<.LabelMatchers>>})"#,
+    )
+    .unwrap();
+    assert_eq!(why, Reason::NamespaceEscape, "{message}");
+    let (why, message) = reason(
+        DefinitionKind::ClusterExternalMetric,
+        None,
+        "sum(q{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+    )
+    .unwrap();
+    assert_eq!(why, Reason::UnknownPlaceholder);
+    assert!(message.contains("no object to group by"), "{message}");
+    let (why, _) = reason(
+        DefinitionKind::ClusterExternalMetric,
+        None,
+        "sum(q{<<.LabelMatchers>>}",
+    )
+    .unwrap();
+    assert_eq!(why, Reason::InvalidQuery);
+    // A selector placeholder that alone makes the selector: fine with a selector, but no
+    // valid PromQL without one — refused up front, not at the first request.
+    let (why, message) = reason(
+        DefinitionKind::ClusterExternalMetric,
+        None,
+        "sum({<<.LabelMatchers>>})",
+    )
+    .unwrap();
+    assert_eq!(why, Reason::InvalidQuery, "{message}");
+    // The cluster kind may read every namespace; a query without the placeholder is fine.
+    assert_eq!(
+        reason(
+            DefinitionKind::ClusterExternalMetric,
+            None,
+            r#"sum(q{namespace="x"})"#
+        ),
+        None
+    );
+    // Two of the same name in one namespace: the older is served.
+    let compiled = compile(
+        &[
+            external(DefinitionKind::ExternalMetric, Some("a"), "one", "q"),
+            external(DefinitionKind::ExternalMetric, Some("a"), "two", "q"),
+        ],
+        CompileOptions::default(),
+    );
+    let problems: Vec<_> = compiled.not_ready().collect();
+    assert_eq!(problems.len(), 1);
+    assert_eq!(problems[0].1.reason, Reason::Conflict);
+    assert!(
+        problems[0]
+            .1
+            .message
+            .contains("external metric \"queue_depth\" is already defined by ExternalMetric a/one"),
+        "{}",
+        problems[0].1.message
     );
 }

@@ -1,4 +1,4 @@
-//! The fourteen kinds of `metrics-registry.io/v1beta1`, described once. Each names its
+//! The sixteen kinds of `metrics-registry.io/v1beta1`, described once. Each names its
 //! resource type in the `crds` crate — whose derive gives the CRD, the API resource and
 //! the scope — and, for a `*Metric`, the kind of object it measures. Everything else
 //! (the compiler, the table, the watches, the statuses) goes through this table; nothing
@@ -54,7 +54,7 @@ macro_rules! definition_kinds {
         }
 
         impl DefinitionKind {
-            pub const ALL: [DefinitionKind; 14] = [$(DefinitionKind::$kind,)*];
+            pub const ALL: [DefinitionKind; 16] = [$(DefinitionKind::$kind,)*];
 
             /// The Kind, as in manifests (the resource types carry the same; a test checks).
             pub fn name(self) -> &'static str {
@@ -63,7 +63,8 @@ macro_rules! definition_kinds {
                 }
             }
 
-            /// The object kind a `*Metric` describes; `None` for `CustomPrometheusRules`.
+            /// The object kind a `*Metric` describes; `None` for the kinds that describe no
+            /// object (`ExternalMetric`, `ClusterExternalMetric`, `CustomPrometheusRules`).
             pub fn object(self) -> Option<ObjectKind> {
                 match self {
                     $(DefinitionKind::$kind => $object,)*
@@ -113,6 +114,8 @@ definition_kinds! {
     DaemonSetMetric => crds::DaemonSetMetric, Some(ObjectKind::DaemonSet);
     ClusterDaemonSetMetric => crds::ClusterDaemonSetMetric, Some(ObjectKind::DaemonSet);
     NamespaceMetric => crds::NamespaceMetric, Some(ObjectKind::Namespace);
+    ExternalMetric => crds::ExternalMetric, None;
+    ClusterExternalMetric => crds::ClusterExternalMetric, None;
     CustomPrometheusRules => crds::CustomPrometheusRules, None;
 }
 
@@ -145,6 +148,21 @@ metric_resources!(
     crds::NamespaceMetric
 );
 
+macro_rules! external_resources {
+    ($($resource:ty),*) => {
+        $(impl DefinitionResource for $resource {
+            fn body(&self) -> DefinitionBody {
+                DefinitionBody::External(crds::ExternalSpec::from(&self.spec))
+            }
+            fn definition_status(&self) -> Option<DefinitionStatus> {
+                self.status.clone().map(DefinitionStatus::Metric)
+            }
+        })*
+    };
+}
+
+external_resources!(crds::ExternalMetric, crds::ClusterExternalMetric);
+
 impl DefinitionResource for crds::CustomPrometheusRules {
     fn body(&self) -> DefinitionBody {
         DefinitionBody::Rules(self.spec.clone())
@@ -157,6 +175,25 @@ impl DefinitionResource for crds::CustomPrometheusRules {
 impl DefinitionKind {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The spec fields of this kind, as manifests spell them (a file's misspelt field is
+    /// an error; see `Definition::from_object`). `None` for `CustomPrometheusRules`,
+    /// whose spec the resource type checks itself.
+    pub fn spec_fields(self) -> Option<&'static [&'static str]> {
+        match self {
+            DefinitionKind::CustomPrometheusRules => None,
+            DefinitionKind::ExternalMetric | DefinitionKind::ClusterExternalMetric => {
+                Some(&["query", "metricName"])
+            }
+            _ => Some(&[
+                "query",
+                "metricName",
+                "objectLabel",
+                "namespaceLabel",
+                "windowSeconds",
+            ]),
+        }
     }
 
     /// Every CustomResourceDefinition, in the order of SPEC §2.
@@ -192,9 +229,9 @@ mod tests {
     }
 
     #[test]
-    fn fourteen_kinds_in_one_group_with_status_and_columns() {
+    fn sixteen_kinds_in_one_group_with_status_and_columns() {
         let crds = DefinitionKind::crds();
-        assert_eq!(crds.len(), 14);
+        assert_eq!(crds.len(), 16);
         for crd in &crds {
             assert_eq!(crd.spec.group, crds::GROUP);
             let version = &crd.spec.versions[0];

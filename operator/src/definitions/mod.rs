@@ -9,7 +9,9 @@ mod record;
 pub use kinds::{DefinitionKind, DefinitionResource, KindVisitor};
 pub use record::ObjectRecord;
 
-use metrics_registry_crds::{CustomPrometheusRulesSpec, MetricSpec, MetricStatus, RulesStatus};
+use metrics_registry_crds::{
+    CustomPrometheusRulesSpec, ExternalSpec, MetricSpec, MetricStatus, RulesStatus,
+};
 use std::fmt;
 
 /// Which object a definition is.
@@ -32,6 +34,7 @@ impl fmt::Display for DefinitionId {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DefinitionBody {
     Metric(MetricSpec),
+    External(ExternalSpec),
     Rules(CustomPrometheusRulesSpec),
 }
 
@@ -68,14 +71,6 @@ pub enum DecodeError {
     #[error("{0}")]
     Invalid(String),
 }
-
-const METRIC_FIELDS: [&str; 5] = [
-    "query",
-    "metricName",
-    "objectLabel",
-    "namespaceLabel",
-    "windowSeconds",
-];
 
 /// Reads an object as the resource type of its kind.
 struct DecodeBody<'a>(&'a serde_json::Value);
@@ -160,15 +155,15 @@ impl Definition {
         let Some(spec) = object.get("spec") else {
             return invalid(format!("{id}: spec is missing"));
         };
-        if kind != DefinitionKind::CustomPrometheusRules
+        if let Some(known) = kind.spec_fields()
             && let Some(fields) = spec.as_object()
-            && let Some(unknown) = fields.keys().find(|k| !METRIC_FIELDS.contains(&k.as_str()))
+            && let Some(unknown) = fields.keys().find(|k| !known.contains(&k.as_str()))
         {
             // The resource types ignore unknown fields (as the API server prunes them); in
             // a file a misspelt field would silently do nothing, so it is an error here.
             return invalid(format!(
                 "{id}: unknown field spec.{unknown} (known: {})",
-                METRIC_FIELDS.join(", ")
+                known.join(", ")
             ));
         }
         let body = kind

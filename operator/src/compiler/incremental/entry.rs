@@ -2,9 +2,11 @@
 //! key of the metric group it competes in.
 
 use super::super::memo::ParseMemo;
-use super::super::{CompileOptions, Problem, Reason, Verdict, compile_metric, recording_rules};
+use super::super::{
+    CompileOptions, Problem, Reason, Verdict, compile_external, compile_metric, recording_rules,
+};
 use crate::definitions::{Definition, DefinitionBody};
-use metrics_registry_apiserver::table::{MetricRule, ObjectKind, Scope};
+use metrics_registry_apiserver::table::{ExternalRule, MetricRule, ObjectKind, Scope};
 use metrics_registry_crds::RuleGroup;
 use std::sync::Arc;
 
@@ -15,10 +17,20 @@ pub(super) enum Unit {
         metric_name: String,
         compiled: Result<(Scope, Arc<MetricRule>), Problem>,
     },
+    External {
+        metric_name: String,
+        compiled: Result<(Scope, Arc<ExternalRule>), Problem>,
+    },
     Rules(Result<Vec<String>, Problem>),
 }
 
-pub(super) type GroupKey = (ObjectKind, String);
+/// What the definitions of one group compete for: a metric name of one object kind, or
+/// an external metric name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum GroupKey {
+    Object(ObjectKind, String),
+    External(String),
+}
 
 /// A group member, ordered as conflicts are decided: older first (`created`), then by
 /// id.
@@ -62,7 +74,14 @@ impl Entry {
             Unit::Metric {
                 compiled: Ok((scope, rule)),
                 ..
-            } => Some(((rule.object, rule.metric.clone()), scope.clone())),
+            } => Some((
+                GroupKey::Object(rule.object, rule.metric.clone()),
+                scope.clone(),
+            )),
+            Unit::External {
+                compiled: Ok((scope, rule)),
+                ..
+            } => Some((GroupKey::External(rule.metric.clone()), scope.clone())),
             _ => None,
         }
     }
@@ -105,6 +124,15 @@ pub(super) fn compile_unit(
                 compiled,
             }
         }
+        DefinitionBody::External(spec) => {
+            let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+            let compiled = compile_external(id, spec, &metric_name, options, Some(memo))
+                .map(|(scope, rule)| (scope, Arc::new(rule)));
+            Unit::External {
+                metric_name,
+                compiled,
+            }
+        }
         DefinitionBody::Rules(spec) => Unit::Rules(
             recording_rules::validate(&spec.groups)
                 .map_err(|m| Problem::new(Reason::InvalidRule, m)),
@@ -114,12 +142,16 @@ pub(super) fn compile_unit(
         Unit::Metric {
             metric_name,
             compiled: Err(problem),
+        }
+        | Unit::External {
+            metric_name,
+            compiled: Err(problem),
         } => Verdict {
             problem: Some(problem.clone()),
             metric_name: Some(metric_name.clone()),
             ..Verdict::default()
         },
-        Unit::Metric { .. } => Verdict::default(),
+        Unit::Metric { .. } | Unit::External { .. } => Verdict::default(),
         Unit::Rules(Ok(external)) => Verdict {
             external_metrics: external.clone(),
             ..Verdict::default()

@@ -2,12 +2,12 @@
 //! where a cluster definition is overridden, and which external metrics exist and are
 //! namespaced.
 
-use super::super::{Verdict, conflict, recording_rules};
+use super::super::{Problem, Verdict, conflict, external_conflict, recording_rules};
 use super::IncrementalCompiler;
 use super::entry::{GroupKey, Member, Unit};
 use crate::definitions::{DefinitionBody, DefinitionId};
 use metrics_registry_apiserver::external::ExternalNamespacing;
-use metrics_registry_apiserver::table::{MetricGroup, MetricRule, Scope};
+use metrics_registry_apiserver::table::{ExternalRule, MetricRule, Scope, ScopedRules};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -62,8 +62,54 @@ impl IncrementalCompiler {
     /// tells the cluster definition where it is overridden.
     /// Returns the members whose verdict changed and whether the table changed.
     pub(super) fn decide_group(&mut self, key: &GroupKey) -> (Vec<DefinitionId>, bool) {
-        let (object, metric) = key;
-        let mut served = MetricGroup::default();
+        let (verdicts, table_changed) = match key {
+            GroupKey::Object(object, metric) => {
+                let (served, verdicts) = self.decide(key, |unit| match unit {
+                    Unit::Metric {
+                        metric_name,
+                        compiled: Ok((_, rule)),
+                    } => Some((metric_name, rule)),
+                    _ => None,
+                });
+                let changed = self.table.group(*object, metric) != Some(&served)
+                    && Arc::make_mut(&mut self.table).set_group(*object, metric, served);
+                (verdicts, changed)
+            }
+            GroupKey::External(metric) => {
+                let (served, verdicts) = self.decide(key, |unit| match unit {
+                    Unit::External {
+                        metric_name,
+                        compiled: Ok((_, rule)),
+                    } => Some((metric_name, rule)),
+                    _ => None,
+                });
+                let changed = self.table.external_group(metric) != Some(&served)
+                    && Arc::make_mut(&mut self.table).set_external_group(metric, served);
+                (verdicts, changed)
+            }
+        };
+        let mut changed = Vec::new();
+        for (id, verdict) in verdicts {
+            let entry = self
+                .entries
+                .get_mut(&id)
+                .expect("group members are entries");
+            if entry.verdict != verdict {
+                entry.verdict = verdict;
+                changed.push(id);
+            }
+        }
+        (changed, table_changed)
+    }
+
+    /// The rules a group serves and the verdict of each member; `rule_of` reads a
+    /// member's compiled rule (every member has one: only valid definitions join).
+    fn decide<R: Served>(
+        &self,
+        key: &GroupKey,
+        rule_of: impl Fn(&Unit) -> Option<(&String, &Arc<R>)>,
+    ) -> (ScopedRules<R>, Vec<(DefinitionId, Verdict)>) {
+        let mut served = ScopedRules::default();
         let mut verdicts: Vec<(DefinitionId, Verdict)> = Vec::new();
         let no_members = BTreeMap::new();
         let scopes = self.groups.get(key).unwrap_or(&no_members);
@@ -75,17 +121,11 @@ impl IncrementalCompiler {
             })
             .collect();
         for (scope, members) in scopes {
-            let mut winner: Option<&Arc<MetricRule>> = None;
+            let mut winner: Option<&Arc<R>> = None;
             for Member(definition) in members {
                 let id = &definition.id;
-                let entry = &self.entries[id];
-                let Unit::Metric {
-                    metric_name,
-                    compiled: Ok((_, rule)),
-                } = &entry.unit
-                else {
-                    unreachable!("only valid metric definitions join groups");
-                };
+                let (metric_name, rule) = rule_of(&self.entries[id].unit)
+                    .expect("only valid definitions of the group's kind join it");
                 let mut verdict = Verdict {
                     metric_name: Some(metric_name.clone()),
                     ..Verdict::default()
@@ -98,7 +138,7 @@ impl IncrementalCompiler {
                         }
                     }
                     Some(existing) => {
-                        verdict.problem = Some(conflict(rule, &existing.source));
+                        verdict.problem = Some(rule.conflict(existing.source()));
                     }
                 }
                 verdicts.push((id.clone(), verdict));
@@ -111,19 +151,31 @@ impl IncrementalCompiler {
                 }
             }
         }
-        let mut changed = Vec::new();
-        for (id, verdict) in verdicts {
-            let entry = self
-                .entries
-                .get_mut(&id)
-                .expect("group members are entries");
-            if entry.verdict != verdict {
-                entry.verdict = verdict;
-                changed.push(id);
-            }
-        }
-        let table_changed = self.table.group(*object, metric) != Some(&served)
-            && Arc::make_mut(&mut self.table).set_group(*object, metric, served);
-        (changed, table_changed)
+        (served, verdicts)
+    }
+}
+
+/// What a group serves: a rule that can name where it comes from and say what a
+/// second definition of it conflicts with.
+trait Served {
+    fn source(&self) -> &str;
+    fn conflict(&self, holder: &str) -> Problem;
+}
+
+impl Served for MetricRule {
+    fn source(&self) -> &str {
+        &self.source
+    }
+    fn conflict(&self, holder: &str) -> Problem {
+        conflict(self, holder)
+    }
+}
+
+impl Served for ExternalRule {
+    fn source(&self) -> &str {
+        &self.source
+    }
+    fn conflict(&self, holder: &str) -> Problem {
+        external_conflict(self, holder)
     }
 }

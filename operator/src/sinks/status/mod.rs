@@ -76,14 +76,11 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyRe
         };
         return (ReadyReason::Accepted, message);
     }
-    let object = record
-        .id
-        .kind
-        .object()
-        .map(|o| o.resource())
-        .unwrap_or_default();
     let metric = verdict.metric_name.clone().unwrap_or_default();
-    let mut message = format!("served as {object}/{metric}");
+    let mut message = match record.id.kind.object() {
+        Some(object) => format!("served as {}/{metric}", object.resource()),
+        None => format!("served as external metric {metric}"),
+    };
     if !verdict.overridden_in.is_empty() {
         message.push_str(&format!(
             "; overridden in namespace(s) {}",

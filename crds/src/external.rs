@@ -1,0 +1,72 @@
+//! `ExternalMetric` and `ClusterExternalMetric`: external metrics answered from a live
+//! PromQL query, without a recording rule (KEDA's Prometheus trigger, as a definition).
+
+use crate::MetricStatus;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The fields both external kinds have.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExternalSpec {
+    pub query: String,
+    pub metric_name: Option<String>,
+}
+
+macro_rules! external_kind {
+    (
+        $(#[$doc:meta])*
+        $spec:ident => $kind:tt, $short:tt, $summary:tt, $($scope:ident)?
+    ) => {
+        $(#[$doc])*
+        #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+        #[kube(
+            group = "metrics-registry.io",
+            version = "v1beta1",
+            kind = $kind,
+            doc = $summary,
+            $($scope,)?
+            status = "MetricStatus",
+            shortname = $short,
+            category = "metrics-registry",
+            derive = "PartialEq",
+            derive = "Default",
+            printcolumn = r#"{"name":"Metric","type":"string","jsonPath":".status.metricName"}"#,
+            printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+            printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+            printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+            printcolumn = r#"{"name":"Message","type":"string","description":"The Ready condition's message: why the definition is not served (the last error), or what is served","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
+        )]
+        #[serde(rename_all = "camelCase")]
+        pub struct $spec {
+            /// PromQL template whose result is the external metric: one item per series, with
+            /// the series' labels. `<<.LabelMatchers>>` (or `«.LabelMatchers»`) is replaced by
+            /// the HPA's `metric.selector` as escaped matchers, and is optional. An `ExternalMetric`'s
+            /// selectors are pinned to its namespace (`namespace="<its namespace>"` is added).
+            /// Example:
+            /// `sum(rabbitmq_queue_messages{<<.LabelMatchers>>}) by (queue)`.
+            pub query: String,
+            /// Name HPAs use for this metric; defaults to `metadata.name`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub metric_name: Option<String>,
+        }
+
+        impl From<&$spec> for ExternalSpec {
+            fn from(spec: &$spec) -> Self {
+                ExternalSpec {
+                    query: spec.query.clone(),
+                    metric_name: spec.metric_name.clone(),
+                }
+            }
+        }
+    };
+}
+
+external_kind!(
+    /// An external metric for HPAs in the definition's namespace, from a live query pinned to it.
+    ExternalMetricSpec => "ExternalMetric", "extm", "An external metric for HPAs in the definition's namespace, from a live query pinned to it.", namespaced
+);
+external_kind!(
+    /// An external metric for HPAs in every namespace (overridable per namespace by an ExternalMetric).
+    ClusterExternalMetricSpec => "ClusterExternalMetric", "cextm", "An external metric for HPAs in every namespace (overridable per namespace by an ExternalMetric).",
+);
