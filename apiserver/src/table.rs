@@ -5,6 +5,7 @@
 //! half-applied change.
 
 use crate::external::{ExternalNamespacing, ExternalScope};
+use crate::selector::promql_string;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -169,6 +170,9 @@ pub struct ExternalRule {
     /// Its one placeholder, `<<.LabelMatchers>>`, takes the request's `labelSelector`;
     /// a namespaced definition's selectors are already pinned to its namespace.
     pub template: QueryTemplate,
+    /// `ClusterExternalMetric`'s `namespaceLabel`: the label `<<.LabelMatchers>>` matches
+    /// against the request's namespace.
+    pub namespace_label: Option<String>,
     /// Where the rule comes from, e.g. `ExternalMetric team-a/queue-depth`.
     pub source: String,
 }
@@ -180,13 +184,18 @@ pub struct ExternalRule {
 pub const NO_SELECTOR_MATCHER: &str = "__no_selector__=\"\"";
 
 impl ExternalRule {
-    /// The query for one request: the template with the request's (already escaped)
-    /// `labelSelector` matchers.
-    pub fn query(&self, selector_matchers: &[String]) -> String {
-        if selector_matchers.is_empty() {
+    /// The query for one request in `namespace`: the template with the request's (already
+    /// escaped) `labelSelector` matchers, and the namespace matcher when the rule has a
+    /// `namespace_label`.
+    pub fn query(&self, selector_matchers: &[String], namespace: &str) -> String {
+        let mut matchers = selector_matchers.to_vec();
+        if let Some(label) = &self.namespace_label {
+            matchers.push(format!("{label}={}", promql_string(namespace)));
+        }
+        if matchers.is_empty() {
             self.template.render(NO_SELECTOR_MATCHER, "")
         } else {
-            self.template.render(&selector_matchers.join(","), "")
+            self.template.render(&matchers.join(","), "")
         }
     }
 }

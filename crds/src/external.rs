@@ -11,12 +11,17 @@ use serde::{Deserialize, Serialize};
 pub struct ExternalSpec {
     pub query: String,
     pub metric_name: Option<String>,
+    /// `ClusterExternalMetric` only: the series label matched against the asking HPA's
+    /// namespace, as part of `<<.LabelMatchers>>`.
+    pub namespace_label: Option<String>,
 }
 
 macro_rules! external_kind {
     (
         $(#[$doc:meta])*
         $spec:ident => $kind:tt, $short:tt, $summary:tt, $($scope:ident)?
+        { $($(#[$field_doc:meta])* $vis:vis $field:ident: $type:ty,)* }
+        |$this:ident| $namespace_label:expr
     ) => {
         $(#[$doc])*
         #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
@@ -49,13 +54,15 @@ macro_rules! external_kind {
             /// Name HPAs use for this metric; defaults to `metadata.name`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub metric_name: Option<String>,
+            $($(#[$field_doc])* $vis $field: $type,)*
         }
 
         impl From<&$spec> for ExternalSpec {
-            fn from(spec: &$spec) -> Self {
+            fn from($this: &$spec) -> Self {
                 ExternalSpec {
-                    query: spec.query.clone(),
-                    metric_name: spec.metric_name.clone(),
+                    query: $this.query.clone(),
+                    metric_name: $this.metric_name.clone(),
+                    namespace_label: $namespace_label,
                 }
             }
         }
@@ -65,8 +72,20 @@ macro_rules! external_kind {
 external_kind!(
     /// An external metric for HPAs in the definition's namespace, from a live query pinned to it.
     ExternalMetricSpec => "ExternalMetric", "extm", "An external metric for HPAs in the definition's namespace, from a live query pinned to it.", namespaced
+    {}
+    |_spec| None
 );
 external_kind!(
     /// An external metric for HPAs in every namespace (overridable per namespace by an ExternalMetric).
     ClusterExternalMetricSpec => "ClusterExternalMetric", "cextm", "An external metric for HPAs in every namespace (overridable per namespace by an ExternalMetric).",
+    {
+        /// Series label matched against the asking HPA's namespace: when set,
+        /// `<<.LabelMatchers>>` holds `<namespaceLabel>="<the HPA's namespace>"` besides the
+        /// HPA's selector, so one definition answers each namespace from its own series
+        /// (prometheus-adapter's namespaced `externalRules`). Unset, every namespace reads
+        /// what the query returns.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub namespace_label: Option<String>,
+    }
+    |spec| spec.namespace_label.clone()
 );

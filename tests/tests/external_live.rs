@@ -32,6 +32,15 @@ spec:
   metricName: queue_depth
   query: sum by (queue) (rabbitmq_queue_messages{namespace="team-a",<<.LabelMatchers>>})
 ---
+# One definition for every namespace, each answered from its own series.
+apiVersion: metrics-registry.io/v1beta1
+kind: ClusterExternalMetric
+metadata: {name: own-depth}
+spec:
+  metricName: own_depth
+  namespaceLabel: namespace
+  query: sum by (queue) (rabbitmq_queue_messages{<<.LabelMatchers>>})
+---
 apiVersion: metrics-registry.io/v1beta1
 kind: ExternalMetric
 metadata: {name: busy, namespace: team-a}
@@ -138,6 +147,25 @@ async fn external_metrics_from_live_queries_pinned_to_their_namespace() {
         "{}",
         team_b.body
     );
+
+    // A cluster definition with a namespaceLabel: each namespace its own series.
+    for (namespace, want) in [
+        (
+            "team-a",
+            expected(&[
+                (json!({"queue": "billing"}), "3"),
+                (json!({"queue": "orders"}), "12"),
+            ]),
+        ),
+        ("team-b", expected(&[(json!({"queue": "orders"}), "99")])),
+        ("team-c", expected(&[])),
+    ] {
+        let answer = registry
+            .get(&format!("{EXTERNAL}/namespaces/{namespace}/own_depth"))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(values(&answer.body), want, "{namespace}: {}", answer.body);
+    }
 
     // Named by the object: metadata.name without metricName; a sum without labels.
     let busy = registry

@@ -28,7 +28,7 @@ pub async fn external_metric(
     let table = state.table.load();
     // A definition's live query first (namespace over cluster), then the series.
     if let Some(rule) = table.external_rule(metric, namespace) {
-        let query = rule.query(&matchers);
+        let query = rule.query(&matchers, namespace);
         let samples = state.upstream.query(&query).await.map_err(|error| {
             tracing::warn!(%error, query = %query, source = %rule.source, "Prometheus query failed");
             ApiError::from(error)

@@ -9,7 +9,7 @@ use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
 use metrics_registry_apiserver::prometheus::{PrometheusClient, Sample};
 use metrics_registry_apiserver::quantity::milli_quantity;
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::table::{MetricRule, ObjectKind};
+use metrics_registry_apiserver::table::{ExternalRule, MetricRule, ObjectKind};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -126,15 +126,33 @@ impl<'a> SampleRequest<'a> {
                     namespace,
                 }
             }
-            Serves::LiveExternal(rule) => SampleRequest {
-                served: &item.what,
-                namespace: item.id.namespace.clone(),
-                asks: format!(
-                    "external metric {}, the live query without a selector",
-                    rule.metric
-                ),
-                query: rule.query(&[]),
-            },
+            Serves::LiveExternal(rule) => {
+                let namespace = item.id.namespace.clone().or(options.namespace.clone());
+                let (place, query) = match &namespace {
+                    Some(namespace) => (
+                        format!("in namespace {namespace}"),
+                        rule.query(&[], namespace),
+                    ),
+                    // Every namespace's series: without the namespace matcher.
+                    None => (
+                        "in every namespace".to_string(),
+                        ExternalRule {
+                            namespace_label: None,
+                            ..ExternalRule::clone(rule)
+                        }
+                        .query(&[], ""),
+                    ),
+                };
+                SampleRequest {
+                    served: &item.what,
+                    namespace,
+                    asks: format!(
+                        "external metric {} {place}, the live query without a selector",
+                        rule.metric
+                    ),
+                    query,
+                }
+            }
             Serves::External {
                 metric,
                 expr,

@@ -79,6 +79,7 @@ fn definition() -> impl Strategy<Value = Definition> {
                     DefinitionBody::External(ExternalSpec {
                         query: QUERIES[query].into(),
                         metric_name: metric.map(|m| format!("m{m}")),
+                        namespace_label: None,
                     })
                 } else {
                     DefinitionBody::Metric(MetricSpec {

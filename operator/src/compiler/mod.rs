@@ -311,6 +311,16 @@ fn compile_external(
             ),
         ));
     }
+    if let Some(label) = &spec.namespace_label
+        && !is_prometheus_label_name(label)
+    {
+        return Err(Problem::new(
+            Reason::InvalidLabel,
+            format!(
+                "namespaceLabel {label:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+            ),
+        ));
+    }
     let segments = template::split_placeholders(&spec.query)
         .map_err(|m| Problem::new(Reason::UnknownPlaceholder, m))?;
     if segments.contains(&Segment::GroupBy) {
@@ -337,6 +347,7 @@ fn compile_external(
         ExternalRule {
             metric: metric_name.to_string(),
             template: QueryTemplate::new(segments),
+            namespace_label: spec.namespace_label.clone(),
             source: id.to_string(),
         },
     ))

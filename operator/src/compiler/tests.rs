@@ -512,8 +512,16 @@ fn external(kind: DefinitionKind, namespace: Option<&str>, name: &str, query: &s
         body: DefinitionBody::External(ExternalSpec {
             query: query.into(),
             metric_name: Some("queue_depth".into()),
+            namespace_label: None,
         }),
     }
+}
+
+fn with_namespace_label(mut definition: Definition, label: &str) -> Definition {
+    if let DefinitionBody::External(spec) = &mut definition.body {
+        spec.namespace_label = Some(label.into());
+    }
+    definition
 }
 
 #[test]
@@ -533,7 +541,7 @@ fn external_metrics_from_live_queries_are_pinned_and_take_precedence_by_namespac
         .external_rule("queue_depth", "team-a")
         .unwrap();
     assert_eq!(team_a.source, "ExternalMetric team-a/q");
-    let rendered = team_a.query(&selector);
+    let rendered = team_a.query(&selector, "team-a");
     assert!(
         rendered.contains(r#"namespace="team-a""#) && rendered.contains(r#"queue="orders""#),
         "{rendered}"
@@ -545,23 +553,55 @@ fn external_metrics_from_live_queries_are_pinned_and_take_precedence_by_namespac
         .unwrap();
     assert_eq!(other.source, "ClusterExternalMetric q");
     assert_eq!(
-        other.query(&selector),
+        other.query(&selector, "team-b"),
         r#"sum by (queue) (rabbitmq_queue_messages{queue="orders"})"#
     );
     // Without a selector the query is still valid PromQL.
     assert!(
-        promql::parse(&other.query(&[])).is_ok(),
+        promql::parse(&other.query(&[], "team-b")).is_ok(),
         "{}",
-        other.query(&[])
+        other.query(&[], "team-b")
     );
     assert!(
-        promql::parse(&team_a.query(&[])).is_ok(),
+        promql::parse(&team_a.query(&[], "team-a")).is_ok(),
         "{}",
-        team_a.query(&[])
+        team_a.query(&[], "team-a")
     );
     let cluster =
         &compiled.verdicts[&external(DefinitionKind::ClusterExternalMetric, None, "q", query).id];
     assert_eq!(cluster.overridden_in, vec!["team-a".to_string()]);
+    // With a namespaceLabel, one cluster definition answers each namespace from its own
+    // series: the request's namespace joins the selector, escaped.
+    let per_namespace = compile(
+        &[with_namespace_label(
+            external(DefinitionKind::ClusterExternalMetric, None, "q", query),
+            "exported_namespace",
+        )],
+        CompileOptions::default(),
+    );
+    let rule = per_namespace
+        .table
+        .external_rule("queue_depth", "x")
+        .unwrap();
+    assert_eq!(
+        rule.query(&selector, "team-\"b"),
+        r#"sum by (queue) (rabbitmq_queue_messages{queue="orders",exported_namespace="team-\"b"})"#
+    );
+    assert_eq!(
+        rule.query(&[], "team-b"),
+        r#"sum by (queue) (rabbitmq_queue_messages{exported_namespace="team-b"})"#
+    );
+    let bad_label = compile(
+        &[with_namespace_label(
+            external(DefinitionKind::ClusterExternalMetric, None, "q", query),
+            "not a label",
+        )],
+        CompileOptions::default(),
+    );
+    assert_eq!(
+        bad_label.not_ready().next().map(|(_, p)| p.reason),
+        Some(Reason::InvalidLabel)
+    );
     // External names live apart from object metrics: no Conflict with a ServiceMetric.
     assert!(
         compiled

@@ -183,8 +183,9 @@ impl DefinitionKind {
     pub fn spec_fields(self) -> Option<&'static [&'static str]> {
         match self {
             DefinitionKind::CustomPrometheusRules => None,
-            DefinitionKind::ExternalMetric | DefinitionKind::ClusterExternalMetric => {
-                Some(&["query", "metricName"])
+            DefinitionKind::ExternalMetric => Some(&["query", "metricName"]),
+            DefinitionKind::ClusterExternalMetric => {
+                Some(&["query", "metricName", "namespaceLabel"])
             }
             _ => Some(&[
                 "query",
