@@ -22,7 +22,7 @@ use metrics_registry::compiler::CompileOptions;
 use metrics_registry::convert::discovery::Discovery;
 use metrics_registry::convert::output::{self, Document};
 use metrics_registry::convert::series::SeriesLister;
-use metrics_registry::convert::{Options, Scope, config, convert, series_queries};
+use metrics_registry::convert::{ExternalRulesAs, Options, Scope, config, convert, series_queries};
 use metrics_registry_tests::adapter::{Adapter, module_source};
 use metrics_registry_tests::adapter_examples::{adapter_config_file, examples, repair_quoting};
 use metrics_registry_tests::control_plane::{ControlPlane, ControlPlaneOptions};
@@ -235,6 +235,8 @@ struct Case {
     /// than `namespace`: namespace isolation pins their query to `namespace="<ns>"`, so
     /// metrics-registry answers 404 where the adapter answers, as the convert note says.
     isolated: &'static [&'static str],
+    /// What `externalRules` are converted into.
+    external_rules_as: ExternalRulesAs,
 }
 
 fn fixture(name: &str) -> String {
@@ -269,6 +271,7 @@ fn cases(source: &Path) -> Vec<Case> {
             external: &[],
             adapter_fails: &[],
             isolated: &[],
+            external_rules_as: ExternalRulesAs::LiveQueries,
         },
         Case {
             name: "docs/externalmetrics.md yaml block 1",
@@ -296,6 +299,7 @@ fn cases(source: &Path) -> Vec<Case> {
             ],
             adapter_fails: &[],
             isolated: &[],
+            external_rules_as: ExternalRulesAs::LiveQueries,
         },
         Case {
             name: "docs/externalmetrics.md yaml block 2",
@@ -317,6 +321,7 @@ fn cases(source: &Path) -> Vec<Case> {
             ],
             adapter_fails: &[],
             isolated: &[],
+            external_rules_as: ExternalRulesAs::LiveQueries,
         },
         Case {
             name: "docs/walkthrough.md (ConfigMap)",
@@ -331,6 +336,7 @@ fn cases(source: &Path) -> Vec<Case> {
             external: &[],
             adapter_fails: &[],
             isolated: &[],
+            external_rules_as: ExternalRulesAs::LiveQueries,
         },
         Case {
             name: "seed 003",
@@ -345,6 +351,7 @@ fn cases(source: &Path) -> Vec<Case> {
             external: &[],
             adapter_fails: &[],
             isolated: &[],
+            external_rules_as: ExternalRulesAs::LiveQueries,
         },
         Case {
             name: "docs/config-walkthrough.md yaml block 5",
@@ -358,6 +365,7 @@ fn cases(source: &Path) -> Vec<Case> {
             external: &[],
             adapter_fails: &[],
             isolated: &["namespaces/production/metrics/http_requests_per_second"],
+            external_rules_as: ExternalRulesAs::LiveQueries,
         },
         Case {
             name: "docs/sample-config.yaml, quoting repaired",
@@ -379,6 +387,57 @@ fn cases(source: &Path) -> Vec<Case> {
             }],
             adapter_fails: &["namespaces/queue/queue_consumer_lag"],
             isolated: &[],
+            external_rules_as: ExternalRulesAs::LiveQueries,
+        },
+        Case {
+            name: "docs/externalmetrics.md yaml block 1, as recording rules",
+            text: example("docs/externalmetrics.md yaml block 1"),
+            namespaces: &[],
+            data_for: Duration::ZERO,
+            custom: &[],
+            external: &[
+                // The conversion pins the metric to the HPA's namespace, as the adapter does.
+                ExternalPath {
+                    adapter: "namespaces/queue/queue_consumer_lag?labelSelector=name%3Dorders",
+                    ours: "namespaces/queue/queue_consumer_lag?labelSelector=name%3Dorders",
+                    kept: &["namespace"],
+                },
+                ExternalPath {
+                    adapter: "namespaces/queue/queue_consumer_lag",
+                    ours: "namespaces/queue/queue_consumer_lag",
+                    kept: &["namespace"],
+                },
+                ExternalPath {
+                    adapter: "namespaces/other/queue_consumer_lag",
+                    ours: "namespaces/other/queue_consumer_lag",
+                    kept: &["namespace"],
+                },
+            ],
+            adapter_fails: &[],
+            isolated: &[],
+            external_rules_as: ExternalRulesAs::RecordingRules,
+        },
+        Case {
+            name: "docs/externalmetrics.md yaml block 2, as recording rules",
+            text: example("docs/externalmetrics.md yaml block 2"),
+            namespaces: &[],
+            data_for: Duration::ZERO,
+            custom: &[],
+            external: &[
+                ExternalPath {
+                    adapter: "namespaces/default/queue_depth",
+                    ours: "namespaces/default/queue_depth",
+                    kept: &[],
+                },
+                ExternalPath {
+                    adapter: "namespaces/queue/queue_depth?labelSelector=name%3Djobs",
+                    ours: "namespaces/queue/queue_depth?labelSelector=name%3Djobs",
+                    kept: &[],
+                },
+            ],
+            adapter_fails: &[],
+            isolated: &[],
+            external_rules_as: ExternalRulesAs::RecordingRules,
         },
     ]
 }
@@ -557,6 +616,7 @@ impl World {
         let options = Options {
             scope: Scope::Cluster,
             namespaces: case.namespaces.iter().map(|n| n.to_string()).collect(),
+            external_rules_as: case.external_rules_as,
         };
         let conversion = convert(
             &adapter_config,

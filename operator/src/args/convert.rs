@@ -31,6 +31,11 @@ pub struct ConvertArgs {
     /// that get NamespaceMetrics, which have no cluster-wide kind.
     #[arg(long = "namespace", value_name = "NS")]
     pub namespaces: Vec<String>,
+    /// live-queries: each external rule's metrics as ClusterExternalMetrics (the query runs
+    /// per request, filtered as the adapter filters); recording-rules: as CustomPrometheusRules
+    /// recording kube_adapter_metric_* series.
+    #[arg(long, value_enum, default_value_t = ExternalRulesAsArg::LiveQueries)]
+    pub external_rules_as: ExternalRulesAsArg,
     /// Write one file per object into this folder instead of printing them.
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
@@ -40,4 +45,10 @@ pub struct ConvertArgs {
 pub enum ScopeArg {
     Cluster,
     Namespaced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExternalRulesAsArg {
+    LiveQueries,
+    RecordingRules,
 }

@@ -2,8 +2,8 @@
 
 use super::discovery::Discovery;
 use super::series::SeriesLister;
-use super::{Options, Scope, config, convert, output, series_queries};
-use crate::args::convert::{ConvertArgs, ScopeArg};
+use super::{ExternalRulesAs, Options, Scope, config, convert, output, series_queries};
+use crate::args::convert::{ConvertArgs, ExternalRulesAsArg, ScopeArg};
 use crate::definitions::DefinitionKind;
 use anyhow::{Context, bail};
 use std::process::ExitCode;
@@ -108,5 +108,9 @@ fn options(args: &ConvertArgs) -> anyhow::Result<Options> {
     Ok(Options {
         scope,
         namespaces: args.namespaces.clone(),
+        external_rules_as: match args.external_rules_as {
+            ExternalRulesAsArg::LiveQueries => ExternalRulesAs::LiveQueries,
+            ExternalRulesAsArg::RecordingRules => ExternalRulesAs::RecordingRules,
+        },
     })
 }

@@ -1,8 +1,11 @@
-//! `externalRules` → `CustomPrometheusRules`: external metric `<name>` is the series
-//! `kube_adapter_metric_<name>` here, so each metric becomes a recording rule of that name
-//! whose expression is the rule's metricsQuery without the request's label matchers.
+//! `externalRules` → `ClusterExternalMetric`s (the default): each metric a live query, the
+//! rule's metricsQuery with `<<.LabelMatchers>>` kept, so the HPA's selector and namespace
+//! filter the series before the query aggregates them, as in the adapter.
 //!
-//! What moves: the adapter applies the HPA's `labelSelector` (and, unless `namespaced:
+//! Or (`--external-rules-as recording-rules`) → `CustomPrometheusRules`: external metric
+//! `<name>` is the series `kube_adapter_metric_<name>` here, so each metric becomes a
+//! recording rule of that name whose expression is the rule's metricsQuery without the
+//! request's label matchers. What moves then: the adapter applies the HPA's `labelSelector` (and, unless `namespaced:
 //! false`, its namespace) to the series *before* the query aggregates them; here both
 //! filter the recorded series *after*. The recording therefore keeps the namespace label
 //! (as `namespace`, which `externalMetricsNamespaced: true` matches against the HPA's
@@ -20,15 +23,21 @@ use metrics_registry_apiserver::table::ObjectKind;
 use promql_parser::parser::Expr;
 use serde_json::json;
 
-pub(super) fn convert_rule(
+/// The external metrics a rule names (each with the series it was found as), and the
+/// label its requests' namespace is matched on (`None`: every namespace's series).
+pub(super) struct ExternalMetrics {
+    pub(super) metrics: Vec<(String, Option<String>)>,
+    pub(super) namespace_label: Option<String>,
+}
+
+/// What both conversions of an external rule start from.
+pub(super) fn external_metrics(
     prepared: &Prepared<'_>,
     discovery: Discovery<'_>,
     conversion: &mut Conversion,
-) {
+) -> Option<ExternalMetrics> {
     let origin = prepared.origin.as_str();
-    let Some(discovered) = prepared.discover(discovery, conversion) else {
-        return;
-    };
+    let discovered = prepared.discover(discovery, conversion)?;
     // Names map to the last series listed, as in the adapter's external registry.
     let mut metrics: Vec<(String, Option<String>)> = Vec::new();
     for found in discovered.found {
@@ -37,19 +46,83 @@ pub(super) fn convert_rule(
             None => metrics.push((found.metric, found.series)),
         }
     }
-
-    let namespace_label = prepared
+    let label = prepared
         .resources
         .label_for(&Resource::Object(ObjectKind::Namespace))
         .map(str::to_string);
     let namespaced = prepared.rule.resources.namespaced.unwrap_or(true);
-    if namespaced && namespace_label.is_none() {
+    if namespaced && label.is_none() {
         conversion.note(
             origin,
             NoteKind::Differs,
             "the adapter fails every request for this rule (namespaced by default, but no label maps to namespaces); converted without a namespace filter, as `namespaced: false` would read",
         );
     }
+    Some(ExternalMetrics {
+        metrics,
+        namespace_label: label.filter(|_| namespaced),
+    })
+}
+
+/// Into a `ClusterExternalMetric` each: the rule's metricsQuery as a live query, with the
+/// HPA's selector (and, for a namespaced rule, its namespace through `namespaceLabel`)
+/// applied to the series before the query aggregates them, as the adapter does.
+pub(super) fn convert_rule_live(
+    prepared: &Prepared<'_>,
+    discovery: Discovery<'_>,
+    conversion: &mut Conversion,
+) {
+    let origin = prepared.origin.as_str();
+    let Some(ExternalMetrics {
+        metrics,
+        namespace_label,
+    }) = external_metrics(prepared, discovery, conversion)
+    else {
+        return;
+    };
+    for (metric, series) in metrics {
+        // The adapter gives external rules no group-by labels.
+        let query = template::render(&prepared.query, |field| match field {
+            "Series" => Some(series.clone().unwrap_or_default()),
+            "LabelMatchers" => None,
+            _ => Some(String::new()),
+        });
+        let mut spec = json!({"metricName": metric, "query": query});
+        if let Some(label) = &namespace_label {
+            spec["namespaceLabel"] = json!(label);
+        }
+        conversion.documents.push(Document {
+            origin: origin.to_string(),
+            kind: DefinitionKind::ClusterExternalMetric,
+            namespace: None,
+            name: object_name(&metric),
+            comment: format!(
+                "external metric {metric}{}",
+                series
+                    .map(|s| format!(" of series {s}"))
+                    .unwrap_or_default()
+            ),
+            spec,
+        });
+    }
+}
+
+/// Into a `CustomPrometheusRules` each: a recording rule of `kube_adapter_metric_<name>`
+/// (`convert --external-rules-as recording-rules`).
+pub(super) fn convert_rule_recorded(
+    prepared: &Prepared<'_>,
+    discovery: Discovery<'_>,
+    conversion: &mut Conversion,
+) {
+    let origin = prepared.origin.as_str();
+    let Some(ExternalMetrics {
+        metrics,
+        namespace_label,
+    }) = external_metrics(prepared, discovery, conversion)
+    else {
+        return;
+    };
+    let namespaced = namespace_label.is_some();
     if !prepared.uses("LabelMatchers") {
         conversion.note(
             origin,

@@ -35,6 +35,17 @@ pub struct Options {
     /// Namespaced scope: every definition goes into each. Cluster scope: where
     /// NamespaceMetrics go (there is no cluster-wide kind for them).
     pub namespaces: Vec<String>,
+    pub external_rules_as: ExternalRulesAs,
+}
+
+/// What `externalRules` become.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExternalRulesAs {
+    /// `ClusterExternalMetric`s: live queries, filtered as the adapter filters.
+    #[default]
+    LiveQueries,
+    /// `CustomPrometheusRules` recording `kube_adapter_metric_*` series.
+    RecordingRules,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +154,14 @@ pub fn convert(
     for (index, rule) in config.external_rules.iter().enumerate() {
         let origin = format!("externalRules[{index}]");
         if let Some(prepared) = prepare(&origin, rule, &mut conversion) {
-            external::convert_rule(&prepared, discovery, &mut conversion);
+            match options.external_rules_as {
+                ExternalRulesAs::LiveQueries => {
+                    external::convert_rule_live(&prepared, discovery, &mut conversion)
+                }
+                ExternalRulesAs::RecordingRules => {
+                    external::convert_rule_recorded(&prepared, discovery, &mut conversion)
+                }
+            }
         }
     }
     if !config.external_rules.is_empty() {

@@ -8,6 +8,15 @@ fn cluster() -> Options {
     Options {
         scope: Scope::Cluster,
         namespaces: vec![],
+        external_rules_as: ExternalRulesAs::LiveQueries,
+    }
+}
+
+/// `--external-rules-as recording-rules`.
+fn recorded() -> Options {
+    Options {
+        external_rules_as: ExternalRulesAs::RecordingRules,
+        ..cluster()
     }
 }
 
@@ -97,6 +106,7 @@ fn namespaced_scope_writes_into_each_namespace() {
     let options = Options {
         scope: Scope::Namespaced,
         namespaces: vec!["a".into(), "b".into()],
+        ..cluster()
     };
     let conversion = run(
         r#"
@@ -132,6 +142,7 @@ fn namespaced_scope_says_where_isolation_changes_the_answer() {
     let options = Options {
         scope: Scope::Namespaced,
         namespaces: vec!["kong".into()],
+        ..cluster()
     };
     let conversion = run(
         r#"
@@ -161,6 +172,7 @@ fn namespace_metrics_are_isolated_in_cluster_scope_too() {
     let options = Options {
         scope: Scope::Cluster,
         namespaces: vec!["production".into()],
+        ..cluster()
     };
     let conversion = run(
         r#"
@@ -200,6 +212,61 @@ rules:
 }
 
 #[test]
+fn external_rules_become_live_queries_filtered_as_the_adapter_filters() {
+    let conversion = run(
+        r#"
+externalRules:
+- seriesQuery: '{__name__="queue_consumer_lag",name!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)
+  resources:
+    overrides: { namespace: {resource: "namespace"} }
+- seriesQuery: '{__name__="queue_depth",topic!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)
+  resources:
+    namespaced: false
+- seriesQuery: '{__name__="lag",exported_namespace!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>,x!="y"}) by (<<.GroupBy>>)
+  resources:
+    overrides: { exported_namespace: {resource: "namespace"} }
+- seriesQuery: '{__name__="ignores",name!=""}'
+  metricsQuery: sum(<<.Series>>) by (name)
+"#,
+        Discovery::Assumed,
+        &cluster(),
+    );
+    let specs: Vec<_> = conversion
+        .documents
+        .iter()
+        .map(|d| {
+            assert_eq!(d.kind, DefinitionKind::ClusterExternalMetric);
+            d.spec.clone()
+        })
+        .collect();
+    assert_eq!(
+        specs,
+        vec![
+            json!({"metricName": "queue_consumer_lag", "namespaceLabel": "namespace",
+                   "query": "sum(queue_consumer_lag{<<.LabelMatchers>>}) by (name)"}),
+            json!({"metricName": "queue_depth",
+                   "query": "sum(queue_depth{<<.LabelMatchers>>}) by (name)"}),
+            // The adapter's external group-by is empty.
+            json!({"metricName": "lag", "namespaceLabel": "exported_namespace",
+                   "query": "sum(lag{<<.LabelMatchers>>,x!=\"y\"}) by ()"}),
+            json!({"metricName": "ignores", "query": "sum(ignores) by (name)"}),
+        ]
+    );
+    let notes = notes(&conversion);
+    // Nothing moves: no note about filtering after aggregation.
+    assert!(!notes.contains("filters the recorded series"), "{notes}");
+    assert!(
+        notes.contains("externalRules[3]: differs: the adapter fails every request for this rule"),
+        "{notes}"
+    );
+    // The output is compiled before it is written: every document is valid.
+    assert!(!notes.contains("not converted"), "{notes}");
+}
+
+#[test]
 fn external_rules_become_recording_rules_that_keep_the_namespace() {
     let conversion = run(
         r#"
@@ -216,7 +283,7 @@ externalRules:
   metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>,x!="y"}) by (name)
 "#,
         Discovery::Assumed,
-        &cluster(),
+        &recorded(),
     );
     let rules: Vec<_> = conversion
         .documents
@@ -281,7 +348,7 @@ externalRules:
     overrides: { exported_namespace: {resource: "namespace"} }
 "#,
         Discovery::Assumed,
-        &cluster(),
+        &recorded(),
     );
     let specs: Vec<_> = conversion.documents.iter().map(|d| &d.spec).collect();
     assert_eq!(
@@ -413,13 +480,18 @@ externalRules:
         .collect();
     assert_eq!(specs.len(), 2, "{specs:?}");
     assert!(specs[0].contains("second"), "{specs:?}");
-    assert!(specs[1].contains("max by (name) (r)"), "{specs:?}");
+    assert!(specs[1].contains("max(r) by (name)"), "{specs:?}");
     let notes = notes(&conversion);
     assert!(
         notes.contains("rules[0]: overlap: ClusterPodMetric requests: rules[1] produces it too"),
         "{notes}"
     );
-    assert!(notes.contains("externalRules[0]: overlap: CustomPrometheusRules kube_adapter_metric_q: externalRules[1] produces it too"), "{notes}");
+    assert!(
+        notes.contains(
+            "externalRules[0]: overlap: ClusterExternalMetric q: externalRules[1] produces it too"
+        ),
+        "{notes}"
+    );
 }
 
 #[test]
