@@ -44,6 +44,7 @@ async fn seed_scenarios_with_the_real_hpa_controller() {
     kong_definition_served(&e2e).await;
     scenario_precedence_live(&e2e).await;
     scenario_seed_004(&e2e).await;
+    scenario_keda_trigger_as_external_metric(&e2e).await;
     scenario_statuses_and_columns(&e2e).await;
     scenario_prometheus_rule_objects(&e2e).await;
     scenario_auth(&e2e).await;
@@ -307,6 +308,80 @@ async fn scenario_seed_004(e2e: &E2e) {
         );
     }
     drop(pods_feed);
+    timeline.print();
+}
+
+/// Seed 003's KEDA `prometheus` trigger as the migration guide rewrites it: an
+/// `ExternalMetric` (a live query, pinned to its namespace) and a plain External HPA.
+/// A gauge of the same name in another namespace must not count.
+async fn scenario_keda_trigger_as_external_metric(e2e: &E2e) {
+    e2e.exporter
+        .set("yumeko_gauge", &[("namespace", "nginx")], 700.0);
+    e2e.exporter
+        .set("yumeko_gauge", &[("namespace", "elsewhere")], 100000.0);
+    e2e.apply_yaml(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: nginx}
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: ExternalMetric
+metadata: {name: yumeko-gauge, namespace: nginx}
+spec:
+  metricName: yumeko_gauge
+  query: sum(yumeko_gauge{<<.LabelMatchers>>})
+"#,
+    )
+    .await
+    .unwrap();
+    let status = e2e
+        .wait_status("ExternalMetric", Some("nginx"), "yumeko-gauge", |status| {
+            status["conditions"][0]["reason"] == "Served"
+        })
+        .await;
+    assert_eq!(
+        status["conditions"][0]["message"], "served as external metric yumeko_gauge",
+        "{status}"
+    );
+    assert_eq!(status["metricName"], "yumeko_gauge", "{status}");
+    e2e.apply_yaml(&e2e.workload("nginx", "nginx-deployment", 1))
+        .await
+        .unwrap();
+    e2e.apply_yaml(
+        r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: nginx-deployment, namespace: nginx}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: nginx-deployment}
+  minReplicas: 1
+  maxReplicas: 10
+  metrics:
+  - type: External
+    external:
+      metric: {name: yumeko_gauge}
+      target: {type: AverageValue, averageValue: "223"}
+"#,
+    )
+    .await
+    .unwrap();
+    // 700 / 223 per replica → 4 replicas; the other namespace's 100000 would make it 10.
+    let mut timeline = Timeline::new("seed 003: KEDA's prometheus trigger as an ExternalMetric");
+    let scaled = e2e
+        .wait_replicas(
+            "nginx",
+            "nginx-deployment",
+            4,
+            Duration::from_secs(90),
+            &mut timeline,
+        )
+        .await;
+    assert!(
+        scaled.is_ok(),
+        "{scaled:?}\n{}",
+        e2e.hpa_conditions("nginx", "nginx-deployment").await
+    );
     timeline.print();
 }
 
