@@ -6,9 +6,10 @@
 //! query read a series of the secret namespace.
 
 use metrics_registry::compiler::{CompileOptions, compile};
-use metrics_registry::definitions::Definition;
+use metrics_registry::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
 use metrics_registry_apiserver::table::{MetricRule, ObjectKind};
+use metrics_registry_crds::ExternalSpec;
 use metrics_registry_oracle::grammar::{Dialect, sample, template};
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::fixtures::service_metric;
@@ -200,4 +201,88 @@ async fn no_accepted_definition_returns_a_value_computed_from_another_namespace(
         unpinned_leaks >= templates.len() / 50,
         "the servers tell only {unpinned_leaks} unpinned templates apart"
     );
+
+    // The same templates as ExternalMetrics (a live query; no object, so `<<.GroupBy>>`
+    // names a label instead), asked without a selector and with one.
+    let externals: Vec<Definition> = templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            external_metric(
+                TENANT,
+                &format!("e{i}"),
+                &t.replace("<<.GroupBy>>", "service"),
+            )
+        })
+        .collect();
+    let pinned = compile(&externals, CompileOptions::default());
+    let unpinned = compile(
+        &externals,
+        CompileOptions {
+            namespace_isolation: false,
+            ..CompileOptions::default()
+        },
+    );
+    let selectors = [vec![], vec![r#"service="svc-1""#.to_string()]];
+    let (mut accepted, mut with_values, mut leaks, mut unpinned_leaks) = (0, 0, Vec::new(), 0);
+    for (i, template) in templates.iter().enumerate() {
+        let metric = format!("e{i}");
+        if let Some(rule) = unpinned.table.external_rule(&metric, TENANT) {
+            let query = rule.query(&selectors[0], TENANT);
+            let a = answer(&client, &with_secret, &query, at).await;
+            let b = answer(&client, &without_secret, &query, at).await;
+            unpinned_leaks += usize::from(a != b);
+        }
+        let Some(rule) = pinned.table.external_rule(&metric, TENANT) else {
+            continue;
+        };
+        accepted += 1;
+        for selector in &selectors {
+            let query = rule.query(selector, TENANT);
+            let a = answer(&client, &with_secret, &query, at).await;
+            let b = answer(&client, &without_secret, &query, at).await;
+            with_values += usize::from(matches!(&a, Ok(values) if !values.is_empty()));
+            if a != b {
+                leaks.push(format!(
+                    "{template:?} served as {query}\n  with the secret namespace: {a:?}\n  without: {b:?}"
+                ));
+            }
+        }
+    }
+    println!(
+        "as ExternalMetrics: {accepted} accepted, {with_values} answers with values; \
+         {} read the secret namespace; unpinned, {unpinned_leaks} would",
+        leaks.len()
+    );
+    assert!(
+        leaks.is_empty(),
+        "{} accepted ExternalMetrics read another namespace:\n{}",
+        leaks.len(),
+        leaks[..leaks.len().min(5)].join("\n")
+    );
+    assert!(
+        accepted >= templates.len() / 10 && with_values >= accepted / 8,
+        "too few accepted ExternalMetrics with values to show anything: {accepted}, {with_values}"
+    );
+    assert!(
+        unpinned_leaks >= templates.len() / 50,
+        "the servers tell only {unpinned_leaks} unpinned ExternalMetrics apart"
+    );
+}
+
+fn external_metric(namespace: &str, name: &str, query: &str) -> Definition {
+    Definition {
+        id: DefinitionId {
+            kind: DefinitionKind::ExternalMetric,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        },
+        generation: Some(1),
+        created: None,
+        body: DefinitionBody::External(ExternalSpec {
+            query: query.to_string(),
+            metric_name: None,
+            namespace_label: None,
+        }),
+    }
 }
