@@ -200,6 +200,29 @@ impl ExternalRule {
     }
 }
 
+/// The two templates of one resource (CPU or memory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceTemplates {
+    /// Per container; its `<<.GroupBy>>` is the namespace, pod and container labels.
+    pub container: QueryTemplate,
+    /// Per node; its `<<.GroupBy>>` is the node label.
+    pub node: QueryTemplate,
+}
+
+/// How `metrics.k8s.io` is served: a `ResourceMetrics` definition, compiled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRule {
+    pub cpu: ResourceTemplates,
+    pub memory: ResourceTemplates,
+    pub pod_label: String,
+    pub namespace_label: String,
+    pub container_label: String,
+    pub node_label: String,
+    pub window_seconds: i64,
+    /// Where the rule comes from, e.g. `ResourceMetrics default`.
+    pub source: String,
+}
+
 /// Every rule of one metric name: the cluster one and the namespaced ones. Shared by
 /// pointer between table snapshots.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,6 +271,8 @@ type KindGroups = BTreeMap<Arc<str>, Arc<MetricGroup>>;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RuleTable {
     metrics: BTreeMap<ObjectKind, Arc<KindGroups>>,
+    /// The served `ResourceMetrics`, if any.
+    resource_rule: Option<Arc<ResourceRule>>,
     /// `ExternalMetric`/`ClusterExternalMetric` rules by metric name.
     external_rules: Arc<BTreeMap<Arc<str>, Arc<ExternalGroup>>>,
     /// External metrics declared by recording rules (`kube_adapter_metric_*` series).
@@ -279,6 +304,20 @@ impl RuleTable {
     /// Every rule of one (kind, metric).
     pub fn group(&self, object: ObjectKind, metric: &str) -> Option<&MetricGroup> {
         self.metrics.get(&object)?.get(metric).map(|group| &**group)
+    }
+
+    /// Replaces how `metrics.k8s.io` is served; returns whether that changed.
+    pub fn set_resource_rule(&mut self, rule: Option<Arc<ResourceRule>>) -> bool {
+        if self.resource_rule == rule {
+            return false;
+        }
+        self.resource_rule = rule;
+        true
+    }
+
+    /// How `metrics.k8s.io` is served, if a `ResourceMetrics` is.
+    pub fn resource_rule(&self) -> Option<&Arc<ResourceRule>> {
+        self.resource_rule.as_ref()
     }
 
     /// Replaces every rule of one external metric; an empty group removes it. Returns
@@ -384,11 +423,11 @@ impl RuleTable {
             .map(|group| group.len())
             .sum();
         let external: usize = self.external_rules.values().map(|group| group.len()).sum();
-        metrics + external
+        metrics + external + usize::from(self.resource_rule.is_some())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.metrics.is_empty() && self.external_rules.is_empty()
+        self.metrics.is_empty() && self.external_rules.is_empty() && self.resource_rule.is_none()
     }
 }
 

@@ -7,11 +7,13 @@
 mod condition;
 mod external;
 mod metric;
+mod resources;
 mod rules;
 
 pub use condition::{Condition, ConditionStatus, READY};
 pub use external::*;
 pub use metric::*;
+pub use resources::{ResourceMetrics, ResourceMetricsSpec, ResourceQueries};
 pub use rules::{CustomPrometheusRules, CustomPrometheusRulesSpec, Rule, RuleGroup, RulesStatus};
 
 /// API group of every resource in this crate.

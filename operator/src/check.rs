@@ -98,6 +98,8 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
                     report.served.push(served(Serves::LiveExternal(rule)));
                 }
             }
+            // Valid; `check --prometheus-url` does not try its queries.
+            DefinitionBody::Resources(_) => {}
             DefinitionBody::Rules(spec) => {
                 let rules = spec.groups.iter().flat_map(|group| &group.rules);
                 for rule in rules {

@@ -56,11 +56,11 @@ mod tests {
     }
 
     #[test]
-    fn stream_holds_sixteen_documents() {
+    fn stream_holds_seventeen_documents() {
         let text = crds_yaml();
-        assert_eq!(text.matches("---\n").count(), 16);
+        assert_eq!(text.matches("---\n").count(), 17);
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-        assert_eq!(docs.len(), 16);
+        assert_eq!(docs.len(), 17);
         assert!(docs.iter().all(|d| d["kind"] == "CustomResourceDefinition"));
     }
 }

@@ -69,10 +69,13 @@ fn crds_prints_every_definition() {
     let out = binary().arg("crds").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 14);
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 17);
     for name in [
         "podmetrics.metrics-registry.io",
         "clusterservicemetrics.metrics-registry.io",
+        "externalmetrics.metrics-registry.io",
+        "clusterexternalmetrics.metrics-registry.io",
+        "resourcemetrics.metrics-registry.io",
         "customprometheusrules.metrics-registry.io",
     ] {
         assert!(text.contains(name), "{name}");

@@ -87,7 +87,7 @@ fn every_kind_shows_the_ready_message_in_kubectl_get() {
             .clone()
             .unwrap_or_default();
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        let expected: &[&str] = if kind == "CustomPrometheusRules" {
+        let expected: &[&str] = if kind == "CustomPrometheusRules" || kind == "ResourceMetrics" {
             &["Ready", "Reason", "Age", "Message"]
         } else {
             &["Metric", "Ready", "Reason", "Age", "Message"]

@@ -8,12 +8,15 @@ use crate::definitions::DefinitionBody;
 use crate::definitions::{DefinitionId, DefinitionKind};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::table::ObjectKind;
-use metrics_registry_crds::{CustomPrometheusRulesSpec, ExternalSpec, Rule};
+use metrics_registry_crds::{
+    CustomPrometheusRulesSpec, ExternalSpec, ResourceMetricsSpec, ResourceQueries, Rule,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-const KINDS: [DefinitionKind; 7] = [
+const KINDS: [DefinitionKind; 8] = [
+    DefinitionKind::ResourceMetrics,
     DefinitionKind::ServiceMetric,
     DefinitionKind::ClusterServiceMetric,
     DefinitionKind::PodMetric,
@@ -74,6 +77,17 @@ fn definition() -> impl Strategy<Value = Definition> {
                             }],
                         }],
                         external_metrics_namespaced: [None, Some(true), Some(false)][namespaced],
+                    })
+                } else if kind == DefinitionKind::ResourceMetrics {
+                    // Valid or not by the query drawn; several compete for one place.
+                    let queries = ResourceQueries {
+                        container_query: QUERIES[query].into(),
+                        node_query: "sum by (<<.GroupBy>>) (n{<<.LabelMatchers>>})".into(),
+                    };
+                    DefinitionBody::Resources(ResourceMetricsSpec {
+                        cpu: queries.clone(),
+                        memory: queries,
+                        ..ResourceMetricsSpec::default()
                     })
                 } else if kind.object().is_none() {
                     DefinitionBody::External(ExternalSpec {

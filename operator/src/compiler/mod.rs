@@ -19,9 +19,12 @@ use crate::definitions::{Definition, DefinitionId};
 pub use metrics_registry_apiserver::external::ExternalScope;
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_apiserver::table::{
-    ExternalRule, MetricRule, QueryTemplate, RuleTable, Scope, Segment,
+    ExternalRule, MetricRule, QueryTemplate, ResourceRule, ResourceTemplates, RuleTable, Scope,
+    Segment,
 };
-use metrics_registry_crds::{ExternalSpec, MetricSpec, RuleGroup};
+use metrics_registry_crds::{
+    ExternalSpec, MetricSpec, ResourceMetricsSpec, ResourceQueries, RuleGroup,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -193,6 +196,14 @@ fn external_conflict(rule: &ExternalRule, holder: &str) -> Problem {
     )
 }
 
+/// A second `ResourceMetrics`: only one says how `metrics.k8s.io` is served.
+fn resources_conflict(holder: &str) -> Problem {
+    Problem::new(
+        Reason::Conflict,
+        format!("metrics.k8s.io is already served as {holder}; only the oldest ResourceMetrics is"),
+    )
+}
+
 /// Metric names end up as URL path segments and in discovery.
 fn is_metric_name(name: &str) -> bool {
     !name.is_empty()
@@ -351,6 +362,87 @@ fn compile_external(
             source: id.to_string(),
         },
     ))
+}
+
+/// A `ResourceMetrics` on its own: four templates, each needing both placeholders (which
+/// objects, and the labels that tell them apart), and four label names.
+fn compile_resources(
+    id: &DefinitionId,
+    spec: &ResourceMetricsSpec,
+) -> Result<ResourceRule, Problem> {
+    let label = |field: &str, value: &Option<String>, default: &str| {
+        let label = value.clone().unwrap_or_else(|| default.to_string());
+        if is_prometheus_label_name(&label) {
+            Ok(label)
+        } else {
+            Err(Problem::new(
+                Reason::InvalidLabel,
+                format!(
+                    "{field} {label:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                ),
+            ))
+        }
+    };
+    let pod_label = label("podLabel", &spec.pod_label, "pod")?;
+    let namespace_label = label("namespaceLabel", &spec.namespace_label, "namespace")?;
+    let container_label = label("containerLabel", &spec.container_label, "container")?;
+    let node_label = label("nodeLabel", &spec.node_label, "node")?;
+    let window_seconds = spec.window_seconds.unwrap_or(180);
+    if window_seconds <= 0 {
+        return Err(Problem::new(
+            Reason::InvalidWindow,
+            format!("windowSeconds must be positive, not {window_seconds}"),
+        ));
+    }
+    let template = |field: &str, query: &str, object_label: &str| {
+        let segments = template::split_placeholders(query)
+            .map_err(|m| Problem::new(Reason::UnknownPlaceholder, format!("{field}: {m}")))?;
+        for (placeholder, needed) in [
+            (
+                Segment::LabelMatchers,
+                "<<.LabelMatchers>> (which objects are asked for)",
+            ),
+            (
+                Segment::GroupBy,
+                "<<.GroupBy>> (the labels that tell them apart)",
+            ),
+        ] {
+            if !segments.contains(&placeholder) {
+                return Err(Problem::new(
+                    Reason::MissingPlaceholder,
+                    format!("{field} has no {needed}"),
+                ));
+            }
+        }
+        promql::validate(&segments, &namespace_label, object_label)
+            .map_err(|m| Problem::new(Reason::InvalidQuery, format!("{field}: {m}")))?;
+        Ok(QueryTemplate::new(segments))
+    };
+    let templates =
+        |field: &str, queries: &ResourceQueries| -> Result<ResourceTemplates, Problem> {
+            Ok(ResourceTemplates {
+                container: template(
+                    &format!("{field}.containerQuery"),
+                    &queries.container_query,
+                    &pod_label,
+                )?,
+                node: template(
+                    &format!("{field}.nodeQuery"),
+                    &queries.node_query,
+                    &node_label,
+                )?,
+            })
+        };
+    Ok(ResourceRule {
+        cpu: templates("cpu", &spec.cpu)?,
+        memory: templates("memory", &spec.memory)?,
+        pod_label,
+        namespace_label,
+        container_label,
+        node_label,
+        window_seconds,
+        source: id.to_string(),
+    })
 }
 
 #[cfg(test)]

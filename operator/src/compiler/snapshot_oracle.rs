@@ -26,6 +26,7 @@ pub(super) fn compile_snapshot(
     let mut cluster_rules: Vec<(DefinitionId, ObjectKind, String)> = Vec::new();
     let mut external_groups: BTreeMap<String, ExternalGroup> = BTreeMap::new();
     let mut cluster_external: Vec<(DefinitionId, String)> = Vec::new();
+    let mut resources: Option<Arc<ResourceRule>> = None;
     for definition in ordered {
         let id = definition.id.clone();
         let verdict = match &definition.body {
@@ -90,6 +91,18 @@ pub(super) fn compile_snapshot(
                     ..Verdict::default()
                 }
             }
+            DefinitionBody::Resources(spec) => Verdict {
+                problem: compile_resources(&id, spec)
+                    .and_then(|rule| match &resources {
+                        Some(taken) => Err(resources_conflict(&taken.source)),
+                        None => {
+                            resources = Some(Arc::new(rule));
+                            Ok(())
+                        }
+                    })
+                    .err(),
+                ..Verdict::default()
+            },
             DefinitionBody::Rules(spec) => match recording_rules::validate(&spec.groups) {
                 Ok(names) => {
                     external.extend(names.iter().cloned());
@@ -133,6 +146,7 @@ pub(super) fn compile_snapshot(
     for (metric, group) in external_groups {
         compiled.table.set_external_group(&metric, group);
     }
+    compiled.table.set_resource_rule(resources);
     compiled.table.set_external(external);
     let declared = definitions.iter().filter_map(|definition| {
         let DefinitionBody::Rules(spec) = &definition.body else {

@@ -1,4 +1,4 @@
-//! The sixteen kinds of `metrics-registry.io/v1beta1`, described once. Each names its
+//! The seventeen kinds of `metrics-registry.io/v1beta1`, described once. Each names its
 //! resource type in the `crds` crate — whose derive gives the CRD, the API resource and
 //! the scope — and, for a `*Metric`, the kind of object it measures. Everything else
 //! (the compiler, the table, the watches, the statuses) goes through this table; nothing
@@ -54,7 +54,7 @@ macro_rules! definition_kinds {
         }
 
         impl DefinitionKind {
-            pub const ALL: [DefinitionKind; 16] = [$(DefinitionKind::$kind,)*];
+            pub const ALL: [DefinitionKind; 17] = [$(DefinitionKind::$kind,)*];
 
             /// The Kind, as in manifests (the resource types carry the same; a test checks).
             pub fn name(self) -> &'static str {
@@ -64,7 +64,8 @@ macro_rules! definition_kinds {
             }
 
             /// The object kind a `*Metric` describes; `None` for the kinds that describe no
-            /// object (`ExternalMetric`, `ClusterExternalMetric`, `CustomPrometheusRules`).
+            /// object (`ExternalMetric`, `ClusterExternalMetric`, `ResourceMetrics`,
+            /// `CustomPrometheusRules`).
             pub fn object(self) -> Option<ObjectKind> {
                 match self {
                     $(DefinitionKind::$kind => $object,)*
@@ -116,6 +117,7 @@ definition_kinds! {
     NamespaceMetric => crds::NamespaceMetric, Some(ObjectKind::Namespace);
     ExternalMetric => crds::ExternalMetric, None;
     ClusterExternalMetric => crds::ClusterExternalMetric, None;
+    ResourceMetrics => crds::ResourceMetrics, None;
     CustomPrometheusRules => crds::CustomPrometheusRules, None;
 }
 
@@ -163,6 +165,15 @@ macro_rules! external_resources {
 
 external_resources!(crds::ExternalMetric, crds::ClusterExternalMetric);
 
+impl DefinitionResource for crds::ResourceMetrics {
+    fn body(&self) -> DefinitionBody {
+        DefinitionBody::Resources(self.spec.clone())
+    }
+    fn definition_status(&self) -> Option<DefinitionStatus> {
+        self.status.clone().map(DefinitionStatus::Metric)
+    }
+}
+
 impl DefinitionResource for crds::CustomPrometheusRules {
     fn body(&self) -> DefinitionBody {
         DefinitionBody::Rules(self.spec.clone())
@@ -187,6 +198,15 @@ impl DefinitionKind {
             DefinitionKind::ClusterExternalMetric => {
                 Some(&["query", "metricName", "namespaceLabel"])
             }
+            DefinitionKind::ResourceMetrics => Some(&[
+                "cpu",
+                "memory",
+                "podLabel",
+                "namespaceLabel",
+                "containerLabel",
+                "nodeLabel",
+                "windowSeconds",
+            ]),
             _ => Some(&[
                 "query",
                 "metricName",
@@ -219,10 +239,14 @@ mod tests {
                 "{}",
                 kind.name()
             );
-            // Cluster kinds are the `Cluster*` ones (and CustomPrometheusRules).
+            // Cluster kinds are the `Cluster*` ones (and CustomPrometheusRules, ResourceMetrics).
             assert_eq!(
                 !kind.is_namespaced(),
-                kind.name().starts_with("Cluster") || kind == DefinitionKind::CustomPrometheusRules,
+                kind.name().starts_with("Cluster")
+                    || matches!(
+                        kind,
+                        DefinitionKind::CustomPrometheusRules | DefinitionKind::ResourceMetrics
+                    ),
                 "{}",
                 kind.name()
             );
@@ -230,9 +254,9 @@ mod tests {
     }
 
     #[test]
-    fn sixteen_kinds_in_one_group_with_status_and_columns() {
+    fn seventeen_kinds_in_one_group_with_status_and_columns() {
         let crds = DefinitionKind::crds();
-        assert_eq!(crds.len(), 16);
+        assert_eq!(crds.len(), 17);
         for crd in &crds {
             assert_eq!(crd.spec.group, crds::GROUP);
             let version = &crd.spec.versions[0];

@@ -10,7 +10,8 @@ pub use kinds::{DefinitionKind, DefinitionResource, KindVisitor};
 pub use record::ObjectRecord;
 
 use metrics_registry_crds::{
-    CustomPrometheusRulesSpec, ExternalSpec, MetricSpec, MetricStatus, RulesStatus,
+    CustomPrometheusRulesSpec, ExternalSpec, MetricSpec, MetricStatus, ResourceMetricsSpec,
+    RulesStatus,
 };
 use std::fmt;
 
@@ -35,6 +36,7 @@ impl fmt::Display for DefinitionId {
 pub enum DefinitionBody {
     Metric(MetricSpec),
     External(ExternalSpec),
+    Resources(ResourceMetricsSpec),
     Rules(CustomPrometheusRulesSpec),
 }
 

@@ -3,10 +3,13 @@
 
 use super::super::memo::ParseMemo;
 use super::super::{
-    CompileOptions, Problem, Reason, Verdict, compile_external, compile_metric, recording_rules,
+    CompileOptions, Problem, Reason, Verdict, compile_external, compile_metric, compile_resources,
+    recording_rules,
 };
 use crate::definitions::{Definition, DefinitionBody};
-use metrics_registry_apiserver::table::{ExternalRule, MetricRule, ObjectKind, Scope};
+use metrics_registry_apiserver::table::{
+    ExternalRule, MetricRule, ObjectKind, ResourceRule, Scope,
+};
 use metrics_registry_crds::RuleGroup;
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ pub(super) enum Unit {
         metric_name: String,
         compiled: Result<(Scope, Arc<ExternalRule>), Problem>,
     },
+    Resources(Result<Arc<ResourceRule>, Problem>),
     Rules(Result<Vec<String>, Problem>),
 }
 
@@ -30,6 +34,8 @@ pub(super) enum Unit {
 pub(super) enum GroupKey {
     Object(ObjectKind, String),
     External(String),
+    /// Every `ResourceMetrics`: one is served.
+    Resources,
 }
 
 /// A group member, ordered as conflicts are decided: older first (`created`), then by
@@ -82,6 +88,7 @@ impl Entry {
                 compiled: Ok((scope, rule)),
                 ..
             } => Some((GroupKey::External(rule.metric.clone()), scope.clone())),
+            Unit::Resources(Ok(_)) => Some((GroupKey::Resources, Scope::Cluster)),
             _ => None,
         }
     }
@@ -133,6 +140,9 @@ pub(super) fn compile_unit(
                 compiled,
             }
         }
+        DefinitionBody::Resources(spec) => {
+            Unit::Resources(compile_resources(id, spec).map(Arc::new))
+        }
         DefinitionBody::Rules(spec) => Unit::Rules(
             recording_rules::validate(&spec.groups)
                 .map_err(|m| Problem::new(Reason::InvalidRule, m)),
@@ -151,7 +161,11 @@ pub(super) fn compile_unit(
             metric_name: Some(metric_name.clone()),
             ..Verdict::default()
         },
-        Unit::Metric { .. } | Unit::External { .. } => Verdict::default(),
+        Unit::Metric { .. } | Unit::External { .. } | Unit::Resources(Ok(_)) => Verdict::default(),
+        Unit::Resources(Err(problem)) => Verdict {
+            problem: Some(problem.clone()),
+            ..Verdict::default()
+        },
         Unit::Rules(Ok(external)) => Verdict {
             external_metrics: external.clone(),
             ..Verdict::default()

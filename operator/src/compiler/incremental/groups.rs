@@ -2,12 +2,16 @@
 //! where a cluster definition is overridden, and which external metrics exist and are
 //! namespaced.
 
-use super::super::{Problem, Verdict, conflict, external_conflict, recording_rules};
+use super::super::{
+    Problem, Verdict, conflict, external_conflict, recording_rules, resources_conflict,
+};
 use super::IncrementalCompiler;
 use super::entry::{GroupKey, Member, Unit};
 use crate::definitions::{DefinitionBody, DefinitionId};
 use metrics_registry_apiserver::external::ExternalNamespacing;
-use metrics_registry_apiserver::table::{ExternalRule, MetricRule, Scope, ScopedRules};
+use metrics_registry_apiserver::table::{
+    ExternalRule, MetricRule, ResourceRule, Scope, ScopedRules,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -68,7 +72,7 @@ impl IncrementalCompiler {
                     Unit::Metric {
                         metric_name,
                         compiled: Ok((_, rule)),
-                    } => Some((metric_name, rule)),
+                    } => Some((Some(metric_name), rule)),
                     _ => None,
                 });
                 let changed = self.table.group(*object, metric) != Some(&served)
@@ -80,11 +84,20 @@ impl IncrementalCompiler {
                     Unit::External {
                         metric_name,
                         compiled: Ok((_, rule)),
-                    } => Some((metric_name, rule)),
+                    } => Some((Some(metric_name), rule)),
                     _ => None,
                 });
                 let changed = self.table.external_group(metric) != Some(&served)
                     && Arc::make_mut(&mut self.table).set_external_group(metric, served);
+                (verdicts, changed)
+            }
+            GroupKey::Resources => {
+                let (served, verdicts) = self.decide(key, |unit| match unit {
+                    Unit::Resources(Ok(rule)) => Some((None, rule)),
+                    _ => None,
+                });
+                let changed = self.table.resource_rule() != served.cluster.as_ref()
+                    && Arc::make_mut(&mut self.table).set_resource_rule(served.cluster);
                 (verdicts, changed)
             }
         };
@@ -107,7 +120,7 @@ impl IncrementalCompiler {
     fn decide<R: Served>(
         &self,
         key: &GroupKey,
-        rule_of: impl Fn(&Unit) -> Option<(&String, &Arc<R>)>,
+        rule_of: impl Fn(&Unit) -> Option<(Option<&String>, &Arc<R>)>,
     ) -> (ScopedRules<R>, Vec<(DefinitionId, Verdict)>) {
         let mut served = ScopedRules::default();
         let mut verdicts: Vec<(DefinitionId, Verdict)> = Vec::new();
@@ -127,7 +140,7 @@ impl IncrementalCompiler {
                 let (metric_name, rule) = rule_of(&self.entries[id].unit)
                     .expect("only valid definitions of the group's kind join it");
                 let mut verdict = Verdict {
-                    metric_name: Some(metric_name.clone()),
+                    metric_name: metric_name.cloned(),
                     ..Verdict::default()
                 };
                 match winner {
@@ -168,6 +181,15 @@ impl Served for MetricRule {
     }
     fn conflict(&self, holder: &str) -> Problem {
         conflict(self, holder)
+    }
+}
+
+impl Served for ResourceRule {
+    fn source(&self) -> &str {
+        &self.source
+    }
+    fn conflict(&self, holder: &str) -> Problem {
+        resources_conflict(holder)
     }
 }
 

@@ -77,9 +77,12 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyRe
         return (ReadyReason::Accepted, message);
     }
     let metric = verdict.metric_name.clone().unwrap_or_default();
-    let mut message = match record.id.kind.object() {
-        Some(object) => format!("served as {}/{metric}", object.resource()),
-        None => format!("served as external metric {metric}"),
+    let mut message = match (record.id.kind, record.id.kind.object()) {
+        (_, Some(object)) => format!("served as {}/{metric}", object.resource()),
+        (DefinitionKind::ResourceMetrics, None) => {
+            "serves metrics.k8s.io (PodMetrics and NodeMetrics)".to_string()
+        }
+        (_, None) => format!("served as external metric {metric}"),
     };
     if !verdict.overridden_in.is_empty() {
         message.push_str(&format!(
