@@ -1,8 +1,9 @@
-//! HTTP handlers of custom.metrics.k8s.io and external.metrics.k8s.io: discovery here,
-//! metric reads in the submodules.
+//! HTTP handlers of custom.metrics.k8s.io, external.metrics.k8s.io and metrics.k8s.io:
+//! discovery here, metric reads in the submodules.
 
 mod custom;
 mod external;
+mod resource;
 mod values;
 
 #[cfg(test)]
@@ -10,6 +11,7 @@ mod tests;
 
 pub use custom::custom_metric;
 pub use external::external_metric;
+pub use resource::{resource_discovery, resource_metric};
 
 use crate::error::ApiError;
 use crate::external::ExternalCatalog;

@@ -11,6 +11,7 @@ pub mod prometheus;
 pub mod quantity;
 pub mod readiness;
 pub mod render;
+pub mod resource_metrics;
 pub mod router;
 pub mod selector;
 pub mod serve;

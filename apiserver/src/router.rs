@@ -1,4 +1,4 @@
-//! The router: both metrics APIs, discovery and health endpoints.
+//! The router: the metrics APIs, discovery and health endpoints.
 
 use crate::api::{self, ApiState};
 use crate::error::ApiError;
@@ -35,6 +35,11 @@ pub fn metrics_routes(state: ApiState) -> Router {
         .route(
             "/apis/external.metrics.k8s.io/v1beta1/{*path}",
             get(api::external_metric),
+        )
+        .route("/apis/metrics.k8s.io/v1beta1", get(api::resource_discovery))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/{*path}",
+            get(api::resource_metric),
         )
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!(
@@ -154,6 +159,15 @@ fn request_kind(path: &str) -> RequestKindLabels {
             };
             kind(group, version, resource)
         }
+        ["apis", group @ "metrics.k8s.io", version, rest @ ..] => {
+            let resource = match rest {
+                [] => "discovery",
+                ["nodes", ..] => "nodes",
+                ["pods", ..] | ["namespaces", _, "pods", ..] => "pods",
+                _ => "unknown",
+            };
+            kind(group, known_version(version), resource)
+        }
         [path @ ("healthz" | "livez" | "readyz" | "metrics")] => kind("", "", path),
         _ => kind("", "", "other"),
     }
@@ -183,6 +197,12 @@ mod tests {
             resource("/apis/external.metrics.k8s.io/v1beta1/namespaces/a/queue"),
             "metrics"
         );
+        assert_eq!(
+            resource("/apis/metrics.k8s.io/v1beta1/namespaces/a/pods/p"),
+            "pods"
+        );
+        assert_eq!(resource("/apis/metrics.k8s.io/v1beta1/nodes"), "nodes");
+        assert_eq!(resource("/apis/metrics.k8s.io/v1beta1/x/y/z"), "unknown");
         assert_eq!(resource("/metrics"), "metrics");
         assert_eq!(resource("/some/thing/else"), "other");
         let kind = request_kind("/apis/custom.metrics.k8s.io/v9/x");

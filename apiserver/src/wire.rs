@@ -1,5 +1,5 @@
-//! JSON shapes of custom.metrics.k8s.io (v1beta1, v1beta2) and external.metrics.k8s.io
-//! (v1beta1), written by hand: the published Rust crates for these types serialise
+//! JSON shapes of custom.metrics.k8s.io (v1beta1, v1beta2), external.metrics.k8s.io
+//! (v1beta1) and metrics.k8s.io (v1beta1), written by hand: the published Rust crates for these types serialise
 //! wrong field names. Discovery uses k8s-openapi's `APIResource`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResource;
@@ -178,6 +178,73 @@ pub fn metric_resource(name: String, namespaced: bool, kind: &str) -> APIResourc
         kind: kind.to_owned(),
         verbs: vec!["get".to_owned()],
         ..Default::default()
+    }
+}
+
+/// `metadata` of a resource metrics item.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMetricsMeta {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// When the answer was made, as metrics-server writes it.
+    pub creation_timestamp: String,
+}
+
+/// `cpu` and `memory`, as quantities.
+pub type Usage = BTreeMap<&'static str, String>;
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ContainerMetrics {
+    pub name: String,
+    pub usage: Usage,
+}
+
+/// `metrics.k8s.io/v1beta1` `PodMetrics`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMetrics {
+    pub kind: &'static str,
+    pub api_version: &'static str,
+    pub metadata: ResourceMetricsMeta,
+    pub timestamp: String,
+    pub window: String,
+    pub containers: Vec<ContainerMetrics>,
+}
+
+/// `metrics.k8s.io/v1beta1` `NodeMetrics`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeMetrics {
+    pub kind: &'static str,
+    pub api_version: &'static str,
+    pub metadata: ResourceMetricsMeta,
+    pub timestamp: String,
+    pub window: String,
+    pub usage: Usage,
+}
+
+pub const METRICS_GROUP_VERSION: &str = "metrics.k8s.io/v1beta1";
+
+/// `PodMetricsList` / `NodeMetricsList`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceMetricsList<T> {
+    pub kind: &'static str,
+    pub api_version: &'static str,
+    pub metadata: serde_json::Value,
+    pub items: Vec<T>,
+}
+
+impl<T> ResourceMetricsList<T> {
+    pub fn new(kind: &'static str, items: Vec<T>) -> Self {
+        ResourceMetricsList {
+            kind,
+            api_version: METRICS_GROUP_VERSION,
+            metadata: serde_json::json!({}),
+            items,
+        }
     }
 }
 
