@@ -153,16 +153,14 @@ fn nothing_to_convert_exits_1_with_the_reason() {
     let only_resources = dir.path().join("config.yaml");
     std::fs::write(
         &only_resources,
-        "resourceRules:\n  cpu: {containerQuery: x, nodeQuery: y, containerLabel: container}\n  window: 5m\n",
+        "resourceRules:\n  cpu: {containerQuery: x, nodeQuery: z, containerLabel: container}\n  window: 5m\n",
     )
     .unwrap();
     let output = convert(&[only_resources.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains(
-            "resourceRules: not applicable: metrics-registry does not serve metrics.k8s.io"
-        ),
+        stderr.contains("resourceRules: not converted: needs both cpu and memory"),
         "{stderr}"
     );
     assert!(stderr.contains("nothing in "), "{stderr}");

@@ -10,6 +10,7 @@ use metrics_registry::convert::discovery::Discovery;
 use metrics_registry::convert::{
     Conversion, ExternalRulesAs, Options, Scope, config, convert, output,
 };
+use metrics_registry::definitions::DefinitionKind;
 use metrics_registry_tests::adapter::{module_source, refusal};
 use metrics_registry_tests::adapter_examples::{Example, examples, repair_quoting};
 use metrics_registry_tests::batchable::batching;
@@ -90,8 +91,9 @@ const EXPECTED: &[Expected] = &[
     },
     Expected {
         origin: "deploy/manifests/config-map.yaml",
-        objects: 0,
-        notes: &["resourceRules: not applicable: metrics-registry does not serve metrics.k8s.io"],
+        // Its resourceRules, as one ResourceMetrics.
+        objects: 1,
+        notes: &[],
     },
 ];
 
@@ -209,16 +211,18 @@ async fn the_sample_configuration_the_adapter_cannot_load_converts_once_its_quot
     let conversion = run(&repaired).expect("the repaired sample reads");
     let notes = notes(&conversion);
     println!("{notes}");
-    let records: Vec<String> = conversion
+    // The external rules as live queries, their selector placeholder kept.
+    let queries: Vec<String> = conversion
         .documents
         .iter()
-        .map(|d| d.spec["groups"][0]["rules"][0]["expr"].to_string())
+        .filter(|d| d.kind == DefinitionKind::ClusterExternalMetric)
+        .map(|d| d.spec["query"].to_string())
         .collect();
     assert_eq!(
-        records,
+        queries,
         vec![
-            "\"sum by (name) (queue_consumer_lag)\"",
-            "\"sum by (name) (queue_depth)\""
+            "\"sum(queue_consumer_lag{<<.LabelMatchers>>}) by (name)\"",
+            "\"sum(queue_depth{<<.LabelMatchers>>}) by (name)\""
         ],
         "{notes}"
     );

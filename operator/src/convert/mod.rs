@@ -13,6 +13,7 @@ mod external;
 mod naming;
 pub mod output;
 mod promql;
+mod resource_rules;
 mod resources;
 pub mod series;
 mod template;
@@ -73,8 +74,6 @@ pub enum NoteKind {
     Overlap,
     /// Part of a rule is not in the output.
     NotConverted,
-    /// Nothing of metrics-registry corresponds to it.
-    NotApplicable,
 }
 
 impl fmt::Display for Note {
@@ -84,7 +83,6 @@ impl fmt::Display for Note {
             NoteKind::Differs => "differs",
             NoteKind::Overlap => "overlap",
             NoteKind::NotConverted => "not converted",
-            NoteKind::NotApplicable => "not applicable",
         };
         write!(f, "{}: {kind}: {}", self.origin, self.message)
     }
@@ -138,12 +136,8 @@ pub fn convert(
             "the chart adds its built-in rules, which are not in this file; convert the ConfigMap `helm template` renders to include them",
         );
     }
-    if config.resource_rules.is_some() {
-        conversion.note(
-            "resourceRules",
-            NoteKind::NotApplicable,
-            "metrics-registry does not serve metrics.k8s.io (CPU and memory for `kubectl top` and Resource HPAs); keep metrics-server or the adapter for it",
-        );
+    if let Some(rules) = &config.resource_rules {
+        resource_rules::convert(rules, &mut conversion);
     }
     for (index, rule) in config.rules.iter().enumerate() {
         let origin = format!("rules[{index}]");

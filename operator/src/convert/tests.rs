@@ -405,7 +405,7 @@ resourceRules:
     assert!(conversion.documents.is_empty());
     let notes = notes(&conversion);
     let expected = [
-        "resourceRules: not applicable: metrics-registry does not serve metrics.k8s.io",
+        "resourceRules: not converted: needs both cpu and memory",
         "rules[0]: not converted: resources.overrides.brand: brand.cheese.io is not a built-in resource",
         "rules[0]: not converted: metricsQuery has no <<.LabelMatchers>>",
         "rules[1]: not converted: metricsQuery: unsupported template action <<range .GroupBySlice>>",
@@ -512,5 +512,62 @@ fn series_queries_are_asked_once_each() {
     assert_eq!(
         series_queries(&config),
         vec!["a".to_string(), "b".to_string()]
+    );
+}
+
+#[test]
+fn resource_rules_become_one_resource_metrics() {
+    let conversion = run(
+        r#"
+resourceRules:
+  cpu:
+    containerQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)
+    nodeQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[3m])) by (<<.GroupBy>>)
+    resources:
+      overrides:
+        instance: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  memory:
+    containerQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)
+    nodeQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id='/'}) by (<<.GroupBy>>)
+    resources:
+      overrides:
+        instance: {resource: node}
+        namespace: {resource: namespace}
+        pod: {resource: pod}
+    containerLabel: container
+  window: 3m
+"#,
+        Discovery::Assumed,
+        &cluster(),
+    );
+    assert_eq!(conversion.documents.len(), 1, "{}", notes(&conversion));
+    let document = &conversion.documents[0];
+    assert_eq!(document.kind, DefinitionKind::ResourceMetrics);
+    assert_eq!(
+        document.spec,
+        json!({
+            "cpu": {
+                "containerQuery": "sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=\"\"}[3m])) by (<<.GroupBy>>)",
+                "nodeQuery": "sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[3m])) by (<<.GroupBy>>)",
+            },
+            "memory": {
+                "containerQuery": "sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=\"\"}) by (<<.GroupBy>>)",
+                "nodeQuery": "sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id='/'}) by (<<.GroupBy>>)",
+            },
+            "podLabel": "pod",
+            "namespaceLabel": "namespace",
+            "nodeLabel": "instance",
+            "containerLabel": "container",
+            "windowSeconds": 180,
+        })
+    );
+    // Compiled before it is written: valid, so nothing says otherwise.
+    assert!(
+        !notes(&conversion).contains("not converted"),
+        "{}",
+        notes(&conversion)
     );
 }
