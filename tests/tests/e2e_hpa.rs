@@ -45,6 +45,7 @@ async fn seed_scenarios_with_the_real_hpa_controller() {
     scenario_precedence_live(&e2e).await;
     scenario_seed_004(&e2e).await;
     scenario_keda_trigger_as_external_metric(&e2e).await;
+    scenario_resource_metrics(&e2e).await;
     scenario_statuses_and_columns(&e2e).await;
     scenario_prometheus_rule_objects(&e2e).await;
     scenario_auth(&e2e).await;
@@ -382,6 +383,112 @@ spec:
         "{scaled:?}\n{}",
         e2e.hpa_conditions("nginx", "nginx-deployment").await
     );
+    timeline.print();
+}
+
+/// metrics.k8s.io from Prometheus: `v1beta1.metrics.k8s.io` registered like the others,
+/// a `ResourceMetrics` over cAdvisor-shaped series, and a `type: Resource` HPA on CPU that
+/// the real controller scales with it.
+async fn scenario_resource_metrics(e2e: &E2e) {
+    let external = e2e
+        .get_raw("/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.external.metrics.k8s.io")
+        .await
+        .expect("the external metrics APIService");
+    let api_service = json!({
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": "v1beta1.metrics.k8s.io"},
+        "spec": {
+            "group": "metrics.k8s.io",
+            "version": "v1beta1",
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+            "service": external["spec"]["service"],
+            "caBundle": external["spec"]["caBundle"],
+        }
+    });
+    e2e.apply_yaml(&api_service.to_string()).await.unwrap();
+    e2e.apply_yaml(
+        r#"
+apiVersion: metrics-registry.io/v1beta1
+kind: ResourceMetrics
+metadata: {name: default}
+spec:
+  cpu:
+    containerQuery: sum by (<<.GroupBy>>) (rate(container_cpu_usage_seconds_total{container!="",<<.LabelMatchers>>}[10s]))
+    nodeQuery: sum by (<<.GroupBy>>) (rate(node_cpu_seconds_total{mode!="idle",<<.LabelMatchers>>}[10s]))
+  memory:
+    containerQuery: sum by (<<.GroupBy>>) (container_memory_working_set_bytes{container!="",<<.LabelMatchers>>})
+    nodeQuery: sum by (<<.GroupBy>>) (node_memory_MemTotal_bytes{<<.LabelMatchers>>} - node_memory_MemAvailable_bytes{<<.LabelMatchers>>})
+  windowSeconds: 10
+"#,
+    )
+    .await
+    .unwrap();
+    e2e.apply_yaml(&e2e.workload("resources", "cpu-burner", 1))
+        .await
+        .unwrap();
+    // Half a core per pod, from the moment it exists (a counter set once per pod).
+    let exporter = e2e.exporter.clone();
+    let started = std::sync::Mutex::new(std::collections::HashSet::new());
+    let feed = e2e.feed_pod_series("resources", "app=cpu-burner", move |pod| {
+        if started.lock().unwrap().insert(pod.to_string()) {
+            let labels = [
+                ("namespace", "resources"),
+                ("pod", pod),
+                ("container", "app"),
+            ];
+            exporter.set_growing("container_cpu_usage_seconds_total", &labels, 0.5);
+            exporter.set(
+                "container_memory_working_set_bytes",
+                &labels,
+                32.0 * 1048576.0,
+            );
+        }
+    });
+    let served = e2e
+        .wait_raw(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/resources/pods",
+            Duration::from_secs(60),
+            |list| list["items"][0]["containers"][0]["usage"]["memory"] == "32768Ki",
+        )
+        .await;
+    assert!(served.is_ok(), "{served:?}");
+    e2e.apply_yaml(
+        r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: cpu-burner, namespace: resources}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: cpu-burner}
+  minReplicas: 1
+  maxReplicas: 3
+  metrics:
+  - type: Resource
+    resource:
+      name: cpu
+      target: {type: AverageValue, averageValue: 200m}
+"#,
+    )
+    .await
+    .unwrap();
+    // 500m per pod against 200m → the most replicas allowed.
+    let mut timeline = Timeline::new("metrics.k8s.io: a Resource HPA on CPU");
+    let scaled = e2e
+        .wait_replicas(
+            "resources",
+            "cpu-burner",
+            3,
+            Duration::from_secs(120),
+            &mut timeline,
+        )
+        .await;
+    assert!(
+        scaled.is_ok(),
+        "{scaled:?}\n{}",
+        e2e.hpa_conditions("resources", "cpu-burner").await
+    );
+    drop(feed);
     timeline.print();
 }
 
