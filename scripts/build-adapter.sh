@@ -21,11 +21,7 @@ if complete; then echo "$OUT"; exit 0; fi
 mkdir -p "$OUT"
 use_go_caches
 
-echo "==> fetching $MODULE $ADAPTER_VERSION" >&2
-source_dir="$(module_file "$MODULE" "$ADAPTER_VERSION" Dir)"
-if [ ! -f "$source_dir/go.mod" ]; then
-  echo "go mod download did not unpack $MODULE@$ADAPTER_VERSION" >&2; exit 1
-fi
+source_dir="$(module_source "$MODULE" "$ADAPTER_VERSION" "go.mod")"
 ln -sfn "$source_dir" "$OUT/source"
 
 if [ ! -x "$OUT/adapter" ]; then

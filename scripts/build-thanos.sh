@@ -22,11 +22,7 @@ if [ -x "$OUT/thanos" ]; then echo "$OUT"; exit 0; fi
 mkdir -p "$OUT"
 use_go_caches
 
-echo "==> fetching $MODULE $THANOS_VERSION" >&2
-source_dir="$(module_file "$MODULE" "$THANOS_VERSION" Dir)"
-if [ ! -f "$source_dir/go.mod" ]; then
-  echo "go mod download did not unpack $MODULE@$THANOS_VERSION" >&2; exit 1
-fi
+source_dir="$(module_source "$MODULE" "$THANOS_VERSION" "go.mod")"
 
 echo "==> building thanos $THANOS_VERSION (about 6 minutes on 2 cores the first time)" >&2
 # Built inside the module itself, not through a wrapper module as for prometheus-adapter:

@@ -21,11 +21,7 @@ if [ -f "$OUT/source/$CRD" ]; then echo "$OUT"; exit 0; fi
 mkdir -p "$OUT"
 use_go_caches
 
-echo "==> fetching $MODULE $OPERATOR_VERSION" >&2
-source_dir="$(module_file "$MODULE" "$OPERATOR_VERSION" Dir)"
-if [ ! -f "$source_dir/$CRD" ]; then
-  echo "go mod download did not unpack $MODULE@$OPERATOR_VERSION with $CRD" >&2; exit 1
-fi
+source_dir="$(module_source "$MODULE" "$OPERATOR_VERSION" "$CRD")"
 ln -sfn "$source_dir" "$OUT/source"
 
 echo "$OUT"

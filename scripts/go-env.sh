@@ -27,6 +27,19 @@ module_file() {
   go mod download -json "$1@$2" | sed -n 's/.*"'"$3"'": "\(.*\)".*/\1/p'
 }
 
+# module_source MODULE VERSION FILE: downloads one module version and prints the folder
+# its files were unpacked into, or exits saying FILE is not in it.
+module_source() {
+  echo "==> fetching $1 $2" >&2
+  local dir
+  dir="$(module_file "$1" "$2" Dir)"
+  if [ ! -f "$dir/$3" ]; then
+    echo "go mod download did not unpack $1@$2 with $3" >&2
+    exit 1
+  fi
+  echo "$dir"
+}
+
 # kubernetes_wrapper_module NAME K8S_VERSION: a go.mod requiring k8s.io/kubernetes. That
 # module replaces its staging modules with local folders, which `go build` of a dependency
 # ignores, so the wrapper pins each of them to the matching v0.x tag.

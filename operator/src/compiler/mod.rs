@@ -204,6 +204,40 @@ fn resources_conflict(holder: &str) -> Problem {
     )
 }
 
+/// A metric name clients can ask for, or `InvalidMetricName`.
+fn check_metric_name(metric_name: &str) -> Result<(), Problem> {
+    if is_metric_name(metric_name) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        Reason::InvalidMetricName,
+        format!("metric name {metric_name:?} may only hold letters, digits, '_', '-', '.' and ':'"),
+    ))
+}
+
+/// The definition's scope, and its template pinned to its namespace when it is a
+/// namespaced one (and isolation is on); `NamespaceEscape` when it cannot be pinned.
+fn scoped(
+    id: &DefinitionId,
+    segments: Vec<Segment>,
+    options: CompileOptions,
+    memo: Option<&memo::ParseMemo>,
+) -> Result<(Scope, Vec<Segment>), Problem> {
+    let scope = match &id.namespace {
+        Some(namespace) if id.kind.is_namespaced() => Scope::Namespace(namespace.clone()),
+        _ => Scope::Cluster,
+    };
+    let segments = match (&scope, options.namespace_isolation) {
+        (Scope::Namespace(namespace), true) => match memo {
+            Some(memo) => memo.isolate(&segments, namespace),
+            None => promql::isolate(&segments, namespace),
+        }
+        .map_err(|m| Problem::new(Reason::NamespaceEscape, m))?,
+        _ => segments,
+    };
+    Ok((scope, segments))
+}
+
 /// Metric names end up as URL path segments and in discovery.
 fn is_metric_name(name: &str) -> bool {
     !name.is_empty()
@@ -222,14 +256,7 @@ fn compile_metric(
     memo: Option<&memo::ParseMemo>,
 ) -> Result<(Scope, MetricRule), Problem> {
     let object = id.kind.object().expect("metric kinds describe objects");
-    if !is_metric_name(metric_name) {
-        return Err(Problem::new(
-            Reason::InvalidMetricName,
-            format!(
-                "metric name {metric_name:?} may only hold letters, digits, '_', '-', '.' and ':'"
-            ),
-        ));
-    }
+    check_metric_name(metric_name)?;
     let object_label = spec
         .object_label
         .clone()
@@ -277,18 +304,7 @@ fn compile_metric(
         Some(memo) => memo.separable(&segments, &object_label),
         None => separable::separable(&segments, &object_label),
     };
-    let scope = match &id.namespace {
-        Some(namespace) if id.kind.is_namespaced() => Scope::Namespace(namespace.clone()),
-        _ => Scope::Cluster,
-    };
-    let segments = match (&scope, options.namespace_isolation) {
-        (Scope::Namespace(namespace), true) => match memo {
-            Some(memo) => memo.isolate(&segments, namespace),
-            None => promql::isolate(&segments, namespace),
-        }
-        .map_err(|m| Problem::new(Reason::NamespaceEscape, m))?,
-        _ => segments,
-    };
+    let (scope, segments) = scoped(id, segments, options, memo)?;
     Ok((
         scope,
         MetricRule {
@@ -314,14 +330,7 @@ fn compile_external(
     options: CompileOptions,
     memo: Option<&memo::ParseMemo>,
 ) -> Result<(Scope, ExternalRule), Problem> {
-    if !is_metric_name(metric_name) {
-        return Err(Problem::new(
-            Reason::InvalidMetricName,
-            format!(
-                "metric name {metric_name:?} may only hold letters, digits, '_', '-', '.' and ':'"
-            ),
-        ));
-    }
+    check_metric_name(metric_name)?;
     if let Some(label) = &spec.namespace_label
         && !is_prometheus_label_name(label)
     {
@@ -341,18 +350,7 @@ fn compile_external(
         ));
     }
     promql::validate_external(&segments).map_err(|m| Problem::new(Reason::InvalidQuery, m))?;
-    let scope = match &id.namespace {
-        Some(namespace) if id.kind.is_namespaced() => Scope::Namespace(namespace.clone()),
-        _ => Scope::Cluster,
-    };
-    let segments = match (&scope, options.namespace_isolation) {
-        (Scope::Namespace(namespace), true) => match memo {
-            Some(memo) => memo.isolate(&segments, namespace),
-            None => promql::isolate(&segments, namespace),
-        }
-        .map_err(|m| Problem::new(Reason::NamespaceEscape, m))?,
-        _ => segments,
-    };
+    let (scope, segments) = scoped(id, segments, options, memo)?;
     Ok((
         scope,
         ExternalRule {

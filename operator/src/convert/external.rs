@@ -91,19 +91,13 @@ pub(super) fn convert_rule_live(
         if let Some(label) = &namespace_label {
             spec["namespaceLabel"] = json!(label);
         }
-        conversion.documents.push(Document {
-            origin: origin.to_string(),
-            kind: DefinitionKind::ClusterExternalMetric,
-            namespace: None,
-            name: object_name(&metric),
-            comment: format!(
-                "external metric {metric}{}",
-                series
-                    .map(|s| format!(" of series {s}"))
-                    .unwrap_or_default()
-            ),
+        conversion.documents.push(document(
+            origin,
+            DefinitionKind::ClusterExternalMetric,
+            &metric,
+            series,
             spec,
-        });
+        ));
     }
 }
 
@@ -196,26 +190,43 @@ pub(super) fn convert_rule_recorded(
             );
         }
         let record = format!("{EXTERNAL_PREFIX}{metric}");
-        conversion.documents.push(Document {
-            origin: origin.to_string(),
-            kind: DefinitionKind::CustomPrometheusRules,
-            namespace: None,
-            name: object_name(&metric),
-            comment: format!(
-                "external metric {metric}{}",
-                series
-                    .map(|s| format!(" of series {s}"))
-                    .unwrap_or_default()
-            ),
+        conversion.documents.push(document(
+            origin,
+            DefinitionKind::CustomPrometheusRules,
+            &metric,
+            series,
             // Always explicit, so the server's --external-metrics-namespaced changes nothing.
-            spec: json!({
+            json!({
                 "externalMetricsNamespaced": pinned,
                 "groups": [{
                     "name": metric,
                     "rules": [{"record": record, "expr": expr.to_string()}],
                 }]
             }),
-        });
+        ));
+    }
+}
+
+/// One converted external metric, named after it, saying which series it was found as.
+fn document(
+    origin: &str,
+    kind: DefinitionKind,
+    metric: &str,
+    series: Option<String>,
+    spec: serde_json::Value,
+) -> Document {
+    Document {
+        origin: origin.to_string(),
+        kind,
+        namespace: None,
+        name: object_name(metric),
+        comment: format!(
+            "external metric {metric}{}",
+            series
+                .map(|s| format!(" of series {s}"))
+                .unwrap_or_default()
+        ),
+        spec,
     }
 }
 
