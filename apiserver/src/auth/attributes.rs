@@ -263,6 +263,28 @@ mod tests {
         );
     }
 
+    /// As metrics-server's: what `kubectl top` and the HPA controller's RBAC name.
+    #[test]
+    fn resource_metrics() {
+        let rm = "metrics.k8s.io";
+        assert_eq!(
+            attributes_for("/apis/metrics.k8s.io/v1beta1/namespaces/ns/pods"),
+            resource("list", rm, "v1beta1", "ns", "pods", "", "")
+        );
+        assert_eq!(
+            attributes_for("/apis/metrics.k8s.io/v1beta1/namespaces/ns/pods/web-1"),
+            resource("get", rm, "v1beta1", "ns", "pods", "web-1", "")
+        );
+        assert_eq!(
+            attributes_for("/apis/metrics.k8s.io/v1beta1/nodes"),
+            resource("list", rm, "v1beta1", "", "nodes", "", "")
+        );
+        assert_eq!(
+            attributes_for("/apis/metrics.k8s.io/v1beta1/pods"),
+            resource("list", rm, "v1beta1", "", "pods", "", "")
+        );
+    }
+
     #[test]
     fn discovery_and_everything_else() {
         for path in [
