@@ -8,28 +8,27 @@ use crate::resource_metrics::{
     PodSelection, container_query, node_metrics, node_query, pod_metrics,
 };
 use crate::table::{ObjectKind, ResourceRule};
+use crate::upstream::{QueryError, Samples};
 use crate::wire::{self, ResourceMetricsList};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use std::sync::Arc;
 
-pub async fn resource_discovery()
--> Json<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList> {
+pub async fn resource_discovery() -> Json<APIResourceList> {
     let resource = |name: &str, namespaced: bool, kind: &str| {
         let mut resource = wire::metric_resource(name.to_string(), namespaced, kind);
         resource.verbs = vec!["get".to_owned(), "list".to_owned()];
         resource
     };
-    Json(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList {
-            group_version: wire::METRICS_GROUP_VERSION.to_owned(),
-            resources: vec![
-                resource("nodes", false, "NodeMetrics"),
-                resource("pods", true, "PodMetrics"),
-            ],
-        },
-    )
+    Json(APIResourceList {
+        group_version: wire::METRICS_GROUP_VERSION.to_owned(),
+        resources: vec![
+            resource("nodes", false, "NodeMetrics"),
+            resource("pods", true, "PodMetrics"),
+        ],
+    })
 }
 
 /// What a path asks for.
@@ -85,7 +84,7 @@ pub async fn resource_metric(
                 node_query(&rule, &rule.cpu.node, name),
                 node_query(&rule, &rule.memory.node, name),
             );
-            let (cpu, memory) = both(&state, &rule, &cpu, &memory).await?;
+            let (cpu, memory) = cpu_and_memory(&state, &rule, &cpu, &memory).await?;
             let nodes = node_metrics(&rule, &cpu, &memory, &now);
             match name {
                 Some(name) => nodes
@@ -129,7 +128,7 @@ pub async fn resource_metric(
                 container_query(&rule, &rule.cpu.container, pods),
                 container_query(&rule, &rule.memory.container, pods),
             );
-            let (cpu, memory) = both(&state, &rule, &cpu, &memory).await?;
+            let (cpu, memory) = cpu_and_memory(&state, &rule, &cpu, &memory).await?;
             let mut items = pod_metrics(&rule, &cpu, &memory, &now);
             // Every namespace with a selector: the index named pods of any namespace.
             if let (None, Some(names)) = (namespace, &names) {
@@ -155,15 +154,15 @@ fn not_found(resource: &str, name: &str) -> ApiError {
 }
 
 /// The CPU and the memory query, at once.
-async fn both(
+async fn cpu_and_memory(
     state: &ApiState,
     rule: &Arc<ResourceRule>,
     cpu: &str,
     memory: &str,
-) -> Result<(crate::upstream::Samples, crate::upstream::Samples), ApiError> {
+) -> Result<(Samples, Samples), ApiError> {
     let (cpu_answer, memory_answer) =
         futures::join!(state.upstream.query(cpu), state.upstream.query(memory));
-    let failed = |query: &str, error: crate::upstream::QueryError| {
+    let failed = |query: &str, error: QueryError| {
         tracing::warn!(%error, query = %query, source = %rule.source, "Prometheus query failed");
         ApiError::from(error)
     };
