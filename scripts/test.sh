@@ -46,7 +46,7 @@ bash scripts/build-test-images.sh >/dev/null
 echo "==> helm lint / helm template"
 helm="$K8S_BIN_DIR/helm"
 "$helm" lint charts/metrics-registry
-for values in "" "--set serviceMonitor.enabled=true" "--set tls.mode=certManager" "--set tls.mode=secret --set tls.secretName=s --set tls.caBundle=PEM" "--set hostNetwork=true" "--set apiServices.resourceMetrics=true"; do
+for values in "" "--set serviceMonitor.enabled=true" "--set tls.mode=certManager" "--set tls.mode=secret --set tls.secretName=s --set tls.caBundle=PEM" "--set hostNetwork=true" "--set resourceMetrics.enabled=true"; do
   # shellcheck disable=SC2086
   "$helm" template metrics-registry charts/metrics-registry --namespace metrics-registry $values > /dev/null
 done

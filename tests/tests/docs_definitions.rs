@@ -78,3 +78,27 @@ fn every_definition_in_the_docs_passes_check() {
     println!("{checked} definitions in the docs pass check");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The chart's `resourceMetrics.spec` (what `resourceMetrics.enabled` installs) is a
+/// `ResourceMetrics` the product accepts.
+#[test]
+fn the_charts_resource_metrics_passes_check() {
+    let values: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("charts/metrics-registry/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let object = serde_json::json!({
+        "apiVersion": "metrics-registry.io/v1beta1",
+        "kind": "ResourceMetrics",
+        "metadata": {"name": "default"},
+        "spec": values["resourceMetrics"]["spec"],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("resource-metrics.json");
+    std::fs::write(&path, object.to_string()).unwrap();
+    let report = check(&[path], CompileOptions::default());
+    assert_eq!(
+        (report.definitions, report.problems),
+        (1, Vec::<String>::new())
+    );
+}
