@@ -93,6 +93,7 @@ impl InProcessOperator {
             tls_files: None,
             tls_hosts: Vec::new(),
             apiservice: None,
+            register_resource_metrics: false,
             leader_election: None,
             limits: ServeLimits {
                 shutdown_grace: Duration::from_secs(1),

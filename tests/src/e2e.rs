@@ -351,6 +351,8 @@ impl E2e {
                 name: "metrics-registry".into(),
                 port: 443,
             }),
+            // No metrics-server here: metrics.k8s.io is free to take.
+            register_resource_metrics: true,
             leader_election: None,
             limits: ServeLimits {
                 shutdown_grace: Duration::from_secs(2),

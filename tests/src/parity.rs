@@ -91,6 +91,7 @@ impl ClusterRegistry {
             tls_files: Some(tls),
             tls_hosts: vec![],
             apiservice: None,
+            register_resource_metrics: false,
             leader_election: None,
             limits: ServeLimits {
                 shutdown_grace: Duration::from_secs(2),

@@ -386,28 +386,19 @@ spec:
     timeline.print();
 }
 
-/// metrics.k8s.io from Prometheus: `v1beta1.metrics.k8s.io` registered like the others,
+/// metrics.k8s.io from Prometheus: `v1beta1.metrics.k8s.io` registered by the server,
 /// a `ResourceMetrics` over cAdvisor-shaped series, and a `type: Resource` HPA on CPU that
 /// the real controller scales with it.
 async fn scenario_resource_metrics(e2e: &E2e) {
-    let external = e2e
-        .get_raw("/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.external.metrics.k8s.io")
-        .await
-        .expect("the external metrics APIService");
-    let api_service = json!({
-        "apiVersion": "apiregistration.k8s.io/v1",
-        "kind": "APIService",
-        "metadata": {"name": "v1beta1.metrics.k8s.io"},
-        "spec": {
-            "group": "metrics.k8s.io",
-            "version": "v1beta1",
-            "groupPriorityMinimum": 100,
-            "versionPriority": 100,
-            "service": external["spec"]["service"],
-            "caBundle": external["spec"]["caBundle"],
-        }
-    });
-    e2e.apply_yaml(&api_service.to_string()).await.unwrap();
+    // Registered by the server itself (--register-resource-metrics-apiservice).
+    let registered = e2e
+        .wait_raw(
+            "/apis/metrics.k8s.io/v1beta1",
+            Duration::from_secs(60),
+            |discovery| discovery["groupVersion"] == "metrics.k8s.io/v1beta1",
+        )
+        .await;
+    assert!(registered.is_ok(), "{registered:?}");
     e2e.apply_yaml(
         r#"
 apiVersion: metrics-registry.io/v1beta1

@@ -17,6 +17,11 @@ pub struct ClusterArgs {
     /// them itself). The leader registers; with a generated certificate run one replica.
     #[arg(long)]
     pub register_apiservices: bool,
+    /// With --register-apiservices, also register v1beta1.metrics.k8s.io (`kubectl top`,
+    /// Resource HPAs; served from a ResourceMetrics definition). Only one server can own
+    /// it: leave it to metrics-server unless that is gone.
+    #[arg(long, requires = "register_apiservices")]
+    pub register_resource_metrics_apiservice: bool,
     /// Namespace of the Service in front of this server.
     #[arg(long, env = "POD_NAMESPACE", default_value = "metrics-registry")]
     pub service_namespace: String,

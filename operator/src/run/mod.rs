@@ -73,6 +73,7 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
         )),
         tls_files,
         tls_hosts: args.serving.tls_hosts.clone(),
+        register_resource_metrics: args.cluster.register_resource_metrics_apiservice,
         apiservice: args.cluster.register_apiservices.then(|| ServiceTarget {
             namespace: args.cluster.service_namespace.clone(),
             name: args.cluster.service_name.clone(),

@@ -1,5 +1,6 @@
-//! Registers the three APIServices with the aggregator, trusting our serving
-//! certificate through `caBundle` (never `insecureSkipTLSVerify`).
+//! Registers the APIServices with the aggregator — the three metrics APIs, and
+//! metrics.k8s.io when asked — trusting our serving certificate through `caBundle`
+//! (never `insecureSkipTLSVerify`).
 
 use super::{FIELD_MANAGER, MANAGED_BY};
 use k8s_openapi::ByteString;
@@ -23,9 +24,17 @@ pub const API_VERSIONS: [(&str, &str, i32); 3] = [
     ("external.metrics.k8s.io", "v1beta1", 100),
 ];
 
-pub fn api_services(target: &ServiceTarget, ca_bundle_pem: &str) -> Vec<APIService> {
+/// metrics.k8s.io, registered only on request: metrics-server usually owns it.
+pub const RESOURCE_METRICS_API: (&str, &str, i32) = ("metrics.k8s.io", "v1beta1", 100);
+
+pub fn api_services(
+    target: &ServiceTarget,
+    ca_bundle_pem: &str,
+    resource_metrics: bool,
+) -> Vec<APIService> {
     API_VERSIONS
         .iter()
+        .chain(resource_metrics.then_some(&RESOURCE_METRICS_API))
         .map(|(group, version, priority)| APIService {
             metadata: ObjectMeta {
                 name: Some(format!("{version}.{group}")),
@@ -55,9 +64,10 @@ pub async fn register(
     client: &kube::Client,
     target: &ServiceTarget,
     ca_bundle_pem: &str,
+    resource_metrics: bool,
 ) -> Result<(), kube::Error> {
     let api: Api<APIService> = Api::all(client.clone());
-    for mut service in api_services(target, ca_bundle_pem) {
+    for mut service in api_services(target, ca_bundle_pem, resource_metrics) {
         let name = service.metadata.name.clone().unwrap_or_default();
         // Server-side apply needs the type meta in the body.
         let mut body = serde_json::to_value(&service).unwrap_or_default();
@@ -86,7 +96,7 @@ mod tests {
             name: "metrics-registry".into(),
             port: 443,
         };
-        let services = api_services(&target, "PEM");
+        let services = api_services(&target, "PEM", false);
         let names: Vec<_> = services
             .iter()
             .map(|s| s.metadata.name.clone().unwrap())
@@ -104,5 +114,11 @@ mod tests {
         assert_eq!(spec.ca_bundle.as_ref().unwrap().0, b"PEM");
         assert_eq!(spec.insecure_skip_tls_verify, None);
         assert_eq!(spec.service.as_ref().unwrap().port, Some(443));
+        let with_resources = api_services(&target, "PEM", true);
+        assert_eq!(
+            with_resources.last().unwrap().metadata.name.as_deref(),
+            Some("v1beta1.metrics.k8s.io")
+        );
+        assert_eq!(with_resources.len(), 4);
     }
 }

@@ -73,6 +73,8 @@ pub struct ClusterMode {
     pub tls_hosts: Vec<String>,
     /// Register the APIServices pointing at this Service (the leader does).
     pub apiservice: Option<ServiceTarget>,
+    /// Also register v1beta1.metrics.k8s.io.
+    pub register_resource_metrics: bool,
     /// `None`: this replica always writes (a single replica, or tests).
     pub leader_election: Option<LeaseSettings>,
     /// Timeouts, the connection cap and the grace requests in flight get at shutdown.
@@ -267,11 +269,13 @@ impl ClusterMode {
             return;
         };
         let client = self.kube.request.clone();
+        let resource_metrics = self.register_resource_metrics;
         supervisor.spawn("APIService registration", async move {
             readiness.wait_ready().await;
             loop {
                 if leadership.is_leader() {
-                    while let Err(error) = apiservice::register(&client, &target, &ca_bundle).await
+                    while let Err(error) =
+                        apiservice::register(&client, &target, &ca_bundle, resource_metrics).await
                     {
                         tracing::error!("cannot register the APIServices (retrying): {error}");
                         tokio::time::sleep(Duration::from_secs(5)).await;
