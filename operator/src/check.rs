@@ -8,7 +8,7 @@ use crate::definitions::{DefinitionBody, DefinitionId};
 use crate::sources::folder as manifests;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
-use metrics_registry_apiserver::table::{ExternalRule, MetricRule, RuleTable};
+use metrics_registry_apiserver::table::{ExternalRule, MetricRule, ResourceRule, RuleTable};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub enum Serves {
     Metric(Arc<MetricRule>),
     /// An `ExternalMetric`/`ClusterExternalMetric` served as this live query.
     LiveExternal(Arc<ExternalRule>),
+    /// The served `ResourceMetrics`.
+    Resources(Arc<ResourceRule>),
     /// A recording rule of a `CustomPrometheusRules` that makes `metric` an external metric.
     External {
         metric: String,
@@ -98,8 +100,14 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
                     report.served.push(served(Serves::LiveExternal(rule)));
                 }
             }
-            // Valid; `check --prometheus-url` does not try its queries.
-            DefinitionBody::Resources(_) => {}
+            DefinitionBody::Resources(_) => {
+                // Only the served one (the oldest valid); the others are Conflict.
+                if let Some(rule) = compiled.table.resource_rule()
+                    && rule.source == definition.id.to_string()
+                {
+                    report.served.push(served(Serves::Resources(rule.clone())));
+                }
+            }
             DefinitionBody::Rules(spec) => {
                 let rules = spec.groups.iter().flat_map(|group| &group.rules);
                 for rule in rules {

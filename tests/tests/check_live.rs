@@ -261,3 +261,69 @@ async fn an_unreachable_prometheus_fails_the_check_with_its_address() {
         (Some(0), "4 definitions OK\n")
     );
 }
+
+#[tokio::test]
+#[ignore = "needs Prometheus (Debian package `prometheus`): run through scripts/test.sh"]
+async fn live_external_and_resource_definitions_are_tried_too() {
+    let exporter = Exporter::start().await.unwrap();
+    publish(&exporter);
+    for (pod, container, cores) in [("web-1", "app", 0.25), ("web-1", "proxy", 0.125)] {
+        exporter.set(
+            "container_cpu_cores",
+            &[
+                ("namespace", "shop"),
+                ("pod", pod),
+                ("container", container),
+            ],
+            cores,
+        );
+    }
+    let prometheus = Prometheus::start(PrometheusOptions {
+        targets: vec![exporter.addr()],
+        ..PrometheusOptions::default()
+    })
+    .await
+    .unwrap();
+    prometheus
+        .wait_for_series("container_cpu_cores", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "defs.yaml",
+        r#"
+apiVersion: metrics-registry.io/v1beta1
+kind: ExternalMetric
+metadata: {name: queue-total, namespace: shop}
+spec:
+  query: sum(rabbitmq_queue_messages{<<.LabelMatchers>>})
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: ResourceMetrics
+metadata: {name: default}
+spec:
+  cpu:
+    containerQuery: sum by (<<.GroupBy>>) (container_cpu_cores{<<.LabelMatchers>>})
+    nodeQuery: sum by (<<.GroupBy>>) (node_cpu_cores{<<.LabelMatchers>>})
+  memory:
+    containerQuery: sum by (<<.GroupBy>>) (container_memory_bytes{<<.LabelMatchers>>})
+    nodeQuery: sum by (<<.GroupBy>>) (node_memory_bytes{<<.LabelMatchers>>})
+"#,
+    );
+    let run = check(&["--prometheus-url", &prometheus.url()], &[&file]);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    // Pinned to shop: 7 + 2.5, not tools' 40.
+    let external = section(&run.stdout, "ExternalMetric shop/queue-total:");
+    assert_eq!(external[2..], ["  {}: 9500m"], "{}", run.stdout);
+    let resources = section(&run.stdout, "ResourceMetrics default:");
+    assert_eq!(
+        resources[2..],
+        [
+            "  shop/web-1 app: cpu 250000000n",
+            "  shop/web-1 proxy: cpu 125000000n"
+        ],
+        "{}",
+        run.stdout
+    );
+}

@@ -9,7 +9,8 @@ use metrics_registry_apiserver::external::{EXTERNAL_PREFIX, ExternalScope};
 use metrics_registry_apiserver::prometheus::{PrometheusClient, Sample};
 use metrics_registry_apiserver::quantity::milli_quantity;
 use metrics_registry_apiserver::render::{ObjectSelection, RenderRequest, render_query};
-use metrics_registry_apiserver::table::{ExternalRule, MetricRule, ObjectKind};
+use metrics_registry_apiserver::resource_metrics::{PodSelection, container_query, pod_metrics};
+use metrics_registry_apiserver::table::{ExternalRule, MetricRule, ObjectKind, ResourceRule};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -153,6 +154,21 @@ impl<'a> SampleRequest<'a> {
                     query,
                 }
             }
+            Serves::Resources(rule) => {
+                let (place, pods) = match &options.namespace {
+                    Some(namespace) => (
+                        format!("in namespace {namespace}"),
+                        PodSelection::Namespace(namespace, None),
+                    ),
+                    None => ("in every namespace".to_string(), PodSelection::All),
+                };
+                SampleRequest {
+                    served: &item.what,
+                    namespace: options.namespace.clone(),
+                    asks: format!("metrics.k8s.io: the CPU of every pod {place}"),
+                    query: container_query(rule, &rule.cpu.container, pods),
+                }
+            }
             Serves::External {
                 metric,
                 expr,
@@ -183,6 +199,7 @@ impl<'a> SampleRequest<'a> {
             Serves::External { scope, .. } => external_outcome(*scope, samples, max_lines),
             // Pinned, if namespaced, by the compiler: every series it returns is served.
             Serves::LiveExternal(_) => external_outcome(ExternalScope::Cluster, samples, max_lines),
+            Serves::Resources(rule) => resource_outcome(rule, samples, max_lines),
         }
     }
 }
@@ -338,6 +355,38 @@ fn external_outcome(scope: ExternalScope, samples: &[Sample], max_lines: usize) 
             ));
         }
     }
+    let lines = lines_of(values, max_lines, &mut remarks);
+    Outcome::Data { lines, remarks }
+}
+
+/// The pods' containers and their CPU, as `PodMetrics` would hold them.
+fn resource_outcome(rule: &ResourceRule, samples: &[Sample], max_lines: usize) -> Outcome {
+    let pods = pod_metrics(rule, samples, &[], "");
+    if pods.is_empty() {
+        return Outcome::NoData(format!(
+            "no series with the labels {}, {} and {}",
+            rule.namespace_label, rule.pod_label, rule.container_label
+        ));
+    }
+    let mut remarks = Vec::new();
+    let values: Vec<String> = pods
+        .iter()
+        .flat_map(|pod| {
+            pod.containers.iter().map(move |container| {
+                format!(
+                    "{}/{} {}: cpu {}",
+                    pod.metadata.namespace.as_deref().unwrap_or_default(),
+                    pod.metadata.name,
+                    container.name,
+                    container
+                        .usage
+                        .get("cpu")
+                        .map(String::as_str)
+                        .unwrap_or("?")
+                )
+            })
+        })
+        .collect();
     let lines = lines_of(values, max_lines, &mut remarks);
     Outcome::Data { lines, remarks }
 }
