@@ -19,7 +19,7 @@ use crate::objects::ObjectIndex;
 use crate::selector::LabelSelector;
 use crate::table::SharedRuleTable;
 use crate::telemetry::SelfMetrics;
-use crate::upstream::Upstream;
+use crate::upstream::Backends;
 use crate::wire::{self, CustomVersion};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -33,8 +33,9 @@ pub use crate::readiness::Readiness;
 #[derive(Clone)]
 pub struct ApiState {
     pub table: SharedRuleTable,
-    /// Prometheus, behind single flight, batching, the cache and the in-flight bound.
-    pub upstream: Upstream,
+    /// The backends (the default one and the `MetricsBackend`s), each behind single
+    /// flight, batching, the cache and the in-flight bound, per tenant.
+    pub backends: Backends,
     pub objects: Arc<dyn ObjectIndex>,
     pub external: Arc<ExternalCatalog>,
     pub readiness: Readiness,

@@ -95,6 +95,7 @@ mod tests {
             namespace_label: namespace_label.into(),
             window_seconds: None,
             separable: true,
+            backend: "default".into(),
             source: "test".into(),
         }
     }

@@ -4,6 +4,10 @@
 //! (an `ArcSwap`), so request handlers read it without locks and never see a
 //! half-applied change.
 
+mod backend;
+
+pub use backend::{BackendSpec, DEFAULT_BACKEND, TenantHeader, TenantSegment};
+
 use crate::external::{ExternalNamespacing, ExternalScope};
 use crate::selector::promql_string;
 use arc_swap::ArcSwap;
@@ -151,6 +155,8 @@ pub struct MetricRule {
     /// several objects at once answers each as asking for it alone would. Only such rules
     /// are batched.
     pub separable: bool,
+    /// The backend its queries go to ([`DEFAULT_BACKEND`] unless the definition names one).
+    pub backend: String,
     /// Where the rule comes from, e.g. `ServiceMetric team-a/rmq-depth`, for messages and logs.
     pub source: String,
 }
@@ -173,6 +179,8 @@ pub struct ExternalRule {
     /// `ClusterExternalMetric`'s `namespaceLabel`: the label `<<.LabelMatchers>>` matches
     /// against the request's namespace.
     pub namespace_label: Option<String>,
+    /// The backend its queries go to ([`DEFAULT_BACKEND`] unless the definition names one).
+    pub backend: String,
     /// Where the rule comes from, e.g. `ExternalMetric team-a/queue-depth`.
     pub source: String,
 }
@@ -278,9 +286,25 @@ pub struct RuleTable {
     /// External metrics declared by recording rules (`kube_adapter_metric_*` series).
     external: Arc<BTreeSet<String>>,
     external_namespacing: Arc<ExternalNamespacing>,
+    /// Valid `MetricsBackend`s by name (the default backend is not among them).
+    backends: Arc<BTreeMap<String, Arc<BackendSpec>>>,
 }
 
 impl RuleTable {
+    /// Replaces the named backends; returns whether they changed.
+    pub fn set_backends(&mut self, backends: BTreeMap<String, Arc<BackendSpec>>) -> bool {
+        if *self.backends == backends {
+            return false;
+        }
+        self.backends = Arc::new(backends);
+        true
+    }
+
+    /// Valid `MetricsBackend`s by name.
+    pub fn backends(&self) -> &BTreeMap<String, Arc<BackendSpec>> {
+        &self.backends
+    }
+
     /// Replaces every rule of one (kind, metric); an empty group removes the metric.
     /// Returns whether anything changed.
     pub fn set_group(&mut self, object: ObjectKind, metric: &str, group: MetricGroup) -> bool {

@@ -14,6 +14,8 @@ pub struct ExternalSpec {
     /// `ClusterExternalMetric` only: the series label matched against the asking HPA's
     /// namespace, as part of `<<.LabelMatchers>>`.
     pub namespace_label: Option<String>,
+    /// The `MetricsBackend` queried; `None` is the backend named `default`.
+    pub backend: Option<String>,
 }
 
 macro_rules! external_kind {
@@ -54,6 +56,10 @@ macro_rules! external_kind {
             /// Name HPAs use for this metric; defaults to `metadata.name`.
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub metric_name: Option<String>,
+            /// The `MetricsBackend` the query is sent to; unset, the Prometheus of the
+            /// `--prometheus-*` flags (the backend named `default`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub backend: Option<String>,
             $($(#[$field_doc])* $vis $field: $type,)*
         }
 
@@ -63,6 +69,7 @@ macro_rules! external_kind {
                     query: $this.query.clone(),
                     metric_name: $this.metric_name.clone(),
                     namespace_label: $namespace_label,
+                    backend: $this.backend.clone(),
                 }
             }
         }

@@ -4,12 +4,16 @@
 //! controllers that watch them are elsewhere, so this crate stays free of I/O. The
 //! operator's `DefinitionKind` lists these types once (and gives the CRDs from them).
 
+mod backend;
 mod condition;
 mod external;
 mod metric;
 mod resources;
 mod rules;
 
+pub use backend::{
+    AllowedNamespaces, BackendHeader, MetricsBackend, MetricsBackendSpec, TenantHeader,
+};
 pub use condition::{Condition, ConditionStatus, READY};
 pub use external::*;
 pub use metric::*;

@@ -36,6 +36,8 @@ pub struct MetricSpec {
     pub object_label: Option<String>,
     pub namespace_label: Option<String>,
     pub window_seconds: Option<i64>,
+    /// The `MetricsBackend` queried; `None` is the backend named `default`.
+    pub backend: Option<String>,
 }
 
 macro_rules! metric_kind {
@@ -84,6 +86,10 @@ macro_rules! metric_kind {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             #[schemars(range(min = 1))]
             pub window_seconds: Option<i64>,
+            /// The `MetricsBackend` the query is sent to; unset, the Prometheus of the
+            /// `--prometheus-*` flags (the backend named `default`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub backend: Option<String>,
         }
 
         impl From<&$spec> for MetricSpec {
@@ -94,6 +100,7 @@ macro_rules! metric_kind {
                     object_label: spec.object_label.clone(),
                     namespace_label: spec.namespace_label.clone(),
                     window_seconds: spec.window_seconds,
+                    backend: spec.backend.clone(),
                 }
             }
         }

@@ -108,6 +108,8 @@ pub fn check(files: &[PathBuf], options: CompileOptions) -> CheckReport {
                     report.served.push(served(Serves::Resources(rule.clone())));
                 }
             }
+            // Serves nothing itself; the definitions naming it are checked above.
+            DefinitionBody::Backend(_) => {}
             DefinitionBody::Rules(spec) => {
                 let rules = spec.groups.iter().flat_map(|group| &group.rules);
                 for rule in rules {

@@ -56,11 +56,11 @@ mod tests {
     }
 
     #[test]
-    fn stream_holds_seventeen_documents() {
+    fn stream_holds_eighteen_documents() {
         let text = crds_yaml();
-        assert_eq!(text.matches("---\n").count(), 17);
+        assert_eq!(text.matches("---\n").count(), 18);
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-        assert_eq!(docs.len(), 17);
+        assert_eq!(docs.len(), 18);
         assert!(docs.iter().all(|d| d["kind"] == "CustomResourceDefinition"));
     }
 }

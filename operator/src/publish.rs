@@ -10,11 +10,14 @@ use crate::sinks::recording_rules::RuleGroups;
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::table::SharedRuleTable;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
+use metrics_registry_apiserver::upstream::Backends;
 use std::sync::Arc;
 use tokio::sync::watch;
 
 pub struct Publisher {
     table: SharedRuleTable,
+    /// Made to match the table's backends before the table naming them is swapped in.
+    backends: Backends,
     readiness: Readiness,
     /// The latest rule groups (`None` until the first publish, so that nothing is written
     /// or deleted as an orphan before the first complete compile).
@@ -35,12 +38,14 @@ pub struct Published {
 impl Publisher {
     pub fn new(
         table: SharedRuleTable,
+        backends: Backends,
         readiness: Readiness,
         rules: watch::Sender<Option<Arc<RuleGroups>>>,
         metrics: Arc<SelfMetrics>,
     ) -> Self {
         Publisher {
             table,
+            backends,
             readiness,
             rules,
             metrics,
@@ -54,7 +59,9 @@ impl Publisher {
         let first = !self.published;
         let table_swapped = first || delta.table_changed;
         if table_swapped {
-            self.table.store(compiler.table());
+            let table = compiler.table();
+            self.backends.sync(table.backends());
+            self.table.store(table);
             self.metrics.table_swapped();
         }
         if first || delta.rules_changed {

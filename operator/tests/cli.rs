@@ -69,7 +69,7 @@ fn crds_prints_every_definition() {
     let out = binary().arg("crds").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 17);
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 18);
     for name in [
         "podmetrics.metrics-registry.io",
         "clusterservicemetrics.metrics-registry.io",

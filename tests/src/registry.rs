@@ -31,6 +31,8 @@ pub struct RegistryOptions {
     /// Serve `--manifests` through a symlink to the real folder, as a mounted volume
     /// whose link is re-pointed on update ([`Registry::repoint`]).
     pub manifests_via_symlink: bool,
+    /// Single flight, batching, cache and in-flight bound (`--prometheus-cache-max-age`, ...).
+    pub queries: QueryOptions,
 }
 
 impl RegistryOptions {
@@ -47,6 +49,7 @@ impl RegistryOptions {
             prometheus_headers: Vec::new(),
             limits: ServeLimits::default(),
             manifests_via_symlink: false,
+            queries: QueryOptions::default(),
         }
     }
 }
@@ -114,7 +117,7 @@ impl Registry {
         let standalone = Standalone {
             manifests: dir.clone(),
             prometheus,
-            queries: QueryOptions::default(),
+            queries: options.queries,
             options: CompileOptions {
                 namespace_isolation: options.namespace_isolation,
                 external_scope: options.external_scope,

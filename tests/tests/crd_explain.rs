@@ -166,7 +166,7 @@ async fn kubectl_explain_describes_every_field_and_get_shows_the_last_error() {
         missing.is_empty(),
         "published without a description: {missing:#?}"
     );
-    println!("OpenAPI v3 ({path}): {described} fields of 17 kinds, every one described");
+    println!("OpenAPI v3 ({path}): {described} fields of 18 kinds, every one described");
 
     // The operator writes statuses; `kubectl get` shows the last error in Message.
     let operator = InProcessOperator::start(&plane, "http://127.0.0.1:9", None)

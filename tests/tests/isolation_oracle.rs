@@ -283,6 +283,7 @@ fn external_metric(namespace: &str, name: &str, query: &str) -> Definition {
             query: query.to_string(),
             metric_name: None,
             namespace_label: None,
+            backend: None,
         }),
     }
 }

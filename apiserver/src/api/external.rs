@@ -29,7 +29,8 @@ pub async fn external_metric(
     // A definition's live query first (namespace over cluster), then the series.
     if let Some(rule) = table.external_rule(metric, namespace) {
         let query = rule.query(&matchers, namespace);
-        let samples = state.upstream.query(&query).await.map_err(|error| {
+        let upstream = state.backends.upstream(&rule.backend, namespace)?;
+        let samples = upstream.query(&query).await.map_err(|error| {
             tracing::warn!(%error, query = %query, source = %rule.source, "Prometheus query failed");
             ApiError::from(error)
         })?;
@@ -45,7 +46,8 @@ pub async fn external_metric(
     // By default a request reads its own namespace's series and those of no namespace.
     let scope = table.external_scope(metric);
     let query = render_external_query(metric, &matchers, namespace, scope);
-    let samples = state.upstream.query(&query).await.map_err(|error| {
+    let upstream = state.backends.default_backend();
+    let samples = upstream.query(&query).await.map_err(|error| {
         tracing::warn!(%error, query = %query, "Prometheus query failed");
         ApiError::from(error)
     })?;

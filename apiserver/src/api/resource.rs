@@ -160,8 +160,8 @@ async fn cpu_and_memory(
     cpu: &str,
     memory: &str,
 ) -> Result<(Samples, Samples), ApiError> {
-    let (cpu_answer, memory_answer) =
-        futures::join!(state.upstream.query(cpu), state.upstream.query(memory));
+    let upstream = state.backends.default_backend();
+    let (cpu_answer, memory_answer) = futures::join!(upstream.query(cpu), upstream.query(memory));
     let failed = |query: &str, error: QueryError| {
         tracing::warn!(%error, query = %query, source = %rule.source, "Prometheus query failed");
         ApiError::from(error)

@@ -85,6 +85,7 @@ fn a_metric_of_another_namespace_is_not_revealed() {
         namespace_label: "namespace".into(),
         window_seconds: None,
         separable: true,
+        backend: "default".into(),
         source: "ServiceMetric tenant-b/secret-sauce".into(),
     };
     let mut table = RuleTable::default();

@@ -7,7 +7,7 @@ use crate::quantity::milli_quantity;
 use crate::render::{ObjectSelection, RenderRequest, render_query};
 use crate::selector::LabelSelector;
 use crate::table::MetricRule;
-use crate::upstream::{ObjectAnswer, ObjectRequest};
+use crate::upstream::{ObjectAnswer, ObjectRequest, Upstream};
 use crate::wire::{self, DescribedObject, MetricValue};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ pub(super) async fn values_for(
     metric_selector: &LabelSelector,
 ) -> Result<Vec<MetricValue>, ApiError> {
     let matchers = metric_matchers(rule, metric_selector)?;
+    let upstream = state.backends.upstream(&rule.backend, namespace)?;
     let objects = ObjectSelection::of(names.as_deref());
     let single = matches!(objects, ObjectSelection::One(_)) && names.is_some();
     let query = render_query(
@@ -51,8 +52,7 @@ pub(super) async fn values_for(
 
     if single {
         let name = names.as_ref().map(|n| n[0].as_str()).unwrap_or_default();
-        let answer = state
-            .upstream
+        let answer = upstream
             .object(ObjectRequest {
                 rule,
                 namespace,
@@ -65,7 +65,7 @@ pub(super) async fn values_for(
             ObjectAnswer::Value(sample) => sample,
             ObjectAnswer::Absent => return Err(no_data(&rule.object_label, name, &query)),
             ObjectAnswer::Ambiguous => {
-                let samples = fetch(state, rule, &query).await?;
+                let samples = fetch(&upstream, rule, &query).await?;
                 pick_sample(&samples, &rule.object_label, name, &query)?.clone()
             }
         };
@@ -79,7 +79,7 @@ pub(super) async fn values_for(
         return Ok(vec![value]);
     }
 
-    let samples = fetch(state, rule, &query).await?;
+    let samples = fetch(&upstream, rule, &query).await?;
     let wanted: Option<HashSet<&str>> = names
         .as_ref()
         .map(|n| n.iter().map(String::as_str).collect());
@@ -117,12 +117,11 @@ fn query_failed(rule: &MetricRule, query: &str, error: crate::upstream::QueryErr
 }
 
 async fn fetch(
-    state: &ApiState,
+    upstream: &Upstream,
     rule: &MetricRule,
     query: &str,
 ) -> Result<crate::upstream::Samples, ApiError> {
-    state
-        .upstream
+    upstream
         .query(query)
         .await
         .map_err(|error| query_failed(rule, query, error))

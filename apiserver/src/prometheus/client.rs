@@ -7,7 +7,7 @@ use super::config::{
 };
 use super::error::{PrometheusConfigError, PrometheusError, error_chain, snippet};
 use super::response::{self, Envelope, QueryData, Sample};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use std::fmt;
@@ -23,6 +23,8 @@ const MAX_GET_URL_LEN: usize = 4096;
 #[derive(Clone)]
 pub struct PrometheusClient {
     inner: Arc<Inner>,
+    /// A header of this clone only (a tenant's), on top of the configured ones.
+    tenant: Option<(HeaderName, HeaderValue)>,
 }
 
 struct Inner {
@@ -124,7 +126,32 @@ impl PrometheusClient {
                 max_response_bytes: config.max_response_bytes,
                 auth,
             }),
+            tenant: None,
         })
+    }
+
+    /// A client sharing this one's connections that also sends `name: value` with every
+    /// request: a tenant's view of a multi-tenant backend.
+    pub fn with_tenant(&self, name: &str, value: &str) -> Result<Self, PrometheusConfigError> {
+        let invalid = |reason: &str| PrometheusConfigError::InvalidHeader {
+            name: name.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| invalid("the tenant is not a valid header value"))?;
+        Ok(PrometheusClient {
+            inner: self.inner.clone(),
+            tenant: Some((name, value)),
+        })
+    }
+
+    /// The tenant header's value this client sends, if any.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant
+            .as_ref()
+            .and_then(|(_, value)| value.to_str().ok())
     }
 
     /// The base URL without trailing slash, as used in error messages.
@@ -135,15 +162,24 @@ impl PrometheusClient {
     /// Instant query. A scalar result becomes one sample without labels.
     pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PrometheusError> {
         let url = self.endpoint(&["api", "v1", "query"]);
+        // Prometheus cancels the evaluation at its own `timeout`, so a query abandoned here
+        // stops costing there too.
+        let timeout = format!("{}ms", self.inner.timeout.as_millis().max(1));
         let mut with_query = url.clone();
-        with_query.query_pairs_mut().append_pair("query", promql);
+        with_query
+            .query_pairs_mut()
+            .append_pair("query", promql)
+            .append_pair("timeout", &timeout);
         let use_post = match self.inner.method {
             QueryMethod::Get => false,
             QueryMethod::Post => true,
             QueryMethod::Auto => with_query.as_str().len() > MAX_GET_URL_LEN,
         };
         let request = if use_post {
-            self.inner.http.post(url).form(&[("query", promql)])
+            self.inner
+                .http
+                .post(url)
+                .form(&[("query", promql), ("timeout", &timeout)])
         } else {
             self.inner.http.get(with_query)
         };
@@ -259,9 +295,12 @@ impl PrometheusClient {
     /// Sends the request with credentials; any non-2xx answer is an error, and so is
     /// an answer larger than the configured maximum (read no further than that).
     async fn send_raw(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, PrometheusError> {
-        let request = self
+        let mut request = self
             .authorize(request.header(ACCEPT, "application/json"))
             .await?;
+        if let Some((name, value)) = &self.tenant {
+            request = request.header(name, value);
+        }
         let mut response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let limit = self.inner.max_response_bytes;

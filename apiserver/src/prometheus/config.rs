@@ -117,6 +117,17 @@ pub(super) fn parse_base_url(raw: &str) -> Result<Url, PrometheusConfigError> {
     Ok(url)
 }
 
+/// Whether `raw` can be a client's base URL (http or https, a host, no credentials), as
+/// [`crate::prometheus::PrometheusClient::new`] would judge it, without making one.
+pub fn validate_url(raw: &str) -> Result<(), PrometheusConfigError> {
+    parse_base_url(raw).map(drop)
+}
+
+/// Whether `headers` can be sent as extra headers, as the client would judge them.
+pub fn validate_headers(headers: &[(String, String)]) -> Result<(), PrometheusConfigError> {
+    extra_headers(headers, false).map(drop)
+}
+
 /// Best effort for showing a URL that may not even parse.
 pub(super) fn redact_url(raw: &str) -> String {
     match Url::parse(raw) {

@@ -8,7 +8,9 @@ mod response;
 mod secret;
 
 pub use client::PrometheusClient;
-pub use config::{DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, QueryMethod};
+pub use config::{
+    DEFAULT_MAX_RESPONSE_BYTES, PrometheusConfig, QueryMethod, validate_headers, validate_url,
+};
 pub use error::{PrometheusConfigError, PrometheusError};
 pub use response::{Labels, Sample};
 

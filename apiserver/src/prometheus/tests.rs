@@ -142,7 +142,14 @@ async fn decodes_vector_keeping_values_verbatim() {
     let seen = prom.last();
     assert_eq!(seen.method, "GET");
     assert_eq!(seen.path, "/api/v1/query");
-    assert_eq!(seen.query, vec![("query".to_owned(), "up".to_owned())]);
+    // The client's timeout goes along, so Prometheus stops evaluating when we stop waiting.
+    assert_eq!(
+        seen.query,
+        vec![
+            ("query".to_owned(), "up".to_owned()),
+            ("timeout".to_owned(), "10000ms".to_owned())
+        ]
+    );
 }
 
 #[tokio::test]
@@ -219,7 +226,13 @@ async fn auto_method_switches_to_post_for_long_queries() {
     assert_eq!(seen[1].method, "POST");
     assert_eq!(seen[1].path, "/api/v1/query");
     assert!(seen[1].query.is_empty());
-    assert_eq!(seen[1].form, vec![("query".to_owned(), long)]);
+    assert_eq!(
+        seen[1].form,
+        vec![
+            ("query".to_owned(), long),
+            ("timeout".to_owned(), "10000ms".to_owned())
+        ]
+    );
     assert_eq!(
         header(&seen[1], "content-type"),
         Some("application/x-www-form-urlencoded")
@@ -237,7 +250,13 @@ async fn forced_methods_are_honoured() {
 
     let seen = prom.requests();
     assert_eq!(seen[0].method, "POST");
-    assert_eq!(seen[0].form, vec![("query".to_owned(), "up".to_owned())]);
+    assert_eq!(
+        seen[0].form,
+        vec![
+            ("query".to_owned(), "up".to_owned()),
+            ("timeout".to_owned(), "10000ms".to_owned())
+        ]
+    );
     assert_eq!(seen[1].method, "GET");
 }
 

@@ -9,6 +9,7 @@ fn rule(object: ObjectKind, metric: &str, source: &str) -> MetricRule {
         namespace_label: "namespace".into(),
         window_seconds: None,
         separable: true,
+        backend: "default".into(),
         source: source.into(),
     }
 }

@@ -13,10 +13,12 @@
 //! - **a bound on queries in flight**: past it a request is refused at once with 429 and
 //!   `Retry-After` instead of piling onto a struggling Prometheus.
 
+mod backends;
 mod batch;
 #[cfg(test)]
 mod tests;
 
+pub use backends::Backends;
 pub use batch::{ObjectAnswer, ObjectRequest, batchable};
 
 use crate::error::ApiError;
@@ -157,6 +159,21 @@ impl Upstream {
                 }),
                 groups: batch::Groups::new(&options),
             }),
+        }
+    }
+
+    /// An upstream with this one's options and self-metrics for another client — another
+    /// backend (`own_bound`: with a bound on queries in flight of its own) or a tenant of
+    /// this one (sharing this one's bound) — and flights, batches and cache of its own.
+    pub fn sibling(&self, client: PrometheusClient, own_bound: bool) -> Upstream {
+        let fresh = Upstream::new(client, self.inner.options, self.inner.metrics.clone());
+        if own_bound {
+            return fresh;
+        }
+        let mut inner = Arc::into_inner(fresh.inner).expect("not shared yet");
+        inner.permits = self.inner.permits.clone();
+        Upstream {
+            inner: Arc::new(inner),
         }
     }
 

@@ -153,6 +153,7 @@ fn rule(group_by: bool) -> Arc<MetricRule> {
         namespace_label: "namespace".into(),
         window_seconds: None,
         separable: group_by,
+        backend: "default".into(),
         source: "test".into(),
     })
 }
@@ -611,4 +612,78 @@ async fn batch_groups_remembering_many_object_names_stay_within_their_bytes() {
         .await
         .unwrap();
     assert_eq!(pod_value(&answer), ("p1".into(), "1".into()));
+}
+
+fn backend_spec(fake: &Fake, tenant: bool) -> Arc<crate::table::BackendSpec> {
+    use crate::table::{BackendSpec, TenantHeader, TenantSegment};
+    Arc::new(BackendSpec {
+        url: fake.url.clone(),
+        timeout: Duration::from_secs(5),
+        max_response_bytes: 1 << 20,
+        headers: Vec::new(),
+        tenant: tenant.then(|| TenantHeader {
+            header: "X-Scope-OrgID".into(),
+            value: vec![
+                TenantSegment::Literal("t-".into()),
+                TenantSegment::Namespace,
+            ],
+        }),
+        source: "MetricsBackend b".into(),
+    })
+}
+
+#[tokio::test]
+async fn each_backend_and_tenant_has_its_own_flights_and_cache() {
+    let default = fake().await;
+    let named = fake().await;
+    let cached = QueryOptions {
+        cache_max_age: Duration::from_secs(600),
+        ..NO_CACHE
+    };
+    let backends = Backends::new(upstream(&default, cached));
+    let unknown = backends.upstream("b", "a").unwrap_err();
+    assert!(unknown.message.contains("not known"), "{}", unknown.message);
+
+    let specs = BTreeMap::from([("b".to_string(), backend_spec(&named, true))]);
+    backends.sync(&specs);
+    let query = "x{namespace=\"a\"}";
+    for namespace in ["a", "b", "a", "b"] {
+        backends
+            .upstream("b", namespace)
+            .unwrap()
+            .query(query)
+            .await
+            .unwrap();
+    }
+    backends
+        .upstream("default", "a")
+        .unwrap()
+        .query(query)
+        .await
+        .unwrap();
+    // One query per tenant (then cached), and the default backend's own.
+    assert_eq!(named.queries().len(), 2);
+    assert_eq!(default.queries().len(), 1);
+    let tenant = backends.upstream("b", "b").unwrap();
+    assert_eq!(tenant.client().tenant(), Some("t-b"));
+
+    // The same specs again keep connections and caches; a changed one starts afresh.
+    backends.sync(&specs);
+    backends
+        .upstream("b", "a")
+        .unwrap()
+        .query(query)
+        .await
+        .unwrap();
+    assert_eq!(named.queries().len(), 2);
+    backends.sync(&BTreeMap::from([(
+        "b".to_string(),
+        backend_spec(&named, false),
+    )]));
+    let untenanted = backends.upstream("b", "a").unwrap();
+    assert_eq!(untenanted.client().tenant(), None);
+    untenanted.query(query).await.unwrap();
+    assert_eq!(named.queries().len(), 3);
+    backends.sync(&BTreeMap::new());
+    assert!(backends.upstream("b", "a").is_err());
 }

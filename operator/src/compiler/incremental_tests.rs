@@ -9,13 +9,15 @@ use crate::definitions::{DefinitionId, DefinitionKind};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_crds::{
-    CustomPrometheusRulesSpec, ExternalSpec, ResourceMetricsSpec, ResourceQueries, Rule,
+    AllowedNamespaces, CustomPrometheusRulesSpec, ExternalSpec, MetricsBackendSpec,
+    ResourceMetricsSpec, ResourceQueries, Rule,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-const KINDS: [DefinitionKind; 8] = [
+const KINDS: [DefinitionKind; 9] = [
+    DefinitionKind::MetricsBackend,
     DefinitionKind::ResourceMetrics,
     DefinitionKind::ServiceMetric,
     DefinitionKind::ClusterServiceMetric,
@@ -49,9 +51,14 @@ fn definition() -> impl Strategy<Value = Definition> {
         prop::option::of(0..3usize),
         0..3usize,
         0..3usize,
+        0..4usize,
     )
         .prop_map(
-            |(kind, namespace, name, metric, query, created, rule, namespaced)| {
+            |(kind, namespace, name, metric, query, created, rule, namespaced, backend)| {
+                // Definitions name the backends `d0` and `d1` (valid or not, allowing
+                // `team-a` or every namespace), or none, or the default one.
+                let backend =
+                    [None, Some("d0"), Some("d1"), Some("default")][backend].map(str::to_string);
                 let kind = KINDS[kind];
                 let id = DefinitionId {
                     kind,
@@ -60,7 +67,20 @@ fn definition() -> impl Strategy<Value = Definition> {
                         .then(|| ["team-a", "team-b"][namespace].to_string()),
                     name: format!("d{name}"),
                 };
-                let body = if kind == DefinitionKind::CustomPrometheusRules {
+                let body = if kind == DefinitionKind::MetricsBackend {
+                    DefinitionBody::Backend(MetricsBackendSpec {
+                        url: ["http://a:9090", "http://b:9090", "ftp://c"][rule].into(),
+                        allowed_namespaces: [
+                            None,
+                            Some(AllowedNamespaces {
+                                names: vec!["team-a".into()],
+                            }),
+                            Some(AllowedNamespaces { names: vec![] }),
+                        ][namespaced]
+                            .clone(),
+                        ..MetricsBackendSpec::default()
+                    })
+                } else if kind == DefinitionKind::CustomPrometheusRules {
                     let record = [
                         "kube_adapter_metric_q1",
                         "kube_adapter_metric_q2",
@@ -94,11 +114,13 @@ fn definition() -> impl Strategy<Value = Definition> {
                         query: QUERIES[query].into(),
                         metric_name: metric.map(|m| format!("m{m}")),
                         namespace_label: None,
+                        backend,
                     })
                 } else {
                     DefinitionBody::Metric(MetricSpec {
                         query: QUERIES[query].into(),
                         metric_name: metric.map(|m| format!("m{m}")),
+                        backend,
                         ..MetricSpec::default()
                     })
                 };

@@ -3,6 +3,7 @@
 //! the same compiler fed everything at once). No kube, no I/O, so every rule of precedence, conflict and validation
 //! is tested by plain unit tests.
 
+mod backend;
 mod incremental;
 mod memo;
 mod promql;
@@ -19,8 +20,8 @@ use crate::definitions::{Definition, DefinitionId};
 pub use metrics_registry_apiserver::external::ExternalScope;
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_apiserver::table::{
-    ExternalRule, MetricRule, QueryTemplate, ResourceRule, ResourceTemplates, RuleTable, Scope,
-    Segment,
+    DEFAULT_BACKEND, ExternalRule, MetricRule, QueryTemplate, ResourceRule, ResourceTemplates,
+    RuleTable, Scope, Segment,
 };
 use metrics_registry_crds::{
     ExternalSpec, MetricSpec, ResourceMetricsSpec, ResourceQueries, RuleGroup,
@@ -41,10 +42,13 @@ pub enum Reason {
     NamespaceEscape,
     Conflict,
     InvalidRule,
+    InvalidBackend,
+    UnknownBackend,
+    BackendNotAllowed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 12] = [
         Reason::InvalidMetricName,
         Reason::InvalidLabel,
         Reason::InvalidWindow,
@@ -54,6 +58,9 @@ impl Reason {
         Reason::NamespaceEscape,
         Reason::Conflict,
         Reason::InvalidRule,
+        Reason::InvalidBackend,
+        Reason::UnknownBackend,
+        Reason::BackendNotAllowed,
     ];
 
     /// The condition's `reason`, as the status and `check` print it.
@@ -68,6 +75,9 @@ impl Reason {
             Reason::NamespaceEscape => "NamespaceEscape",
             Reason::Conflict => "Conflict",
             Reason::InvalidRule => "InvalidRule",
+            Reason::InvalidBackend => "InvalidBackend",
+            Reason::UnknownBackend => "UnknownBackend",
+            Reason::BackendNotAllowed => "BackendNotAllowed",
         }
     }
 }
@@ -104,6 +114,8 @@ pub struct Verdict {
     pub overridden_in: Vec<String>,
     /// CustomPrometheusRules: external metrics its recording rules create.
     pub external_metrics: Vec<String>,
+    /// A served definition that names a `MetricsBackend`: its name.
+    pub backend: Option<String>,
 }
 
 impl Verdict {
@@ -315,6 +327,7 @@ fn compile_metric(
             namespace_label,
             window_seconds: spec.window_seconds,
             separable,
+            backend: DEFAULT_BACKEND.to_string(),
             source: id.to_string(),
         },
     ))
@@ -357,6 +370,7 @@ fn compile_external(
             metric: metric_name.to_string(),
             template: QueryTemplate::new(segments),
             namespace_label: spec.namespace_label.clone(),
+            backend: DEFAULT_BACKEND.to_string(),
             source: id.to_string(),
         },
     ))

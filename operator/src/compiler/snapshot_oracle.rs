@@ -27,13 +27,28 @@ pub(super) fn compile_snapshot(
     let mut external_groups: BTreeMap<String, ExternalGroup> = BTreeMap::new();
     let mut cluster_external: Vec<(DefinitionId, String)> = Vec::new();
     let mut resources: Option<Arc<ResourceRule>> = None;
+    // Backends before anything: a definition is judged against every valid one.
+    let backends: backend::BackendIndex = definitions
+        .iter()
+        .filter_map(|definition| match &definition.body {
+            DefinitionBody::Backend(spec) => backend::compile_backend(&definition.id, spec)
+                .ok()
+                .map(|compiled| (definition.id.name.clone(), compiled)),
+            _ => None,
+        })
+        .collect();
+    let named = |backend: &str| (backend != DEFAULT_BACKEND).then(|| backend.to_string());
     for definition in ordered {
         let id = definition.id.clone();
         let verdict = match &definition.body {
             DefinitionBody::Metric(spec) => {
                 let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+                let mut served_from = None;
                 let problem = compile_metric(&id, spec, &metric_name, options, None)
-                    .and_then(|(scope, rule)| {
+                    .and_then(|(scope, mut rule)| {
+                        rule.backend =
+                            backend::resolve_backend(&id, spec.backend.as_deref(), &backends)?;
+                        served_from = named(&rule.backend);
                         let object = rule.object;
                         let group = groups.entry((object, metric_name.clone())).or_default();
                         let taken = match &scope {
@@ -58,13 +73,18 @@ pub(super) fn compile_snapshot(
                 Verdict {
                     problem,
                     metric_name: Some(metric_name),
+                    backend: served_from,
                     ..Verdict::default()
                 }
             }
             DefinitionBody::External(spec) => {
                 let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+                let mut served_from = None;
                 let problem = compile_external(&id, spec, &metric_name, options, None)
-                    .and_then(|(scope, rule)| {
+                    .and_then(|(scope, mut rule)| {
+                        rule.backend =
+                            backend::resolve_backend(&id, spec.backend.as_deref(), &backends)?;
+                        served_from = named(&rule.backend);
                         let group = external_groups.entry(metric_name.clone()).or_default();
                         let taken = match &scope {
                             Scope::Cluster => group.cluster.as_ref(),
@@ -88,9 +108,14 @@ pub(super) fn compile_snapshot(
                 Verdict {
                     problem,
                     metric_name: Some(metric_name),
+                    backend: served_from,
                     ..Verdict::default()
                 }
             }
+            DefinitionBody::Backend(spec) => Verdict {
+                problem: backend::compile_backend(&id, spec).err(),
+                ..Verdict::default()
+            },
             DefinitionBody::Resources(spec) => Verdict {
                 problem: compile_resources(&id, spec)
                     .and_then(|rule| match &resources {
@@ -147,6 +172,12 @@ pub(super) fn compile_snapshot(
         compiled.table.set_external_group(&metric, group);
     }
     compiled.table.set_resource_rule(resources);
+    compiled.table.set_backends(
+        backends
+            .into_iter()
+            .map(|(name, backend)| (name, backend.spec))
+            .collect(),
+    );
     compiled.table.set_external(external);
     let declared = definitions.iter().filter_map(|definition| {
         let DefinitionBody::Rules(spec) = &definition.body else {

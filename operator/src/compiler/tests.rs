@@ -513,6 +513,7 @@ fn external(kind: DefinitionKind, namespace: Option<&str>, name: &str, query: &s
             query: query.into(),
             metric_name: Some("queue_depth".into()),
             namespace_label: None,
+            backend: None,
         }),
     }
 }

@@ -1,4 +1,4 @@
-//! The seventeen kinds of `metrics-registry.io/v1beta1`, described once. Each names its
+//! The eighteen kinds of `metrics-registry.io/v1beta1`, described once. Each names its
 //! resource type in the `crds` crate — whose derive gives the CRD, the API resource and
 //! the scope — and, for a `*Metric`, the kind of object it measures. Everything else
 //! (the compiler, the table, the watches, the statuses) goes through this table; nothing
@@ -54,7 +54,7 @@ macro_rules! definition_kinds {
         }
 
         impl DefinitionKind {
-            pub const ALL: [DefinitionKind; 17] = [$(DefinitionKind::$kind,)*];
+            pub const ALL: [DefinitionKind; 18] = [$(DefinitionKind::$kind,)*];
 
             /// The Kind, as in manifests (the resource types carry the same; a test checks).
             pub fn name(self) -> &'static str {
@@ -65,7 +65,7 @@ macro_rules! definition_kinds {
 
             /// The object kind a `*Metric` describes; `None` for the kinds that describe no
             /// object (`ExternalMetric`, `ClusterExternalMetric`, `ResourceMetrics`,
-            /// `CustomPrometheusRules`).
+            /// `CustomPrometheusRules`, `MetricsBackend`).
             pub fn object(self) -> Option<ObjectKind> {
                 match self {
                     $(DefinitionKind::$kind => $object,)*
@@ -119,6 +119,7 @@ definition_kinds! {
     ClusterExternalMetric => crds::ClusterExternalMetric, None;
     ResourceMetrics => crds::ResourceMetrics, None;
     CustomPrometheusRules => crds::CustomPrometheusRules, None;
+    MetricsBackend => crds::MetricsBackend, None;
 }
 
 macro_rules! metric_resources {
@@ -183,6 +184,15 @@ impl DefinitionResource for crds::CustomPrometheusRules {
     }
 }
 
+impl DefinitionResource for crds::MetricsBackend {
+    fn body(&self) -> DefinitionBody {
+        DefinitionBody::Backend(self.spec.clone())
+    }
+    fn definition_status(&self) -> Option<DefinitionStatus> {
+        self.status.clone().map(DefinitionStatus::Metric)
+    }
+}
+
 impl DefinitionKind {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.name() == name)
@@ -194,10 +204,18 @@ impl DefinitionKind {
     pub fn spec_fields(self) -> Option<&'static [&'static str]> {
         match self {
             DefinitionKind::CustomPrometheusRules => None,
-            DefinitionKind::ExternalMetric => Some(&["query", "metricName"]),
+            DefinitionKind::ExternalMetric => Some(&["query", "metricName", "backend"]),
             DefinitionKind::ClusterExternalMetric => {
-                Some(&["query", "metricName", "namespaceLabel"])
+                Some(&["query", "metricName", "backend", "namespaceLabel"])
             }
+            DefinitionKind::MetricsBackend => Some(&[
+                "url",
+                "timeout",
+                "maxResponseBytes",
+                "headers",
+                "tenant",
+                "allowedNamespaces",
+            ]),
             DefinitionKind::ResourceMetrics => Some(&[
                 "cpu",
                 "memory",
@@ -213,6 +231,7 @@ impl DefinitionKind {
                 "objectLabel",
                 "namespaceLabel",
                 "windowSeconds",
+                "backend",
             ]),
         }
     }
@@ -239,13 +258,16 @@ mod tests {
                 "{}",
                 kind.name()
             );
-            // Cluster kinds are the `Cluster*` ones (and CustomPrometheusRules, ResourceMetrics).
+            // Cluster kinds are the `Cluster*` ones (and CustomPrometheusRules,
+            // ResourceMetrics, MetricsBackend).
             assert_eq!(
                 !kind.is_namespaced(),
                 kind.name().starts_with("Cluster")
                     || matches!(
                         kind,
-                        DefinitionKind::CustomPrometheusRules | DefinitionKind::ResourceMetrics
+                        DefinitionKind::CustomPrometheusRules
+                            | DefinitionKind::ResourceMetrics
+                            | DefinitionKind::MetricsBackend
                     ),
                 "{}",
                 kind.name()
@@ -254,9 +276,9 @@ mod tests {
     }
 
     #[test]
-    fn seventeen_kinds_in_one_group_with_status_and_columns() {
+    fn eighteen_kinds_in_one_group_with_status_and_columns() {
         let crds = DefinitionKind::crds();
-        assert_eq!(crds.len(), 17);
+        assert_eq!(crds.len(), 18);
         for crd in &crds {
             assert_eq!(crd.spec.group, crds::GROUP);
             let version = &crd.spec.versions[0];

@@ -10,8 +10,8 @@ pub use kinds::{DefinitionKind, DefinitionResource, KindVisitor};
 pub use record::ObjectRecord;
 
 use metrics_registry_crds::{
-    CustomPrometheusRulesSpec, ExternalSpec, MetricSpec, MetricStatus, ResourceMetricsSpec,
-    RulesStatus,
+    CustomPrometheusRulesSpec, ExternalSpec, MetricSpec, MetricStatus, MetricsBackendSpec,
+    ResourceMetricsSpec, RulesStatus,
 };
 use std::fmt;
 
@@ -38,6 +38,7 @@ pub enum DefinitionBody {
     External(ExternalSpec),
     Resources(ResourceMetricsSpec),
     Rules(CustomPrometheusRulesSpec),
+    Backend(MetricsBackendSpec),
 }
 
 /// The `.status` of a definition, typed as the CRDs declare it.

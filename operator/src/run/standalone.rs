@@ -14,7 +14,7 @@ use metrics_registry_apiserver::router;
 use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
 use metrics_registry_apiserver::table::shared_rule_table;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
-use metrics_registry_apiserver::upstream::{QueryOptions, Upstream};
+use metrics_registry_apiserver::upstream::{Backends, QueryOptions, Upstream};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,10 +49,16 @@ impl Standalone {
         let external = ExternalCatalog::new();
         // One set of self-metrics for the process, passed to every part that counts.
         let metrics = SelfMetrics::new();
+        let backends = Backends::new(Upstream::new(
+            prometheus.clone(),
+            self.queries,
+            metrics.clone(),
+        ));
         let source = ManifestSource {
             dir: self.manifests.clone(),
             options: self.options,
             table: table.clone(),
+            backends: backends.clone(),
             readiness: readiness.clone(),
             metrics: metrics.clone(),
             rules: match &self.rules_dir {
@@ -79,7 +85,7 @@ impl Standalone {
         );
         let state = ApiState {
             table,
-            upstream: Upstream::new(prometheus, self.queries, metrics.clone()),
+            backends,
             objects: Arc::new(NoCluster),
             external,
             readiness,

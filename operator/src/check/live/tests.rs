@@ -16,6 +16,7 @@ fn rule(object: ObjectKind, object_label: &str, namespace_label: &str) -> Metric
         namespace_label: namespace_label.into(),
         window_seconds: None,
         separable: true,
+        backend: "default".into(),
         source: "test".into(),
     }
 }

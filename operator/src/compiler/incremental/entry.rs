@@ -1,6 +1,7 @@
 //! One definition as the incremental compiler holds it: compiled on its own, and the
 //! key of the metric group it competes in.
 
+use super::super::backend::{BackendIndex, CompiledBackend, compile_backend, resolve_backend};
 use super::super::memo::ParseMemo;
 use super::super::{
     CompileOptions, Problem, Reason, Verdict, compile_external, compile_metric, compile_resources,
@@ -26,6 +27,7 @@ pub(super) enum Unit {
     },
     Resources(Result<Arc<ResourceRule>, Problem>),
     Rules(Result<Vec<String>, Problem>),
+    Backend(Result<CompiledBackend, Problem>),
 }
 
 /// What the definitions of one group compete for: a metric name of one object kind, or
@@ -115,39 +117,50 @@ pub(super) struct Before {
 
 /// A definition compiled on its own; members of a group get their verdict when the
 /// group is decided.
+/// `backends` are the valid `MetricsBackend`s as of the batch being applied (they are
+/// settled before anything naming them is compiled).
 pub(super) fn compile_unit(
     options: CompileOptions,
     memo: &ParseMemo,
+    backends: &BackendIndex,
     definition: &Definition,
 ) -> (Unit, Verdict) {
     let id = &definition.id;
-    let unit = match &definition.body {
-        DefinitionBody::Metric(spec) => {
-            let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
-            let compiled = compile_metric(id, spec, &metric_name, options, Some(memo))
-                .map(|(scope, rule)| (scope, Arc::new(rule)));
-            Unit::Metric {
-                metric_name,
-                compiled,
+    let unit =
+        match &definition.body {
+            DefinitionBody::Metric(spec) => {
+                let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+                let compiled = compile_metric(id, spec, &metric_name, options, Some(memo))
+                    .and_then(|(scope, mut rule)| {
+                        rule.backend = resolve_backend(id, spec.backend.as_deref(), backends)?;
+                        Ok((scope, Arc::new(rule)))
+                    });
+                Unit::Metric {
+                    metric_name,
+                    compiled,
+                }
             }
-        }
-        DefinitionBody::External(spec) => {
-            let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
-            let compiled = compile_external(id, spec, &metric_name, options, Some(memo))
-                .map(|(scope, rule)| (scope, Arc::new(rule)));
-            Unit::External {
-                metric_name,
-                compiled,
+            DefinitionBody::External(spec) => {
+                let metric_name = spec.metric_name.clone().unwrap_or_else(|| id.name.clone());
+                let compiled = compile_external(id, spec, &metric_name, options, Some(memo))
+                    .and_then(|(scope, mut rule)| {
+                        rule.backend = resolve_backend(id, spec.backend.as_deref(), backends)?;
+                        Ok((scope, Arc::new(rule)))
+                    });
+                Unit::External {
+                    metric_name,
+                    compiled,
+                }
             }
-        }
-        DefinitionBody::Resources(spec) => {
-            Unit::Resources(compile_resources(id, spec).map(Arc::new))
-        }
-        DefinitionBody::Rules(spec) => Unit::Rules(
-            recording_rules::validate(&spec.groups)
-                .map_err(|m| Problem::new(Reason::InvalidRule, m)),
-        ),
-    };
+            DefinitionBody::Resources(spec) => {
+                Unit::Resources(compile_resources(id, spec).map(Arc::new))
+            }
+            DefinitionBody::Rules(spec) => Unit::Rules(
+                recording_rules::validate(&spec.groups)
+                    .map_err(|m| Problem::new(Reason::InvalidRule, m)),
+            ),
+            DefinitionBody::Backend(spec) => Unit::Backend(compile_backend(id, spec)),
+        };
     let verdict = match &unit {
         Unit::Metric {
             metric_name,
@@ -161,8 +174,11 @@ pub(super) fn compile_unit(
             metric_name: Some(metric_name.clone()),
             ..Verdict::default()
         },
-        Unit::Metric { .. } | Unit::External { .. } | Unit::Resources(Ok(_)) => Verdict::default(),
-        Unit::Resources(Err(problem)) => Verdict {
+        Unit::Metric { .. }
+        | Unit::External { .. }
+        | Unit::Resources(Ok(_))
+        | Unit::Backend(Ok(_)) => Verdict::default(),
+        Unit::Resources(Err(problem)) | Unit::Backend(Err(problem)) => Verdict {
             problem: Some(problem.clone()),
             ..Verdict::default()
         },

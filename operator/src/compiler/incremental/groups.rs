@@ -10,7 +10,7 @@ use super::entry::{GroupKey, Member, Unit};
 use crate::definitions::{DefinitionBody, DefinitionId};
 use metrics_registry_apiserver::external::ExternalNamespacing;
 use metrics_registry_apiserver::table::{
-    ExternalRule, MetricRule, ResourceRule, Scope, ScopedRules,
+    DEFAULT_BACKEND, ExternalRule, MetricRule, ResourceRule, Scope, ScopedRules,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -141,6 +141,7 @@ impl IncrementalCompiler {
                     .expect("only valid definitions of the group's kind join it");
                 let mut verdict = Verdict {
                     metric_name: metric_name.cloned(),
+                    backend: rule.named_backend().map(str::to_string),
                     ..Verdict::default()
                 };
                 match winner {
@@ -173,11 +174,22 @@ impl IncrementalCompiler {
 trait Served {
     fn source(&self) -> &str;
     fn conflict(&self, holder: &str) -> Problem;
+    /// The `MetricsBackend` it reads, unless it is the default backend.
+    fn named_backend(&self) -> Option<&str> {
+        None
+    }
+}
+
+fn named(backend: &str) -> Option<&str> {
+    (backend != DEFAULT_BACKEND).then_some(backend)
 }
 
 impl Served for MetricRule {
     fn source(&self) -> &str {
         &self.source
+    }
+    fn named_backend(&self) -> Option<&str> {
+        named(&self.backend)
     }
     fn conflict(&self, holder: &str) -> Problem {
         conflict(self, holder)
@@ -196,6 +208,9 @@ impl Served for ResourceRule {
 impl Served for ExternalRule {
     fn source(&self) -> &str {
         &self.source
+    }
+    fn named_backend(&self) -> Option<&str> {
+        named(&self.backend)
     }
     fn conflict(&self, holder: &str) -> Problem {
         external_conflict(self, holder)

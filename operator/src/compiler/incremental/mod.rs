@@ -10,10 +10,12 @@
 mod entry;
 mod groups;
 
+use super::backend::{BackendIndex, compile_backend};
 use super::memo::ParseMemo;
 use super::{CompileOptions, Problem, Verdict, recording_rules};
-use crate::definitions::{Definition, DefinitionId};
+use crate::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
 use entry::{Before, Entry, GroupKey, Member, Unit, compile_unit};
+use metrics_registry_apiserver::table::DEFAULT_BACKEND;
 use metrics_registry_apiserver::table::{RuleTable, Scope};
 use metrics_registry_crds::RuleGroup;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -64,6 +66,23 @@ pub struct IncrementalCompiler {
     external: BTreeMap<String, usize>,
     table: Arc<RuleTable>,
     memo: ParseMemo,
+    /// Valid `MetricsBackend`s by name, settled at the start of each batch.
+    backends: BackendIndex,
+    /// Which definitions name each `MetricsBackend` (valid or not), to compile again when
+    /// it changes.
+    backend_users: HashMap<String, BTreeSet<DefinitionId>>,
+}
+
+/// The `MetricsBackend` a definition names in `spec.backend`, unless it is the default.
+fn named_backend(definition: &Definition) -> Option<&str> {
+    let backend = match &definition.body {
+        DefinitionBody::Metric(spec) => spec.backend.as_deref(),
+        DefinitionBody::External(spec) => spec.backend.as_deref(),
+        DefinitionBody::Resources(_) | DefinitionBody::Rules(_) | DefinitionBody::Backend(_) => {
+            None
+        }
+    };
+    backend.filter(|name| *name != DEFAULT_BACKEND)
 }
 
 impl IncrementalCompiler {
@@ -80,6 +99,72 @@ impl IncrementalCompiler {
             external: BTreeMap::new(),
             table: Arc::new(table),
             memo: ParseMemo::default(),
+            backends: BackendIndex::new(),
+            backend_users: HashMap::new(),
+        }
+    }
+
+    /// Applies the batch's `MetricsBackend` changes to [`Self::backends`] and returns the
+    /// names whose valid backend differs.
+    fn settle_backends(&mut self, changes: &[Change]) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        for change in changes {
+            let (name, compiled) = match change {
+                Change::Upsert(definition) => match &definition.body {
+                    DefinitionBody::Backend(spec) => (
+                        &definition.id.name,
+                        compile_backend(&definition.id, spec).ok(),
+                    ),
+                    _ => continue,
+                },
+                Change::Remove(id) if id.kind == DefinitionKind::MetricsBackend => (&id.name, None),
+                Change::Remove(_) => continue,
+            };
+            if self.backends.get(name) != compiled.as_ref() {
+                match compiled {
+                    Some(compiled) => self.backends.insert(name.clone(), compiled),
+                    None => self.backends.remove(name),
+                };
+                changed.insert(name.clone());
+            }
+        }
+        changed
+    }
+
+    /// Upserts again, compiled afresh, of the definitions naming a changed backend that
+    /// the batch does not change itself.
+    fn users_of(&self, backends: &BTreeSet<String>, changes: &[Change]) -> Vec<Change> {
+        let named: HashSet<&DefinitionId> = changes
+            .iter()
+            .map(|change| match change {
+                Change::Upsert(definition) => &definition.id,
+                Change::Remove(id) => id,
+            })
+            .collect();
+        backends
+            .iter()
+            .filter_map(|name| self.backend_users.get(name))
+            .flatten()
+            .filter(|id| !named.contains(id))
+            .filter_map(|id| self.entries.get(id))
+            .map(|entry| Change::Upsert(entry.definition.clone()))
+            .collect()
+    }
+
+    fn note_backend_user(&mut self, definition: &Definition, uses: bool) {
+        let Some(name) = named_backend(definition) else {
+            return;
+        };
+        if uses {
+            self.backend_users
+                .entry(name.to_string())
+                .or_default()
+                .insert(definition.id.clone());
+        } else if let Some(users) = self.backend_users.get_mut(name) {
+            users.remove(&definition.id);
+            if users.is_empty() {
+                self.backend_users.remove(name);
+            }
         }
     }
 
@@ -108,15 +193,29 @@ impl IncrementalCompiler {
         // Whether a valid CustomPrometheusRules came or went, so which external metrics
         // are namespaced may differ. There are few such objects: recomputed whole.
         let mut namespacing_dirty = false;
-        let changes: Vec<Change> = changes.into_iter().collect();
+        let mut changes: Vec<Change> = changes.into_iter().collect();
+        // Backends first, so that what names one is judged against the batch's backends;
+        // what names a changed backend is compiled again even when it did not change.
+        let changed_backends = self.settle_backends(&changes);
+        let again = self.users_of(&changed_backends, &changes);
+        let forced: HashSet<DefinitionId> = again
+            .iter()
+            .filter_map(|change| match change {
+                Change::Upsert(definition) => Some(definition.id.clone()),
+                Change::Remove(_) => None,
+            })
+            .collect();
+        changes.extend(again);
         // Definitions that differ from what is held are compiled first, on every core
         // (a start-up load is one batch of them all); the rest is sequential.
-        let (options, memo) = (self.options, &self.memo);
+        let (options, memo, backends) = (self.options, &self.memo, &self.backends);
         let mut compiled = crate::parallel::map(&changes, |change| match change {
             Change::Upsert(definition)
-                if self.entries.get(&definition.id).map(|e| &e.definition) != Some(definition) =>
+                if forced.contains(&definition.id)
+                    || self.entries.get(&definition.id).map(|e| &e.definition)
+                        != Some(definition) =>
             {
-                Some(compile_unit(options, memo, definition))
+                Some(compile_unit(options, memo, backends, definition))
             }
             _ => None,
         })
@@ -128,7 +227,7 @@ impl IncrementalCompiler {
                 Change::Remove(id) => (id, None),
             };
             let old = self.entries.get(&id);
-            if old.map(|e| &e.definition) == definition.as_ref() {
+            if !forced.contains(&id) && old.map(|e| &e.definition) == definition.as_ref() {
                 continue;
             }
             before.entry(id.clone()).or_insert_with(|| Before {
@@ -136,6 +235,7 @@ impl IncrementalCompiler {
                 rule_groups: old.and_then(|e| e.valid_rule_groups().cloned()),
             });
             if let Some(old) = self.entries.remove(&id) {
+                self.note_backend_user(&old.definition, false);
                 if let Some((key, scope)) = old.group_key() {
                     self.leave_group(&key, &scope, &Member(old.definition.clone()));
                     dirty_groups.insert(key);
@@ -147,8 +247,10 @@ impl IncrementalCompiler {
                 continue;
             };
             // Only a definition named twice in one batch is compiled here.
-            let (unit, verdict) =
-                precompiled.unwrap_or_else(|| compile_unit(self.options, &self.memo, &definition));
+            let (unit, verdict) = precompiled.unwrap_or_else(|| {
+                compile_unit(self.options, &self.memo, &self.backends, &definition)
+            });
+            self.note_backend_user(&definition, true);
             let entry = Entry {
                 definition,
                 unit,
@@ -174,6 +276,14 @@ impl IncrementalCompiler {
             delta
                 .changed
                 .extend(changed.into_iter().filter(|id| !before.contains_key(id)));
+        }
+        if !changed_backends.is_empty() {
+            let backends = self
+                .backends
+                .iter()
+                .map(|(name, backend)| (name.clone(), backend.spec.clone()))
+                .collect();
+            delta.table_changed |= Arc::make_mut(&mut self.table).set_backends(backends);
         }
         if external_dirty {
             let names: BTreeSet<String> = self.external.keys().cloned().collect();

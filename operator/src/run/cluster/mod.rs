@@ -24,7 +24,7 @@ use metrics_registry_apiserver::table::shared_rule_table;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use metrics_registry_apiserver::tls::{ReloadableTls, ServingCertificate};
 use metrics_registry_apiserver::tls_acceptor::serve_https;
-use metrics_registry_apiserver::upstream::{QueryOptions, Upstream};
+use metrics_registry_apiserver::upstream::{Backends, QueryOptions, Upstream};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -186,6 +186,11 @@ impl ClusterMode {
         metrics: &Arc<SelfMetrics>,
     ) -> ApiState {
         let table = shared_rule_table();
+        let backends = Backends::new(Upstream::new(
+            prometheus.clone(),
+            self.queries,
+            metrics.clone(),
+        ));
         let readiness = Readiness::default();
         let objects = ObjectCaches::new(
             self.kube.watch.clone(),
@@ -216,6 +221,7 @@ impl ClusterMode {
                 options: self.options,
                 publisher: Publisher::new(
                     table.clone(),
+                    backends.clone(),
                     readiness.clone(),
                     rules_tx,
                     metrics.clone(),
@@ -230,7 +236,7 @@ impl ClusterMode {
         );
         ApiState {
             table,
-            upstream: Upstream::new(prometheus.clone(), self.queries, metrics.clone()),
+            backends,
             objects,
             external: self.start_external_refresher(supervisor, prometheus),
             readiness,

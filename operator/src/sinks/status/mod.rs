@@ -76,6 +76,12 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyRe
         };
         return (ReadyReason::Accepted, message);
     }
+    if record.id.kind == DefinitionKind::MetricsBackend {
+        return (
+            ReadyReason::Accepted,
+            "valid: definitions naming it in spec.backend are served from it".to_string(),
+        );
+    }
     let metric = verdict.metric_name.clone().unwrap_or_default();
     let mut message = match (record.id.kind, record.id.kind.object()) {
         (_, Some(object)) => format!("served as {}/{metric}", object.resource()),
@@ -84,6 +90,9 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyRe
         }
         (_, None) => format!("served as external metric {metric}"),
     };
+    if let Some(backend) = &verdict.backend {
+        message.push_str(&format!(" from MetricsBackend {backend}"));
+    }
     if !verdict.overridden_in.is_empty() {
         message.push_str(&format!(
             "; overridden in namespace(s) {}",

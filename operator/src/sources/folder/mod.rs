@@ -19,6 +19,7 @@ use crate::sources::folder::scan::{ManifestFolder, Scan};
 use metrics_registry_apiserver::api::Readiness;
 use metrics_registry_apiserver::table::SharedRuleTable;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
+use metrics_registry_apiserver::upstream::Backends;
 use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct ManifestSource {
     pub dir: PathBuf,
     pub options: CompileOptions,
     pub table: SharedRuleTable,
+    pub backends: Backends,
     pub readiness: Readiness,
     pub metrics: Arc<SelfMetrics>,
     /// Where valid `CustomPrometheusRules` go.
@@ -67,7 +69,13 @@ impl ManifestSource {
         let loader = Loader {
             folder: ManifestFolder::new(&self.dir),
             compiler: IncrementalCompiler::new(self.options),
-            publisher: Publisher::new(self.table, self.readiness, rules_tx, self.metrics),
+            publisher: Publisher::new(
+                self.table,
+                self.backends,
+                self.readiness,
+                rules_tx,
+                self.metrics,
+            ),
         };
         let events = wake_tx.clone();
         let _stop = StopLoader(wake_tx);

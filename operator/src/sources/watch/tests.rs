@@ -31,8 +31,10 @@ mod loop_ {
     use crate::sinks::status::writer::StatusQueue;
     use crate::supervise::Supervisor;
     use metrics_registry_apiserver::api::Readiness;
+    use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
     use metrics_registry_apiserver::table::shared_rule_table;
     use metrics_registry_apiserver::telemetry::SelfMetrics;
+    use metrics_registry_apiserver::upstream::{Backends, Upstream};
     use serde_json::json;
     use tokio::sync::watch;
 
@@ -61,6 +63,13 @@ mod loop_ {
         panic!("{what} did not happen within 2 s");
     }
 
+    /// Backends no test here queries: the controller only publishes tables.
+    fn unused_backends(metrics: &Arc<SelfMetrics>) -> Backends {
+        crate::install_crypto_provider();
+        let client = PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap();
+        Backends::new(Upstream::new(client, Default::default(), metrics.clone()))
+    }
+
     #[tokio::test]
     async fn publishes_after_every_kind_is_listed_and_queues_only_what_changed() {
         let supervisor = Supervisor::default();
@@ -72,7 +81,13 @@ mod loop_ {
         let controller = DefinitionController {
             client: mock_api::refusing(),
             options: CompileOptions::default(),
-            publisher: Publisher::new(table.clone(), readiness.clone(), rules, metrics.clone()),
+            publisher: Publisher::new(
+                table.clone(),
+                unused_backends(&metrics),
+                readiness.clone(),
+                rules,
+                metrics.clone(),
+            ),
             objects: ObjectCaches::new(mock_api::refusing(), supervisor.spawner(), metrics.clone()),
             statuses: statuses.clone(),
             metrics: metrics.clone(),

@@ -1,0 +1,64 @@
+//! Backends as the table carries them: where a rule's queries go and with which headers,
+//! compiled from `MetricsBackend` definitions. No clients here; `upstream::Backends` makes
+//! them.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The backend of the `--prometheus-*` flags, which rules without `spec.backend` use.
+pub const DEFAULT_BACKEND: &str = "default";
+
+/// One piece of a tenant header's value template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantSegment {
+    Literal(String),
+    /// The namespace of the object or HPA asked about.
+    Namespace,
+}
+
+/// The header naming a multi-tenant backend's tenant, per namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantHeader {
+    pub header: String,
+    pub value: Vec<TenantSegment>,
+}
+
+impl TenantHeader {
+    /// The tenant of requests in `namespace`.
+    pub fn tenant(&self, namespace: &str) -> String {
+        self.value
+            .iter()
+            .map(|segment| match segment {
+                TenantSegment::Literal(text) => text.as_str(),
+                TenantSegment::Namespace => namespace,
+            })
+            .collect()
+    }
+}
+
+/// A named backend, compiled.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub url: String,
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+    /// Sent with every query; values may be secrets, so `Debug` leaves them out.
+    pub headers: Vec<(String, String)>,
+    pub tenant: Option<TenantHeader>,
+    /// Where it comes from, e.g. `MetricsBackend thanos`.
+    pub source: String,
+}
+
+impl fmt::Debug for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("BackendSpec")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .field("headers", &headers)
+            .field("tenant", &self.tenant)
+            .field("source", &self.source)
+            .finish()
+    }
+}

@@ -1,0 +1,85 @@
+//! `MetricsBackend`: a Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics)
+//! that definitions name in `spec.backend`, besides the one the `--prometheus-*` flags
+//! configure (the backend named `default`).
+
+use crate::MetricStatus;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One header sent with every query to the backend.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendHeader {
+    pub name: String,
+    /// Sent as is; never logged.
+    pub value: String,
+}
+
+/// The header that tells a multi-tenant backend whose data a query reads.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantHeader {
+    /// e.g. `X-Scope-OrgID` (Mimir, Cortex, Loki), `AccountID` (VictoriaMetrics' cluster
+    /// version), `THANOS-TENANT` (Thanos).
+    pub header: String,
+    /// The tenant of a request in a namespace: a template where `<<.Namespace>>` is the
+    /// namespace of the object or HPA asked about, e.g. `<<.Namespace>>` or
+    /// `team-<<.Namespace>>`; a value without placeholder is one tenant for every namespace.
+    pub value: String,
+}
+
+/// Which namespaces' definitions may read from the backend.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedNamespaces {
+    /// Namespaces whose namespaced definitions may name this backend. Cluster-scoped
+    /// definitions (made by whoever may create cluster-scoped objects) may always name it.
+    pub names: Vec<String>,
+}
+
+/// A Prometheus HTTP API that definitions can read from by naming it in `spec.backend`.
+#[derive(
+    CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq,
+)]
+#[kube(
+    group = "metrics-registry.io",
+    version = "v1beta1",
+    kind = "MetricsBackend",
+    doc = "A Prometheus HTTP API that definitions read from by naming it in spec.backend.",
+    status = "MetricStatus",
+    shortname = "mb",
+    category = "metrics-registry",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","description":"The Ready condition's message: why the backend cannot be used, or that it can","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsBackendSpec {
+    /// Base URL of the Prometheus HTTP API, e.g. `http://prometheus-b.monitoring:9090` or
+    /// `http://mimir-query-frontend:8080/prometheus`; `/api/v1/query` is appended.
+    pub url: String,
+    /// How long a query may take, here and on the backend (sent as the `timeout`
+    /// parameter so a slow query is cancelled there too), e.g. `5s` or `500ms`
+    /// (default `10s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Largest answer read, in bytes (default 16 MiB); a bigger one is an error naming
+    /// the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_response_bytes: Option<i64>,
+    /// Headers sent with every query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<BackendHeader>,
+    /// The tenant header, set per namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantHeader>,
+    /// Which namespaces' definitions may use it; unset, every namespace's may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_namespaces: Option<AllowedNamespaces>,
+}

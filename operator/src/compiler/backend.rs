@@ -1,0 +1,349 @@
+//! `MetricsBackend` definitions compiled on their own, and a definition's `spec.backend`
+//! resolved against them: which backend it reads, or why it may not.
+//!
+//! Every sentence in this file is a message users see: docs/troubleshooting.md lists them.
+
+use super::{Problem, Reason};
+use crate::definitions::DefinitionId;
+use metrics_registry_apiserver::prometheus::{
+    DEFAULT_MAX_RESPONSE_BYTES, validate_headers, validate_url,
+};
+use metrics_registry_apiserver::table::{
+    BackendSpec, DEFAULT_BACKEND, TenantHeader, TenantSegment,
+};
+use metrics_registry_crds::MetricsBackendSpec;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A valid `MetricsBackend`: what the table carries, and who may use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct CompiledBackend {
+    pub(super) spec: Arc<BackendSpec>,
+    /// `None`: every namespace.
+    pub(super) allowed_namespaces: Option<BTreeSet<String>>,
+}
+
+/// Valid backends by name.
+pub(super) type BackendIndex = BTreeMap<String, CompiledBackend>;
+
+fn invalid(message: impl Into<String>) -> Problem {
+    Problem::new(Reason::InvalidBackend, message)
+}
+
+pub(super) fn compile_backend(
+    id: &DefinitionId,
+    spec: &MetricsBackendSpec,
+) -> Result<CompiledBackend, Problem> {
+    if id.name == DEFAULT_BACKEND {
+        return Err(invalid(
+            "the name \"default\" is the backend of the --prometheus-* flags (used when spec.backend is unset); give this MetricsBackend another name",
+        ));
+    }
+    validate_url(&spec.url).map_err(|error| invalid(format!("url: {error}")))?;
+    let timeout = match &spec.timeout {
+        None => Duration::from_secs(10),
+        Some(text) => parse_timeout(text).ok_or_else(|| {
+            invalid(format!(
+                "timeout {text:?} is not a positive duration such as 500ms, 5s or 1m"
+            ))
+        })?,
+    };
+    let max_response_bytes = match spec.max_response_bytes {
+        None => DEFAULT_MAX_RESPONSE_BYTES,
+        Some(bytes) => usize::try_from(bytes)
+            .ok()
+            .filter(|bytes| *bytes > 0)
+            .ok_or_else(|| invalid(format!("maxResponseBytes must be positive, not {bytes}")))?,
+    };
+    let headers: Vec<(String, String)> = spec
+        .headers
+        .iter()
+        .map(|header| (header.name.clone(), header.value.clone()))
+        .collect();
+    validate_headers(&headers).map_err(|error| invalid(format!("headers: {error}")))?;
+    let tenant = match &spec.tenant {
+        None => None,
+        Some(tenant) => {
+            if headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(&tenant.header))
+            {
+                return Err(invalid(format!(
+                    "tenant.header {:?} is also in headers; set it in one place",
+                    tenant.header
+                )));
+            }
+            let value = tenant_template(&tenant.value)?;
+            // The literal parts must make a header value on their own; namespace names
+            // always do.
+            let sample = TenantHeader {
+                header: tenant.header.clone(),
+                value: value.clone(),
+            }
+            .tenant("namespace");
+            validate_headers(&[(tenant.header.clone(), sample)])
+                .map_err(|error| invalid(format!("tenant: {error}")))?;
+            Some(TenantHeader {
+                header: tenant.header.clone(),
+                value,
+            })
+        }
+    };
+    let allowed_namespaces = spec
+        .allowed_namespaces
+        .as_ref()
+        .map(|allowed| allowed.names.iter().cloned().collect());
+    Ok(CompiledBackend {
+        spec: Arc::new(BackendSpec {
+            url: spec.url.trim().to_string(),
+            timeout,
+            max_response_bytes,
+            headers,
+            tenant,
+            source: id.to_string(),
+        }),
+        allowed_namespaces,
+    })
+}
+
+/// `500ms`, `5s`, `1m`: one number and one unit, as Prometheus' own `timeout` parameter
+/// takes them.
+fn parse_timeout(text: &str) -> Option<Duration> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let number: u64 = digits.parse().ok()?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.checked_mul(60)?),
+        _ => return None,
+    };
+    (!duration.is_zero()).then_some(duration)
+}
+
+/// A tenant value: literal text and `<<.Namespace>>` (or `«.Namespace»`).
+fn tenant_template(text: &str) -> Result<Vec<TenantSegment>, Problem> {
+    if text.is_empty() {
+        return Err(invalid(
+            "tenant.value is empty; use <<.Namespace>> for a tenant per namespace",
+        ));
+    }
+    let mut segments = Vec::new();
+    let mut rest = text;
+    loop {
+        let next = [("<<", ">>"), ("«", "»")]
+            .into_iter()
+            .filter_map(|(open, close)| rest.find(open).map(|at| (at, open, close)))
+            .min_by_key(|(at, _, _)| *at);
+        let Some((at, open, close)) = next else {
+            if !rest.is_empty() {
+                segments.push(TenantSegment::Literal(rest.to_string()));
+            }
+            return Ok(segments);
+        };
+        if at > 0 {
+            segments.push(TenantSegment::Literal(rest[..at].to_string()));
+        }
+        let after = &rest[at + open.len()..];
+        let Some(end) = after.find(close) else {
+            return Err(invalid(format!(
+                "tenant.value {text:?} opens {open} without closing it"
+            )));
+        };
+        let placeholder = after[..end].trim();
+        if placeholder != ".Namespace" {
+            return Err(invalid(format!(
+                "tenant.value {text:?} has the placeholder {open}{placeholder}{close}; only <<.Namespace>> is known"
+            )));
+        }
+        segments.push(TenantSegment::Namespace);
+        rest = &after[end + close.len()..];
+    }
+}
+
+/// The backend `id` reads with `spec.backend` = `requested`: the default one when unset,
+/// else a valid `MetricsBackend` that allows the definition's namespace.
+pub(super) fn resolve_backend(
+    id: &DefinitionId,
+    requested: Option<&str>,
+    backends: &BackendIndex,
+) -> Result<String, Problem> {
+    let name = match requested {
+        None | Some(DEFAULT_BACKEND) => return Ok(DEFAULT_BACKEND.to_string()),
+        Some(name) => name,
+    };
+    let Some(backend) = backends.get(name) else {
+        return Err(Problem::new(
+            Reason::UnknownBackend,
+            format!(
+                "spec.backend names the MetricsBackend {name:?}, which does not exist or is not valid (its status says why); omit spec.backend for the default Prometheus"
+            ),
+        ));
+    };
+    if let (Some(namespace), Some(allowed)) = (&id.namespace, &backend.allowed_namespaces)
+        && id.kind.is_namespaced()
+        && !allowed.contains(namespace)
+    {
+        return Err(Problem::new(
+            Reason::BackendNotAllowed,
+            format!(
+                "the MetricsBackend {name:?} does not allow namespace {namespace:?} (its spec.allowedNamespaces.names: {}); ask its owner to add it, or omit spec.backend",
+                allowed.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definitions::DefinitionKind;
+    use metrics_registry_crds::{AllowedNamespaces, BackendHeader};
+
+    fn backend_id(name: &str) -> DefinitionId {
+        DefinitionId {
+            kind: DefinitionKind::MetricsBackend,
+            namespace: None,
+            name: name.into(),
+        }
+    }
+
+    fn spec(url: &str) -> MetricsBackendSpec {
+        MetricsBackendSpec {
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    fn reason(result: Result<CompiledBackend, Problem>) -> (Reason, String) {
+        let problem = result.expect_err("refused");
+        (problem.reason, problem.message)
+    }
+
+    #[test]
+    fn compiles_urls_timeouts_limits_headers_and_tenants() {
+        let mut full = spec("http://thanos:10902/");
+        full.timeout = Some("500ms".into());
+        full.max_response_bytes = Some(1024);
+        full.headers = vec![BackendHeader {
+            name: "X-Team".into(),
+            value: "a".into(),
+        }];
+        full.tenant = Some(metrics_registry_crds::TenantHeader {
+            header: "X-Scope-OrgID".into(),
+            value: "team-<<.Namespace>>".into(),
+        });
+        let compiled = compile_backend(&backend_id("thanos"), &full).unwrap();
+        assert_eq!(compiled.spec.timeout, Duration::from_millis(500));
+        assert_eq!(compiled.spec.max_response_bytes, 1024);
+        let tenant = compiled.spec.tenant.as_ref().unwrap();
+        assert_eq!(tenant.tenant("a"), "team-a");
+        assert_eq!(compiled.allowed_namespaces, None);
+        assert_eq!(parse_timeout("2m"), Some(Duration::from_secs(120)));
+        for bad in ["", "0s", "5", "1h", "s", "-1s", "1.5s"] {
+            assert_eq!(parse_timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_could_not_be_used() {
+        let id = backend_id("b");
+        assert!(
+            reason(compile_backend(&backend_id("default"), &spec("http://x")))
+                .1
+                .contains("--prometheus-*")
+        );
+        assert!(
+            reason(compile_backend(&id, &spec("ftp://x")))
+                .1
+                .contains("url")
+        );
+        assert!(
+            reason(compile_backend(&id, &spec("http://user:pw@x")))
+                .1
+                .contains("credentials")
+        );
+        let mut timeout = spec("http://x");
+        timeout.timeout = Some("soon".into());
+        assert!(reason(compile_backend(&id, &timeout)).1.contains("timeout"));
+        let mut bytes = spec("http://x");
+        bytes.max_response_bytes = Some(0);
+        assert!(
+            reason(compile_backend(&id, &bytes))
+                .1
+                .contains("maxResponseBytes")
+        );
+        let mut header = spec("http://x");
+        header.headers = vec![BackendHeader {
+            name: "bad header".into(),
+            value: "v".into(),
+        }];
+        assert!(reason(compile_backend(&id, &header)).1.contains("headers"));
+        for (value, expected) in [
+            ("", "empty"),
+            ("<<.Name>>", "only <<.Namespace>>"),
+            ("<<.Namespace", "without closing"),
+            ("a\nb", "tenant"),
+        ] {
+            let mut tenant = spec("http://x");
+            tenant.tenant = Some(metrics_registry_crds::TenantHeader {
+                header: "X-Scope-OrgID".into(),
+                value: value.into(),
+            });
+            let (reason, message) = reason(compile_backend(&id, &tenant));
+            assert_eq!(reason, Reason::InvalidBackend);
+            assert!(message.contains(expected), "{value:?}: {message}");
+        }
+        let mut twice = spec("http://x");
+        twice.headers = vec![BackendHeader {
+            name: "x-scope-orgid".into(),
+            value: "v".into(),
+        }];
+        twice.tenant = Some(metrics_registry_crds::TenantHeader {
+            header: "X-Scope-OrgID".into(),
+            value: "<<.Namespace>>".into(),
+        });
+        assert!(reason(compile_backend(&id, &twice)).1.contains("one place"));
+    }
+
+    #[test]
+    fn a_namespaced_definition_reads_only_a_backend_that_allows_its_namespace() {
+        let mut limited = spec("http://x");
+        limited.allowed_namespaces = Some(AllowedNamespaces {
+            names: vec!["team-a".into()],
+        });
+        let backends: BackendIndex = [(
+            "b".to_string(),
+            compile_backend(&backend_id("b"), &limited).unwrap(),
+        )]
+        .into();
+        let definition = |kind, namespace: Option<&str>| DefinitionId {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: "m".into(),
+        };
+        let team_a = definition(DefinitionKind::ServiceMetric, Some("team-a"));
+        let team_b = definition(DefinitionKind::ServiceMetric, Some("team-b"));
+        let cluster = definition(DefinitionKind::ClusterServiceMetric, None);
+        assert_eq!(
+            resolve_backend(&team_a, None, &backends).unwrap(),
+            "default"
+        );
+        assert_eq!(
+            resolve_backend(&team_b, Some("default"), &backends).unwrap(),
+            "default"
+        );
+        assert_eq!(resolve_backend(&team_a, Some("b"), &backends).unwrap(), "b");
+        assert_eq!(
+            resolve_backend(&cluster, Some("b"), &backends).unwrap(),
+            "b"
+        );
+        let refused = resolve_backend(&team_b, Some("b"), &backends).unwrap_err();
+        assert_eq!(refused.reason, Reason::BackendNotAllowed);
+        assert!(refused.message.contains("team-b") && refused.message.contains("team-a"));
+        let unknown = resolve_backend(&team_a, Some("c"), &backends).unwrap_err();
+        assert_eq!(unknown.reason, Reason::UnknownBackend);
+    }
+}
