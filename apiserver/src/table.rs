@@ -6,7 +6,9 @@
 
 mod backend;
 
-pub use backend::{BackendSpec, DEFAULT_BACKEND, TenantHeader, TenantSegment};
+pub use backend::{
+    BackendAuth, BackendSpec, BackendTls, DEFAULT_BACKEND, SecretRef, TenantHeader, TenantSegment,
+};
 
 use crate::external::{ExternalNamespacing, ExternalScope};
 use crate::selector::promql_string;

@@ -38,6 +38,62 @@ pub struct AllowedNamespaces {
     pub names: Vec<String>,
 }
 
+/// A key of a Secret in the namespace metrics-registry runs in (standalone mode:
+/// `<--secrets-dir>/<name>/<key>`, the layout of a Secret mounted as a volume).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// HTTP basic authentication.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: SecretKeyRef,
+}
+
+/// OAuth2 client credentials: a token from `tokenUrl`, sent as a bearer token and
+/// renewed before it expires.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuth2 {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretKeyRef,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// How queries authenticate; at most one field.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendAuth {
+    /// A bearer token (read again when the Secret changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
+}
+
+/// TLS towards the backend.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTls {
+    /// PEM CA bundle: only these CAs are trusted (default: the system's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<SecretKeyRef>,
+    /// PEM client certificate, with `key`, for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<SecretKeyRef>,
+}
+
 /// A Prometheus HTTP API that definitions can read from by naming it in `spec.backend`.
 #[derive(
     CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq,
@@ -73,6 +129,12 @@ pub struct MetricsBackendSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_response_bytes: Option<i64>,
+    /// Credentials, from Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<BackendAuth>,
+    /// CA and client certificate, from Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<BackendTls>,
     /// Headers sent with every query.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<BackendHeader>,

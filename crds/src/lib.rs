@@ -12,7 +12,8 @@ mod resources;
 mod rules;
 
 pub use backend::{
-    AllowedNamespaces, BackendHeader, MetricsBackend, MetricsBackendSpec, TenantHeader,
+    AllowedNamespaces, BackendAuth, BackendHeader, BackendTls, BasicAuth, MetricsBackend,
+    MetricsBackendSpec, OAuth2, SecretKeyRef, TenantHeader,
 };
 pub use condition::{Condition, ConditionStatus, READY};
 pub use external::*;

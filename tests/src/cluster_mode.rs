@@ -101,6 +101,7 @@ impl InProcessOperator {
             },
             shutdown_delay: Duration::ZERO,
             auth_cache: Default::default(),
+            secrets_namespace: "metrics-registry".into(),
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;

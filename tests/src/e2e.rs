@@ -360,6 +360,7 @@ impl E2e {
             },
             shutdown_delay: Duration::ZERO,
             auth_cache: Default::default(),
+            secrets_namespace: "metrics-registry".into(),
         };
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(mode.serve(listener, async move {

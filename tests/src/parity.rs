@@ -99,6 +99,7 @@ impl ClusterRegistry {
             },
             shutdown_delay: Duration::ZERO,
             auth_cache: Default::default(),
+            secrets_namespace: "metrics-registry".into(),
         };
         let (shutdown, signal) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(mode.serve(listener, async move {

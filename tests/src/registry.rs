@@ -33,6 +33,8 @@ pub struct RegistryOptions {
     pub manifests_via_symlink: bool,
     /// Single flight, batching, cache and in-flight bound (`--prometheus-cache-max-age`, ...).
     pub queries: QueryOptions,
+    /// `--secrets-dir`: MetricsBackends' Secrets as `DIR/<name>/<key>`.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 impl RegistryOptions {
@@ -50,6 +52,7 @@ impl RegistryOptions {
             limits: ServeLimits::default(),
             manifests_via_symlink: false,
             queries: QueryOptions::default(),
+            secrets_dir: None,
         }
     }
 }
@@ -124,6 +127,7 @@ impl Registry {
             },
             external_refresh: options.external_refresh,
             rules_dir: options.rules_dir.clone(),
+            secrets_dir: options.secrets_dir.clone(),
             limits: options.limits,
         };
         let (shutdown, signal) = oneshot::channel::<()>();

@@ -145,11 +145,14 @@ fn api_state() -> ApiState {
     ApiState {
         table: crate::table::shared_rule_table(),
         // Never reached: these tests only ask for discovery and unknown metrics.
-        backends: crate::upstream::Backends::new(crate::upstream::Upstream::new(
-            PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap(),
-            Default::default(),
-            crate::telemetry::SelfMetrics::new(),
-        )),
+        backends: crate::upstream::Backends::new(
+            crate::upstream::Upstream::new(
+                PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap(),
+                Default::default(),
+                crate::telemetry::SelfMetrics::new(),
+            ),
+            Arc::new(crate::upstream::NoSecrets("none here")),
+        ),
         objects: Arc::new(NoCluster),
         external: ExternalCatalog::new(),
         readiness: Readiness::default(),

@@ -1,9 +1,10 @@
 //! The client: requests with credentials, answers read under a size cap, errors that
 //! say which Prometheus failed and how.
 
+use super::auth::{Auth, auth_from_config};
 use super::config::{
-    Auth, PrometheusConfig, QueryMethod, auth_from_config, extra_headers, load_ca, load_identity,
-    parse_base_url,
+    PrometheusConfig, QueryMethod, extra_headers, inline_ca, inline_identity, load_ca,
+    load_identity, parse_base_url,
 };
 use super::error::{PrometheusConfigError, PrometheusError, error_chain, snippet};
 use super::response::{self, Envelope, QueryData, Sample};
@@ -36,6 +37,8 @@ struct Inner {
     method: QueryMethod,
     max_response_bytes: usize,
     auth: Auth,
+    /// The client for the OAuth2 token endpoint, with OAuth2 only.
+    token_http: Option<reqwest::Client>,
 }
 
 impl fmt::Debug for PrometheusClient {
@@ -75,19 +78,41 @@ impl PrometheusClient {
             // misconfigured URL; the API never redirects on its own.
             .redirect(reqwest::redirect::Policy::none());
 
-        if let Some(ca_file) = &config.ca_file {
+        let ca = match (&config.ca_file, &config.ca) {
+            (Some(ca_file), None) => Some(load_ca(ca_file)?),
+            (None, Some(secret)) => Some(inline_ca(secret)?),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(PrometheusConfigError::Conflict(
+                    "a CA file and an in-memory CA cannot both be used",
+                ));
+            }
+        };
+        if let Some(ca) = &ca {
             // Only the given CA: a private Prometheus must not be
             // impersonable by any publicly trusted certificate.
-            builder = builder.tls_certs_only(load_ca(ca_file)?);
+            builder = builder.tls_certs_only(ca.clone());
         } else if base.scheme() == "http" {
             // The platform verifier fails to build when the system has no CA
             // bundle (distroless images); plain HTTP never needs it.
             builder = builder.tls_certs_only(Vec::new());
         }
 
-        match (&config.client_cert_file, &config.client_key_file) {
-            (Some(cert), Some(key)) => builder = builder.identity(load_identity(cert, key)?),
-            (None, None) => {}
+        match (
+            &config.client_cert_file,
+            &config.client_key_file,
+            &config.client_identity,
+        ) {
+            (Some(cert), Some(key), None) => builder = builder.identity(load_identity(cert, key)?),
+            (None, None, Some((cert, key))) => {
+                builder = builder.identity(inline_identity(cert, key)?)
+            }
+            (None, None, None) => {}
+            (_, _, Some(_)) => {
+                return Err(PrometheusConfigError::Conflict(
+                    "client certificate files and an in-memory client certificate cannot both be used",
+                ));
+            }
             _ => {
                 return Err(PrometheusConfigError::Incomplete(
                     "client_cert_file and client_key_file must be set together",
@@ -95,12 +120,33 @@ impl PrometheusClient {
             }
         }
 
+        // The token endpoint gets neither Prometheus' extra headers (a tenant's) nor its
+        // client certificate; it trusts the same CA.
+        let token_http = match &auth {
+            Auth::OAuth2(tokens) => {
+                let mut token_builder = reqwest::Client::builder()
+                    .timeout(config.timeout)
+                    .redirect(reqwest::redirect::Policy::none());
+                if let Some(ca) = &ca {
+                    token_builder = token_builder.tls_certs_only(ca.clone());
+                } else if tokens.plain_http() {
+                    token_builder = token_builder.tls_certs_only(Vec::new());
+                }
+                Some(
+                    token_builder
+                        .build()
+                        .map_err(|e| PrometheusConfigError::Client(error_chain(&e)))?,
+                )
+            }
+            _ => None,
+        };
+
         let http = builder.build().map_err(|e| {
             let mut cause = error_chain(&e);
             // rustls-platform-verifier refuses to start without a system CA
             // bundle, which surprises people running in minimal images; its error text
             // is not ours to match, so the hint goes on whenever the system bundle is used.
-            if config.ca_file.is_none() && base.scheme() == "https" {
+            if ca.is_none() && base.scheme() == "https" {
                 cause.push_str(
                     " (no CA file is configured, so the system CA certificates are needed)",
                 );
@@ -125,6 +171,7 @@ impl PrometheusClient {
                 method: config.method,
                 max_response_bytes: config.max_response_bytes,
                 auth,
+                token_http,
             }),
             tenant: None,
         })
@@ -251,7 +298,7 @@ impl PrometheusClient {
     #[cfg(test)]
     pub(super) fn token_reads(&self) -> u64 {
         match &self.inner.auth {
-            Auth::Bearer(file) => file.reads(),
+            Auth::Bearer(super::secret::Credential::File(file)) => file.reads(),
             _ => 0,
         }
     }
@@ -326,6 +373,11 @@ impl PrometheusClient {
         if status.is_success() {
             return Ok(body);
         }
+        if status == StatusCode::UNAUTHORIZED
+            && let Auth::OAuth2(tokens) = &self.inner.auth
+        {
+            tokens.invalidate().await;
+        }
         Err(self.rejection(status, &body))
     }
 
@@ -335,27 +387,34 @@ impl PrometheusClient {
     ) -> Result<reqwest::RequestBuilder, PrometheusError> {
         // Files are followed because Kubernetes rotates projected tokens and mounted
         // secrets in place; they are read again only when they changed.
+        let bearer = |token: String, origin: String| {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                PrometheusError::Credentials {
+                    path: origin.into(),
+                    cause: "the token contains characters not allowed in an HTTP header".to_owned(),
+                }
+            })?;
+            value.set_sensitive(true);
+            Ok::<_, PrometheusError>(value)
+        };
         Ok(match &self.inner.auth {
             Auth::None => request,
-            Auth::Bearer(file) => {
-                let token = file.get()?;
-                let mut value =
-                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                        PrometheusError::Credentials {
-                            path: file.path().to_owned(),
-                            cause: "the token contains characters not allowed in an HTTP header"
-                                .to_owned(),
-                        }
-                    })?;
-                value.set_sensitive(true);
-                request.header(AUTHORIZATION, value)
-            }
-            Auth::Basic {
-                user,
-                password_file,
-            } => {
-                let password = password_file.get()?;
-                request.basic_auth(user, Some(password))
+            Auth::Bearer(credential) => request.header(
+                AUTHORIZATION,
+                bearer(credential.get()?, credential.origin())?,
+            ),
+            Auth::Basic { user, password } => request.basic_auth(user, Some(password.get()?)),
+            Auth::OAuth2(tokens) => {
+                let http = self
+                    .inner
+                    .token_http
+                    .as_ref()
+                    .expect("OAuth2 clients have a token client");
+                let token = tokens.token(http, &self.inner.display_url).await?;
+                request.header(
+                    AUTHORIZATION,
+                    bearer(token, "the OAuth2 token endpoint".to_owned())?,
+                )
             }
         })
     }

@@ -1,7 +1,6 @@
 //! What to connect to and how: URL, credentials, CA and client certificate, headers.
 
 use super::error::{PrometheusConfigError, error_chain};
-use super::secret::SecretFile;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Certificate, Identity, Url};
 use rustls::pki_types::pem::PemObject;
@@ -20,6 +19,31 @@ pub enum QueryMethod {
     Auto,
 }
 
+/// A credential or PEM document held in memory (a `MetricsBackend`'s, read from a Secret),
+/// and where it came from, for messages that must never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InlineSecret {
+    /// e.g. `Secret metrics-registry/thanos-auth key token`.
+    pub origin: String,
+    pub value: Vec<u8>,
+}
+
+impl fmt::Debug for InlineSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes from {}>", self.value.len(), self.origin)
+    }
+}
+
+/// OAuth2 client credentials (RFC 6749 §4.4): a token from `token_url`, sent as a bearer
+/// token and fetched again shortly before it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuth2Config {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: InlineSecret,
+    pub scopes: Vec<String>,
+}
+
 #[derive(Clone)]
 pub struct PrometheusConfig {
     pub url: String,
@@ -34,6 +58,13 @@ pub struct PrometheusConfig {
     pub method: QueryMethod,
     /// Largest answer read; a bigger one is a 502 naming this limit.
     pub max_response_bytes: usize,
+    /// In-memory counterparts of the files above (a `MetricsBackend`'s Secrets); a file
+    /// and its counterpart cannot both be set.
+    pub bearer_token: Option<InlineSecret>,
+    pub basic_auth_password: Option<InlineSecret>,
+    pub ca: Option<InlineSecret>,
+    pub client_identity: Option<(InlineSecret, InlineSecret)>,
+    pub oauth2: Option<OAuth2Config>,
 }
 
 /// 16 MiB: an instant vector of about 50,000 series with a few labels each.
@@ -53,6 +84,11 @@ impl PrometheusConfig {
             headers: Vec::new(),
             method: QueryMethod::Auto,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            bearer_token: None,
+            basic_auth_password: None,
+            ca: None,
+            client_identity: None,
+            oauth2: None,
         }
     }
 }
@@ -78,17 +114,13 @@ impl fmt::Debug for PrometheusConfig {
             .field("headers", &headers)
             .field("method", &self.method)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("bearer_token", &self.bearer_token)
+            .field("basic_auth_password", &self.basic_auth_password)
+            .field("ca", &self.ca)
+            .field("client_identity", &self.client_identity)
+            .field("oauth2", &self.oauth2)
             .finish()
     }
-}
-
-pub(super) enum Auth {
-    None,
-    Bearer(SecretFile),
-    Basic {
-        user: String,
-        password_file: SecretFile,
-    },
 }
 
 pub(super) fn parse_base_url(raw: &str) -> Result<Url, PrometheusConfigError> {
@@ -141,29 +173,6 @@ pub(super) fn redact_url(raw: &str) -> String {
     }
 }
 
-pub(super) fn auth_from_config(config: &PrometheusConfig) -> Result<Auth, PrometheusConfigError> {
-    let basic = match (&config.basic_auth_user, &config.basic_auth_password_file) {
-        (Some(user), Some(password_file)) => Some(Auth::Basic {
-            user: user.clone(),
-            password_file: SecretFile::new(password_file.clone()),
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(PrometheusConfigError::Incomplete(
-                "basic_auth_user and basic_auth_password_file must be set together",
-            ));
-        }
-    };
-    match (basic, &config.bearer_token_file) {
-        (Some(_), Some(_)) => Err(PrometheusConfigError::Conflict(
-            "a bearer token and basic auth cannot both be used",
-        )),
-        (Some(basic), None) => Ok(basic),
-        (None, Some(token)) => Ok(Auth::Bearer(SecretFile::new(token.clone()))),
-        (None, None) => Ok(Auth::None),
-    }
-}
-
 pub(super) fn extra_headers(
     headers: &[(String, String)],
     has_auth: bool,
@@ -200,13 +209,30 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, PrometheusConfi
 
 pub(super) fn load_ca(path: &Path) -> Result<Vec<Certificate>, PrometheusConfigError> {
     const WHAT: &str = "CA file";
-    let invalid = |cause: String| PrometheusConfigError::InvalidFile {
+    let pem = read_file(WHAT, path)?;
+    parse_ca(&pem, |cause| PrometheusConfigError::InvalidFile {
         what: WHAT,
         path: path.to_owned(),
         cause,
-    };
-    let pem = read_file(WHAT, path)?;
-    let ders = CertificateDer::pem_slice_iter(&pem)
+    })
+}
+
+/// The CA certificates of an in-memory PEM bundle.
+pub(super) fn inline_ca(secret: &InlineSecret) -> Result<Vec<Certificate>, PrometheusConfigError> {
+    parse_ca(&secret.value, |cause| {
+        PrometheusConfigError::InvalidSecret {
+            what: "CA bundle",
+            origin: secret.origin.clone(),
+            cause,
+        }
+    })
+}
+
+fn parse_ca(
+    pem: &[u8],
+    invalid: impl Fn(String) -> PrometheusConfigError,
+) -> Result<Vec<Certificate>, PrometheusConfigError> {
+    let ders = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(e.to_string()))?;
     if ders.is_empty() {
@@ -223,6 +249,43 @@ pub(super) fn load_ca(path: &Path) -> Result<Vec<Certificate>, PrometheusConfigE
     ders.iter()
         .map(|der| Certificate::from_der(der).map_err(|e| invalid(error_chain(&e))))
         .collect()
+}
+
+/// A client certificate and key held in memory.
+pub(super) fn inline_identity(
+    cert: &InlineSecret,
+    key: &InlineSecret,
+) -> Result<Identity, PrometheusConfigError> {
+    let invalid = |secret: &InlineSecret, what: &'static str, cause: String| {
+        PrometheusConfigError::InvalidSecret {
+            what,
+            origin: secret.origin.clone(),
+            cause,
+        }
+    };
+    match CertificateDer::pem_slice_iter(&cert.value).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => {}
+        Ok(_) => {
+            return Err(invalid(
+                cert,
+                "client certificate",
+                "no PEM certificate found".to_owned(),
+            ));
+        }
+        Err(e) => return Err(invalid(cert, "client certificate", e.to_string())),
+    }
+    PrivateKeyDer::from_pem_slice(&key.value).map_err(|e| {
+        invalid(
+            key,
+            "client key",
+            format!("no usable PEM private key (PKCS#8, PKCS#1 or SEC1): {e}"),
+        )
+    })?;
+    let mut combined = cert.value.clone();
+    combined.push(b'\n');
+    combined.extend_from_slice(&key.value);
+    Identity::from_pem(&combined)
+        .map_err(|e| invalid(cert, "client certificate/key pair", error_chain(&e)))
 }
 
 pub(super) fn load_identity(

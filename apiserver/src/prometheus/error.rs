@@ -27,6 +27,13 @@ pub enum PrometheusConfigError {
     Incomplete(&'static str),
     #[error("conflicting Prometheus configuration: {0}")]
     Conflict(&'static str),
+    /// Never carries the secret's content.
+    #[error("invalid {what} from {origin}: {cause}")]
+    InvalidSecret {
+        what: &'static str,
+        origin: String,
+        cause: String,
+    },
     #[error("invalid extra header {name:?}: {reason}")]
     InvalidHeader { name: String, reason: String },
     #[error(
@@ -67,6 +74,13 @@ pub enum PrometheusError {
     /// Never carries the file's content.
     #[error("cannot read Prometheus credentials from {}: {cause}", path.display())]
     Credentials { path: PathBuf, cause: String },
+    /// The OAuth2 token endpoint failed or refused; nothing was sent to Prometheus.
+    #[error("cannot get an OAuth2 token from {token_url} for Prometheus at {url}: {cause}")]
+    Token {
+        url: String,
+        token_url: String,
+        cause: String,
+    },
 }
 
 impl PrometheusError {
@@ -74,7 +88,7 @@ impl PrometheusError {
     /// can tell "down" and "slow" apart from "broken".
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::Unreachable { .. } => 503,
+            Self::Unreachable { .. } | Self::Token { .. } => 503,
             Self::Timeout { .. } => 504,
             _ => 502,
         }
@@ -86,7 +100,9 @@ impl PrometheusError {
     /// or of a shape that cannot be served).
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::Unreachable { .. } | Self::Credentials { .. } => "unreachable",
+            Self::Unreachable { .. } | Self::Credentials { .. } | Self::Token { .. } => {
+                "unreachable"
+            }
             Self::Timeout { .. } => "timeout",
             Self::Rejected { .. } => "refused",
             Self::TooLarge { .. } | Self::Decode { .. } | Self::UnexpectedResult { .. } => {

@@ -1,11 +1,13 @@
-//! A credential file, read again only when it changes.
+//! Credentials: held in memory (a `MetricsBackend`'s Secret), or a file read again only
+//! when it changes.
 //!
 //! Kubernetes rotates projected tokens and mounted Secrets in place (an atomic symlink
 //! swap), so the file must be followed; reading it for every query would cost a file
 //! read per HPA request. Its identity (device, inode, size, modification time) is
 //! checked instead, one `stat` per query, and the content read when that moved.
 
-use super::error::PrometheusError;
+use super::config::InlineSecret;
+use super::error::{PrometheusConfigError, PrometheusError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -74,5 +76,47 @@ impl SecretFile {
         }
         *cached = Some((stamp, secret.to_owned()));
         Ok(secret.to_owned())
+    }
+}
+
+/// A secret read from a file (again when it changes) or held in memory.
+pub(super) enum Credential {
+    File(SecretFile),
+    Inline(String),
+}
+
+impl Credential {
+    pub(super) fn inline(secret: &InlineSecret) -> Result<Self, PrometheusConfigError> {
+        let text = std::str::from_utf8(&secret.value)
+            .map(str::trim)
+            .map_err(|_| PrometheusConfigError::InvalidSecret {
+                what: "credential",
+                origin: secret.origin.clone(),
+                cause: "not UTF-8 text".to_owned(),
+            })?;
+        if text.is_empty() {
+            return Err(PrometheusConfigError::InvalidSecret {
+                what: "credential",
+                origin: secret.origin.clone(),
+                cause: "empty".to_owned(),
+            });
+        }
+        Ok(Credential::Inline(text.to_owned()))
+    }
+
+    /// The trimmed secret; errors never include it.
+    pub(super) fn get(&self) -> Result<String, super::PrometheusError> {
+        match self {
+            Credential::File(file) => file.get(),
+            Credential::Inline(secret) => Ok(secret.clone()),
+        }
+    }
+
+    /// Where it comes from, for messages.
+    pub(super) fn origin(&self) -> String {
+        match self {
+            Credential::File(file) => file.path().display().to_string(),
+            Credential::Inline(_) => "the MetricsBackend's Secret".to_owned(),
+        }
     }
 }

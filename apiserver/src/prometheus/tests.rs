@@ -655,7 +655,7 @@ fn rejects_bad_configurations() {
                 basic_auth_password_file: Some(PathBuf::from("password")),
                 ..PrometheusConfig::new("http://host")
             },
-            "both",
+            "only one of a bearer token, basic auth and OAuth2",
         ),
         (
             PrometheusConfig {

@@ -36,6 +36,58 @@ impl TenantHeader {
     }
 }
 
+/// A key of a Secret (where Secrets are is the server's business: the cluster, or a
+/// folder in standalone mode).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// How a backend's queries authenticate.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum BackendAuth {
+    #[default]
+    None,
+    Bearer(SecretRef),
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: SecretRef,
+        scopes: Vec<String>,
+    },
+}
+
+/// A backend's CA and client certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BackendTls {
+    pub ca: Option<SecretRef>,
+    /// Certificate and key.
+    pub identity: Option<(SecretRef, SecretRef)>,
+}
+
+impl BackendSpec {
+    /// Every Secret key the backend needs.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        let mut secrets = Vec::new();
+        match &self.auth {
+            BackendAuth::None => {}
+            BackendAuth::Bearer(token) => secrets.push(token),
+            BackendAuth::Basic { password, .. } => secrets.push(password),
+            BackendAuth::OAuth2 { client_secret, .. } => secrets.push(client_secret),
+        }
+        secrets.extend(&self.tls.ca);
+        if let Some((cert, key)) = &self.tls.identity {
+            secrets.extend([cert, key]);
+        }
+        secrets
+    }
+}
+
 /// A named backend, compiled.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BackendSpec {
@@ -45,6 +97,8 @@ pub struct BackendSpec {
     /// Sent with every query; values may be secrets, so `Debug` leaves them out.
     pub headers: Vec<(String, String)>,
     pub tenant: Option<TenantHeader>,
+    pub auth: BackendAuth,
+    pub tls: BackendTls,
     /// Where it comes from, e.g. `MetricsBackend thanos`.
     pub source: String,
 }
@@ -58,6 +112,8 @@ impl fmt::Debug for BackendSpec {
             .field("max_response_bytes", &self.max_response_bytes)
             .field("headers", &headers)
             .field("tenant", &self.tenant)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
             .field("source", &self.source)
             .finish()
     }

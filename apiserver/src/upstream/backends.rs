@@ -5,22 +5,47 @@
 
 use super::Upstream;
 use crate::error::ApiError;
-use crate::prometheus::{PrometheusClient, PrometheusConfig};
-use crate::table::{BackendSpec, DEFAULT_BACKEND};
+use crate::prometheus::{InlineSecret, OAuth2Config, PrometheusClient, PrometheusConfig};
+use crate::table::{BackendAuth, BackendSpec, DEFAULT_BACKEND, SecretRef};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+/// Where the Secrets backends name are read: the cluster (a cache of the release
+/// namespace's Secrets) or, in standalone mode, a folder.
+pub trait SecretStore: Send + Sync {
+    /// The value of one key of one Secret; the error says what is missing, never a value.
+    fn value(&self, secret: &SecretRef) -> Result<InlineSecret, String>;
+}
+
+/// No Secrets at all: a backend that needs one says how to provide it.
+pub struct NoSecrets(pub &'static str);
+
+impl SecretStore for NoSecrets {
+    fn value(&self, secret: &SecretRef) -> Result<InlineSecret, String> {
+        Err(format!(
+            "cannot read key {:?} of Secret {:?}: {}",
+            secret.key, secret.name, self.0
+        ))
+    }
+}
 
 /// Cheap to clone: clones share every backend.
 #[derive(Clone)]
 pub struct Backends {
     default: Upstream,
+    secrets: Arc<dyn SecretStore>,
+    /// The specs of the last [`Backends::sync`], for [`Backends::refresh_secrets`]; held
+    /// while the backends are rebuilt so that two rebuilds never interleave.
+    specs: Arc<Mutex<BTreeMap<String, Arc<BackendSpec>>>>,
     named: Arc<ArcSwap<HashMap<String, Arc<Named>>>>,
 }
 
 /// A `MetricsBackend` as served: its client (or why there is none) and its tenants.
 struct Named {
     spec: Arc<BackendSpec>,
+    /// The Secret values it was built with (or why they could not be read).
+    secrets: Result<Vec<InlineSecret>, String>,
     connection: Result<Upstream, String>,
     /// By tenant header value; as many as the namespaces asking.
     tenants: Mutex<HashMap<String, Upstream>>,
@@ -37,10 +62,13 @@ impl std::fmt::Debug for Backends {
 }
 
 impl Backends {
-    /// Only the default backend (the `--prometheus-*` flags' Prometheus).
-    pub fn new(default: Upstream) -> Self {
+    /// Only the default backend (the `--prometheus-*` flags' Prometheus) until
+    /// [`Backends::sync`]; `secrets` is where the others' Secrets are read.
+    pub fn new(default: Upstream, secrets: Arc<dyn SecretStore>) -> Self {
         Backends {
             default,
+            secrets,
+            specs: Arc::new(Mutex::new(BTreeMap::new())),
             named: Arc::new(ArcSwap::from_pointee(HashMap::new())),
         }
     }
@@ -50,42 +78,64 @@ impl Backends {
         &self.default
     }
 
-    /// Makes the named backends those of `specs`: unchanged ones keep their connections,
-    /// flights and caches; changed and new ones start afresh; the rest are dropped. Called
-    /// before the table naming them is published.
+    /// Makes the named backends those of `specs`: unchanged ones (same spec, same Secret
+    /// values) keep their connections, flights and caches; changed and new ones start
+    /// afresh; the rest are dropped. Called before the table naming them is published.
     pub fn sync(&self, specs: &BTreeMap<String, Arc<BackendSpec>>) {
+        let mut held = self.specs.lock().unwrap_or_else(|e| e.into_inner());
+        *held = specs.clone();
+        self.rebuild(&held);
+    }
+
+    /// Reads every backend's Secrets again and rebuilds those whose values changed (a
+    /// Secret was created, rotated or deleted).
+    pub fn refresh_secrets(&self) {
+        let held = self.specs.lock().unwrap_or_else(|e| e.into_inner());
+        self.rebuild(&held);
+    }
+
+    fn rebuild(&self, specs: &BTreeMap<String, Arc<BackendSpec>>) {
         let current = self.named.load();
-        if current.len() == specs.len()
-            && specs
-                .iter()
-                .all(|(name, spec)| current.get(name).is_some_and(|n| n.spec == *spec))
-        {
-            return;
-        }
+        let mut changed = current.len() != specs.len();
         let named = specs
             .iter()
             .map(|(name, spec)| {
-                let kept = current.get(name).filter(|n| n.spec == *spec).cloned();
-                let named = kept.unwrap_or_else(|| Arc::new(self.connect(spec.clone())));
+                let secrets = self.read_secrets(spec);
+                let kept = current
+                    .get(name)
+                    .filter(|n| n.spec == *spec && n.secrets == secrets)
+                    .cloned();
+                let named = kept.unwrap_or_else(|| {
+                    changed = true;
+                    Arc::new(self.connect(spec.clone(), secrets))
+                });
                 (name.clone(), named)
             })
             .collect();
-        self.named.store(Arc::new(named));
+        if changed {
+            self.named.store(Arc::new(named));
+        }
     }
 
-    fn connect(&self, spec: Arc<BackendSpec>) -> Named {
-        let mut config = PrometheusConfig::new(spec.url.clone());
-        config.timeout = spec.timeout;
-        config.max_response_bytes = spec.max_response_bytes;
-        config.headers = spec.headers.clone();
-        let connection = PrometheusClient::new(config)
-            .map(|client| self.default.sibling(client, true))
-            .map_err(|error| error.to_string());
+    fn read_secrets(&self, spec: &BackendSpec) -> Result<Vec<InlineSecret>, String> {
+        spec.secrets()
+            .into_iter()
+            .map(|secret| self.secrets.value(secret))
+            .collect()
+    }
+
+    fn connect(&self, spec: Arc<BackendSpec>, secrets: Result<Vec<InlineSecret>, String>) -> Named {
+        let connection = secrets
+            .clone()
+            .and_then(|values| client_config(&spec, values))
+            .and_then(|config| PrometheusClient::new(config).map_err(|error| error.to_string()))
+            .map(|client| self.default.sibling(client, true));
         if let Err(error) = &connection {
             tracing::warn!(backend = %spec.source, %error, "backend unusable");
         }
         Named {
             spec,
+            secrets,
             connection,
             tenants: Mutex::new(HashMap::new()),
         }
@@ -122,4 +172,50 @@ impl Backends {
         tenants.insert(value, upstream.clone());
         Ok(upstream)
     }
+}
+
+/// The client configuration of `spec`, its Secrets' `values` in the order
+/// [`BackendSpec::secrets`] lists them.
+fn client_config(
+    spec: &BackendSpec,
+    values: Vec<InlineSecret>,
+) -> Result<PrometheusConfig, String> {
+    let mut values = values.into_iter();
+    let mut next = || {
+        values
+            .next()
+            .ok_or_else(|| "a Secret value is missing".to_owned())
+    };
+    let mut config = PrometheusConfig::new(spec.url.clone());
+    config.timeout = spec.timeout;
+    config.max_response_bytes = spec.max_response_bytes;
+    config.headers = spec.headers.clone();
+    match &spec.auth {
+        BackendAuth::None => {}
+        BackendAuth::Bearer(_) => config.bearer_token = Some(next()?),
+        BackendAuth::Basic { username, .. } => {
+            config.basic_auth_user = Some(username.clone());
+            config.basic_auth_password = Some(next()?);
+        }
+        BackendAuth::OAuth2 {
+            token_url,
+            client_id,
+            scopes,
+            ..
+        } => {
+            config.oauth2 = Some(OAuth2Config {
+                token_url: token_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: next()?,
+                scopes: scopes.clone(),
+            });
+        }
+    }
+    if spec.tls.ca.is_some() {
+        config.ca = Some(next()?);
+    }
+    if spec.tls.identity.is_some() {
+        config.client_identity = Some((next()?, next()?));
+    }
+    Ok(config)
 }

@@ -628,6 +628,8 @@ fn backend_spec(fake: &Fake, tenant: bool) -> Arc<crate::table::BackendSpec> {
                 TenantSegment::Namespace,
             ],
         }),
+        auth: Default::default(),
+        tls: Default::default(),
         source: "MetricsBackend b".into(),
     })
 }
@@ -640,7 +642,7 @@ async fn each_backend_and_tenant_has_its_own_flights_and_cache() {
         cache_max_age: Duration::from_secs(600),
         ..NO_CACHE
     };
-    let backends = Backends::new(upstream(&default, cached));
+    let backends = Backends::new(upstream(&default, cached), Arc::new(NoSecrets("none here")));
     let unknown = backends.upstream("b", "a").unwrap_err();
     assert!(unknown.message.contains("not known"), "{}", unknown.message);
 

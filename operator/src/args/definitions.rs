@@ -28,6 +28,10 @@ pub struct DefinitionArgs {
     /// rule_files must include) and POST /-/reload to Prometheus after each change.
     #[arg(long, value_name = "DIR")]
     pub rules_dir: Option<PathBuf>,
+    /// With --manifests: where MetricsBackends' Secrets are, laid out as mounted Secrets
+    /// (`DIR/<secret name>/<key>`); read again every 5 seconds.
+    #[arg(long, value_name = "DIR", requires = "manifests")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl DefinitionArgs {

@@ -9,9 +9,9 @@ use metrics_registry_apiserver::prometheus::{
     DEFAULT_MAX_RESPONSE_BYTES, validate_headers, validate_url,
 };
 use metrics_registry_apiserver::table::{
-    BackendSpec, DEFAULT_BACKEND, TenantHeader, TenantSegment,
+    BackendAuth, BackendSpec, BackendTls, DEFAULT_BACKEND, SecretRef, TenantHeader, TenantSegment,
 };
-use metrics_registry_crds::MetricsBackendSpec;
+use metrics_registry_crds::{MetricsBackendSpec, SecretKeyRef};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +90,8 @@ pub(super) fn compile_backend(
             })
         }
     };
+    let auth = compile_auth(spec)?;
+    let tls = compile_tls(spec)?;
     let allowed_namespaces = spec
         .allowed_namespaces
         .as_ref()
@@ -101,10 +103,86 @@ pub(super) fn compile_backend(
             max_response_bytes,
             headers,
             tenant,
+            auth,
+            tls,
             source: id.to_string(),
         }),
         allowed_namespaces,
     })
+}
+
+fn secret(field: &str, reference: &SecretKeyRef) -> Result<SecretRef, Problem> {
+    if reference.name.is_empty() || reference.key.is_empty() {
+        return Err(invalid(format!(
+            "{field} needs both name and key of a Secret"
+        )));
+    }
+    Ok(SecretRef {
+        name: reference.name.clone(),
+        key: reference.key.clone(),
+    })
+}
+
+fn compile_auth(spec: &MetricsBackendSpec) -> Result<BackendAuth, Problem> {
+    let Some(auth) = &spec.auth else {
+        return Ok(BackendAuth::None);
+    };
+    let set = [
+        auth.bearer_token.is_some(),
+        auth.basic.is_some(),
+        auth.oauth2.is_some(),
+    ];
+    if set.iter().filter(|set| **set).count() > 1 {
+        return Err(invalid(
+            "auth sets more than one of bearerToken, basic and oauth2; choose one",
+        ));
+    }
+    if let Some(token) = &auth.bearer_token {
+        return Ok(BackendAuth::Bearer(secret("auth.bearerToken", token)?));
+    }
+    if let Some(basic) = &auth.basic {
+        if basic.username.is_empty() || basic.username.contains(':') {
+            return Err(invalid(
+                "auth.basic.username must be set and cannot hold ':'",
+            ));
+        }
+        return Ok(BackendAuth::Basic {
+            username: basic.username.clone(),
+            password: secret("auth.basic.password", &basic.password)?,
+        });
+    }
+    if let Some(oauth2) = &auth.oauth2 {
+        validate_url(&oauth2.token_url)
+            .map_err(|error| invalid(format!("auth.oauth2.tokenUrl: {error}")))?;
+        if oauth2.client_id.is_empty() {
+            return Err(invalid("auth.oauth2.clientId must be set"));
+        }
+        return Ok(BackendAuth::OAuth2 {
+            token_url: oauth2.token_url.trim().to_string(),
+            client_id: oauth2.client_id.clone(),
+            client_secret: secret("auth.oauth2.clientSecret", &oauth2.client_secret)?,
+            scopes: oauth2.scopes.clone(),
+        });
+    }
+    Ok(BackendAuth::None)
+}
+
+fn compile_tls(spec: &MetricsBackendSpec) -> Result<BackendTls, Problem> {
+    let Some(tls) = &spec.tls else {
+        return Ok(BackendTls::default());
+    };
+    let ca = tls.ca.as_ref().map(|ca| secret("tls.ca", ca)).transpose()?;
+    let identity = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Some((secret("tls.cert", cert)?, secret("tls.key", key)?)),
+        (None, None) => None,
+        _ => return Err(invalid("tls.cert and tls.key must be set together")),
+    };
+    if (ca.is_some() || identity.is_some()) && !spec.url.trim().starts_with("https://") {
+        return Err(invalid(
+            "tls is set but the url is not https://, so it would never be used",
+        ));
+    }
+    Ok(BackendTls { ca, identity })
 }
 
 /// `500ms`, `5s`, `1m`: one number and one unit, as Prometheus' own `timeout` parameter
@@ -306,6 +384,78 @@ mod tests {
             value: "<<.Namespace>>".into(),
         });
         assert!(reason(compile_backend(&id, &twice)).1.contains("one place"));
+    }
+
+    #[test]
+    fn credentials_are_secret_references_and_one_kind_at_a_time() {
+        use metrics_registry_crds::{BackendAuth as Auth, BackendTls as Tls, BasicAuth, OAuth2};
+        let id = backend_id("b");
+        let key = |name: &str, key: &str| SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        };
+        let mut oauth2 = spec("https://mimir");
+        oauth2.auth = Some(Auth {
+            oauth2: Some(OAuth2 {
+                token_url: "https://idp/token".into(),
+                client_id: "metrics-registry".into(),
+                client_secret: key("idp", "secret"),
+                scopes: vec!["read".into()],
+            }),
+            ..Auth::default()
+        });
+        oauth2.tls = Some(Tls {
+            ca: Some(key("ca", "ca.crt")),
+            ..Tls::default()
+        });
+        let compiled = compile_backend(&id, &oauth2).unwrap();
+        let secrets: Vec<&SecretRef> = compiled.spec.secrets();
+        assert_eq!(
+            secrets
+                .iter()
+                .map(|s| (&*s.name, &*s.key))
+                .collect::<Vec<_>>(),
+            [("idp", "secret"), ("ca", "ca.crt")]
+        );
+
+        let mut both = oauth2.clone();
+        both.auth.as_mut().unwrap().basic = Some(BasicAuth {
+            username: "u".into(),
+            password: key("p", "pw"),
+        });
+        assert!(
+            reason(compile_backend(&id, &both))
+                .1
+                .contains("more than one")
+        );
+        let mut plain = oauth2.clone();
+        plain.url = "http://mimir".into();
+        assert!(reason(compile_backend(&id, &plain)).1.contains("not https"));
+        let mut half = oauth2.clone();
+        half.tls = Some(Tls {
+            cert: Some(key("c", "tls.crt")),
+            ..Tls::default()
+        });
+        assert!(reason(compile_backend(&id, &half)).1.contains("together"));
+        let mut unnamed = spec("http://x");
+        unnamed.auth = Some(Auth {
+            bearer_token: Some(key("", "token")),
+            ..Auth::default()
+        });
+        assert!(
+            reason(compile_backend(&id, &unnamed))
+                .1
+                .contains("name and key")
+        );
+        let mut colon = spec("http://x");
+        colon.auth = Some(Auth {
+            basic: Some(BasicAuth {
+                username: "a:b".into(),
+                password: key("p", "pw"),
+            }),
+            ..Auth::default()
+        });
+        assert!(reason(compile_backend(&id, &colon)).1.contains("username"));
     }
 
     #[test]

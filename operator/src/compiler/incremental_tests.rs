@@ -68,7 +68,7 @@ fn definition() -> impl Strategy<Value = Definition> {
                     name: format!("d{name}"),
                 };
                 let body = if kind == DefinitionKind::MetricsBackend {
-                    DefinitionBody::Backend(MetricsBackendSpec {
+                    DefinitionBody::Backend(Box::new(MetricsBackendSpec {
                         url: ["http://a:9090", "http://b:9090", "ftp://c"][rule].into(),
                         allowed_namespaces: [
                             None,
@@ -79,7 +79,7 @@ fn definition() -> impl Strategy<Value = Definition> {
                         ][namespaced]
                             .clone(),
                         ..MetricsBackendSpec::default()
-                    })
+                    }))
                 } else if kind == DefinitionKind::CustomPrometheusRules {
                     let record = [
                         "kube_adapter_metric_q1",

@@ -186,7 +186,7 @@ impl DefinitionResource for crds::CustomPrometheusRules {
 
 impl DefinitionResource for crds::MetricsBackend {
     fn body(&self) -> DefinitionBody {
-        DefinitionBody::Backend(self.spec.clone())
+        DefinitionBody::Backend(Box::new(self.spec.clone()))
     }
     fn definition_status(&self) -> Option<DefinitionStatus> {
         self.status.clone().map(DefinitionStatus::Metric)
@@ -212,6 +212,8 @@ impl DefinitionKind {
                 "url",
                 "timeout",
                 "maxResponseBytes",
+                "auth",
+                "tls",
                 "headers",
                 "tenant",
                 "allowedNamespaces",

@@ -38,7 +38,8 @@ pub enum DefinitionBody {
     External(ExternalSpec),
     Resources(ResourceMetricsSpec),
     Rules(CustomPrometheusRulesSpec),
-    Backend(MetricsBackendSpec),
+    // Boxed: much larger than the other specs.
+    Backend(Box<MetricsBackendSpec>),
 }
 
 /// The `.status` of a definition, typed as the CRDs declare it.

@@ -8,3 +8,4 @@ pub mod leader;
 pub(crate) mod mock_api;
 pub mod objects;
 pub mod reviews;
+pub mod secrets;

@@ -90,6 +90,7 @@ async fn run_cluster(args: RunArgs) -> anyhow::Result<()> {
         limits: args.serving.limits(),
         shutdown_delay: args.cluster.shutdown.shutdown_delay,
         auth_cache: args.cluster.auth_cache.ttls(),
+        secrets_namespace: args.cluster.service_namespace.clone(),
     };
     let listener = std::net::TcpListener::bind(args.serving.listen)
         .with_context(|| format!("cannot listen on {}", args.serving.listen))?;
@@ -130,6 +131,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         options: args.definitions.compile_options(),
         external_refresh: args.prometheus.external_refresh_interval,
         rules_dir: args.definitions.rules_dir.clone(),
+        secrets_dir: args.definitions.secrets_dir.clone(),
         limits: args.serving.limits(),
     };
     let listener = TcpListener::bind(addr)

@@ -4,6 +4,7 @@
 use crate::compiler::CompileOptions;
 use crate::sinks::recording_rules::RulesOutput;
 use crate::sources::folder::ManifestSource;
+use crate::sources::folder::secrets::FolderSecrets;
 use crate::supervise::Supervisor;
 use anyhow::{Context, anyhow};
 use metrics_registry_apiserver::api::{ApiState, Readiness};
@@ -14,7 +15,12 @@ use metrics_registry_apiserver::router;
 use metrics_registry_apiserver::serve::{PlainHttp, ServeLimits, serve};
 use metrics_registry_apiserver::table::shared_rule_table;
 use metrics_registry_apiserver::telemetry::SelfMetrics;
-use metrics_registry_apiserver::upstream::{Backends, QueryOptions, Upstream};
+use metrics_registry_apiserver::upstream::{
+    Backends, NoSecrets, QueryOptions, SecretStore, Upstream,
+};
+
+/// How often `--secrets-dir` is read again for rotated credentials.
+const SECRETS_RESCAN: Duration = Duration::from_secs(5);
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +38,8 @@ pub struct Standalone {
     pub external_refresh: Duration,
     /// Write `CustomPrometheusRules` as rule files here and reload Prometheus.
     pub rules_dir: Option<PathBuf>,
+    /// MetricsBackends' Secrets, as `DIR/<name>/<key>`.
+    pub secrets_dir: Option<PathBuf>,
     pub limits: ServeLimits,
 }
 
@@ -49,11 +57,16 @@ impl Standalone {
         let external = ExternalCatalog::new();
         // One set of self-metrics for the process, passed to every part that counts.
         let metrics = SelfMetrics::new();
-        let backends = Backends::new(Upstream::new(
-            prometheus.clone(),
-            self.queries,
-            metrics.clone(),
-        ));
+        let secrets: Arc<dyn SecretStore> = match &self.secrets_dir {
+            Some(dir) => Arc::new(FolderSecrets { dir: dir.clone() }),
+            None => Arc::new(NoSecrets(
+                "standalone mode reads Secrets from --secrets-dir, which is not set",
+            )),
+        };
+        let backends = Backends::new(
+            Upstream::new(prometheus.clone(), self.queries, metrics.clone()),
+            secrets,
+        );
         let source = ManifestSource {
             dir: self.manifests.clone(),
             options: self.options,
@@ -77,6 +90,16 @@ impl Standalone {
                 tracing::error!("watching the manifests folder failed: {error:#}");
             }
         });
+        if self.secrets_dir.is_some() {
+            let backends = backends.clone();
+            supervisor.spawn("secrets folder rescan", async move {
+                let mut every = tokio::time::interval(SECRETS_RESCAN);
+                loop {
+                    every.tick().await;
+                    backends.refresh_secrets();
+                }
+            });
+        }
         supervisor.spawner().adopt(
             "external metrics refresher",
             external

@@ -7,6 +7,7 @@ use crate::kubernetes::authconfig;
 use crate::kubernetes::leader::{LeaderElection, Leadership, LeaseSettings};
 use crate::kubernetes::objects::ObjectCaches;
 use crate::kubernetes::reviews::ClusterReviews;
+use crate::kubernetes::secrets::{self, ClusterSecrets};
 use crate::publish::Publisher;
 use crate::sinks::apiservice::{self, ServiceTarget};
 use crate::sinks::recording_rules::RulesOutput;
@@ -85,6 +86,8 @@ pub struct ClusterMode {
     pub shutdown_delay: Duration,
     /// How long TokenReview and SubjectAccessReview answers are reused.
     pub auth_cache: CacheTtls,
+    /// Where the Secrets `MetricsBackend`s name are (the namespace this server runs in).
+    pub secrets_namespace: String,
 }
 
 impl ClusterMode {
@@ -186,11 +189,15 @@ impl ClusterMode {
         metrics: &Arc<SelfMetrics>,
     ) -> ApiState {
         let table = shared_rule_table();
-        let backends = Backends::new(Upstream::new(
-            prometheus.clone(),
-            self.queries,
-            metrics.clone(),
-        ));
+        let secrets = Arc::new(ClusterSecrets::new(self.secrets_namespace.clone()));
+        let backends = Backends::new(
+            Upstream::new(prometheus.clone(), self.queries, metrics.clone()),
+            secrets.clone(),
+        );
+        supervisor.spawner().adopt(
+            "MetricsBackend Secrets watch",
+            secrets::spawn_watch(self.kube.watch.clone(), secrets, backends.clone()),
+        );
         let readiness = Readiness::default();
         let objects = ObjectCaches::new(
             self.kube.watch.clone(),

@@ -8,6 +8,7 @@
 
 mod read;
 mod scan;
+pub mod secrets;
 
 pub use read::{Located, ManifestError, parse_text, read_all, read_dir, read_file};
 

@@ -34,7 +34,7 @@ mod loop_ {
     use metrics_registry_apiserver::prometheus::{PrometheusClient, PrometheusConfig};
     use metrics_registry_apiserver::table::shared_rule_table;
     use metrics_registry_apiserver::telemetry::SelfMetrics;
-    use metrics_registry_apiserver::upstream::{Backends, Upstream};
+    use metrics_registry_apiserver::upstream::{Backends, NoSecrets, Upstream};
     use serde_json::json;
     use tokio::sync::watch;
 
@@ -67,7 +67,10 @@ mod loop_ {
     fn unused_backends(metrics: &Arc<SelfMetrics>) -> Backends {
         crate::install_crypto_provider();
         let client = PrometheusClient::new(PrometheusConfig::new("http://127.0.0.1:9")).unwrap();
-        Backends::new(Upstream::new(client, Default::default(), metrics.clone()))
+        Backends::new(
+            Upstream::new(client, Default::default(), metrics.clone()),
+            Arc::new(NoSecrets("none here")),
+        )
     }
 
     #[tokio::test]
