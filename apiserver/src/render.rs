@@ -96,6 +96,7 @@ mod tests {
             window_seconds: None,
             separable: true,
             backend: "default".into(),
+            bounds: Default::default(),
             source: "test".into(),
         }
     }

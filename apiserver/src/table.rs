@@ -142,6 +142,16 @@ impl QueryTemplate {
     }
 }
 
+/// A definition's own bounds on its queries (`spec.timeout`, `spec.maxAge`); unset, the
+/// backend's timeout and the server's cache age apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryBounds {
+    /// Longest a query may take, here and on Prometheus (its `timeout` parameter).
+    pub timeout: Option<std::time::Duration>,
+    /// Oldest cached answer served; never more than the server's cache age.
+    pub max_age: Option<std::time::Duration>,
+}
+
 /// A servable metric definition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricRule {
@@ -159,6 +169,7 @@ pub struct MetricRule {
     pub separable: bool,
     /// The backend its queries go to ([`DEFAULT_BACKEND`] unless the definition names one).
     pub backend: String,
+    pub bounds: QueryBounds,
     /// Where the rule comes from, e.g. `ServiceMetric team-a/rmq-depth`, for messages and logs.
     pub source: String,
 }
@@ -183,6 +194,7 @@ pub struct ExternalRule {
     pub namespace_label: Option<String>,
     /// The backend its queries go to ([`DEFAULT_BACKEND`] unless the definition names one).
     pub backend: String,
+    pub bounds: QueryBounds,
     /// Where the rule comes from, e.g. `ExternalMetric team-a/queue-depth`.
     pub source: String,
 }

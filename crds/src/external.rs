@@ -16,6 +16,8 @@ pub struct ExternalSpec {
     pub namespace_label: Option<String>,
     /// The `MetricsBackend` queried; `None` is the backend named `default`.
     pub backend: Option<String>,
+    pub timeout: Option<String>,
+    pub max_age: Option<String>,
 }
 
 macro_rules! external_kind {
@@ -60,6 +62,14 @@ macro_rules! external_kind {
             /// `--prometheus-*` flags (the backend named `default`).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub backend: Option<String>,
+            /// How long the query may take, here and on Prometheus (sent as its `timeout`
+            /// parameter), e.g. `2s`; unset, the backend's timeout.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub timeout: Option<String>,
+            /// The oldest cached answer served, e.g. `5s`; at most the server's
+            /// `--prometheus-cache-max-age` (answers are cached only when that is set).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_age: Option<String>,
             $($(#[$field_doc])* $vis $field: $type,)*
         }
 
@@ -70,6 +80,8 @@ macro_rules! external_kind {
                     metric_name: $this.metric_name.clone(),
                     namespace_label: $namespace_label,
                     backend: $this.backend.clone(),
+                    timeout: $this.timeout.clone(),
+                    max_age: $this.max_age.clone(),
                 }
             }
         }

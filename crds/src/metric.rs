@@ -38,6 +38,8 @@ pub struct MetricSpec {
     pub window_seconds: Option<i64>,
     /// The `MetricsBackend` queried; `None` is the backend named `default`.
     pub backend: Option<String>,
+    pub timeout: Option<String>,
+    pub max_age: Option<String>,
 }
 
 macro_rules! metric_kind {
@@ -90,6 +92,14 @@ macro_rules! metric_kind {
             /// `--prometheus-*` flags (the backend named `default`).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub backend: Option<String>,
+            /// How long this metric's query may take, here and on Prometheus (sent as its
+            /// `timeout` parameter), e.g. `2s`; unset, the backend's timeout.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub timeout: Option<String>,
+            /// The oldest cached answer served for this metric, e.g. `5s`; at most the
+            /// server's `--prometheus-cache-max-age` (answers are cached only when that is set).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub max_age: Option<String>,
         }
 
         impl From<&$spec> for MetricSpec {
@@ -101,6 +111,8 @@ macro_rules! metric_kind {
                     namespace_label: spec.namespace_label.clone(),
                     window_seconds: spec.window_seconds,
                     backend: spec.backend.clone(),
+                    timeout: spec.timeout.clone(),
+                    max_age: spec.max_age.clone(),
                 }
             }
         }

@@ -284,6 +284,8 @@ fn external_metric(namespace: &str, name: &str, query: &str) -> Definition {
             metric_name: None,
             namespace_label: None,
             backend: None,
+            timeout: None,
+            max_age: None,
         }),
     }
 }

@@ -30,7 +30,7 @@ pub async fn external_metric(
     if let Some(rule) = table.external_rule(metric, namespace) {
         let query = rule.query(&matchers, namespace);
         let upstream = state.backends.upstream(&rule.backend, namespace)?;
-        let samples = upstream.query(&query).await.map_err(|error| {
+        let samples = upstream.query_bounded(&query, rule.bounds).await.map_err(|error| {
             tracing::warn!(%error, query = %query, source = %rule.source, "Prometheus query failed");
             ApiError::from(error)
         })?;

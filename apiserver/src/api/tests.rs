@@ -86,6 +86,7 @@ fn a_metric_of_another_namespace_is_not_revealed() {
         window_seconds: None,
         separable: true,
         backend: "default".into(),
+        bounds: Default::default(),
         source: "ServiceMetric tenant-b/secret-sauce".into(),
     };
     let mut table = RuleTable::default();

@@ -122,7 +122,7 @@ async fn fetch(
     query: &str,
 ) -> Result<crate::upstream::Samples, ApiError> {
     upstream
-        .query(query)
+        .query_bounded(query, rule.bounds)
         .await
         .map_err(|error| query_failed(rule, query, error))
 }

@@ -208,10 +208,20 @@ impl PrometheusClient {
 
     /// Instant query. A scalar result becomes one sample without labels.
     pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PrometheusError> {
+        self.query_within(promql, None).await
+    }
+
+    /// Instant query that may take `timeout` instead of the configured timeout.
+    pub async fn query_within(
+        &self,
+        promql: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Sample>, PrometheusError> {
+        let within = timeout.unwrap_or(self.inner.timeout);
         let url = self.endpoint(&["api", "v1", "query"]);
         // Prometheus cancels the evaluation at its own `timeout`, so a query abandoned here
         // stops costing there too.
-        let timeout = format!("{}ms", self.inner.timeout.as_millis().max(1));
+        let timeout = format!("{}ms", within.as_millis().max(1));
         let mut with_query = url.clone();
         with_query
             .query_pairs_mut()
@@ -232,7 +242,7 @@ impl PrometheusClient {
         };
 
         let started = Instant::now();
-        let data: QueryData = self.send(request).await?;
+        let data: QueryData = self.send(request.timeout(within), within).await?;
         let samples = response::samples(&self.inner.display_url, data)?;
         tracing::debug!(
             query = promql,
@@ -258,7 +268,9 @@ impl PrometheusClient {
             }
         }
         let started = Instant::now();
-        let values: Option<Vec<String>> = self.send(self.inner.http.get(url)).await?;
+        let values: Option<Vec<String>> = self
+            .send(self.inner.http.get(url), self.inner.timeout)
+            .await?;
         let values = values.unwrap_or_default();
         tracing::debug!(
             label,
@@ -277,11 +289,14 @@ impl PrometheusClient {
         // and Mimir behind a path prefix, where /-/ready is not routed; old
         // versions without it still have /-/ready.
         let buildinfo = self.endpoint(&["api", "v1", "status", "buildinfo"]);
-        match self.send_raw(self.inner.http.get(buildinfo)).await {
+        let within = self.inner.timeout;
+        match self.send_raw(self.inner.http.get(buildinfo), within).await {
             Ok(_) => Ok(()),
             Err(PrometheusError::Rejected { status: 404, .. }) => {
                 let ready = self.endpoint(&["-", "ready"]);
-                self.send_raw(self.inner.http.get(ready)).await.map(drop)
+                self.send_raw(self.inner.http.get(ready), within)
+                    .await
+                    .map(drop)
             }
             Err(e) => Err(e),
         }
@@ -291,7 +306,9 @@ impl PrometheusClient {
     /// `--web.enable-lifecycle`; a 403 or 404 from Prometheus says it is off).
     pub async fn reload(&self) -> Result<(), PrometheusError> {
         let reload = self.endpoint(&["-", "reload"]);
-        self.send_raw(self.inner.http.post(reload)).await.map(drop)
+        self.send_raw(self.inner.http.post(reload), self.inner.timeout)
+            .await
+            .map(drop)
     }
 
     /// How often the bearer token file was read (tests).
@@ -316,8 +333,9 @@ impl PrometheusClient {
     async fn send<T: for<'de> Deserialize<'de>>(
         &self,
         request: reqwest::RequestBuilder,
+        within: Duration,
     ) -> Result<T, PrometheusError> {
-        let body = self.send_raw(request).await?;
+        let body = self.send_raw(request, within).await?;
         let envelope: Envelope<T> =
             serde_json::from_slice(&body).map_err(|e| self.decode_error(&e, &body))?;
         if envelope.status != "success" {
@@ -341,14 +359,21 @@ impl PrometheusClient {
 
     /// Sends the request with credentials; any non-2xx answer is an error, and so is
     /// an answer larger than the configured maximum (read no further than that).
-    async fn send_raw(&self, request: reqwest::RequestBuilder) -> Result<Vec<u8>, PrometheusError> {
+    async fn send_raw(
+        &self,
+        request: reqwest::RequestBuilder,
+        within: Duration,
+    ) -> Result<Vec<u8>, PrometheusError> {
         let mut request = self
             .authorize(request.header(ACCEPT, "application/json"))
             .await?;
         if let Some((name, value)) = &self.tenant {
             request = request.header(name, value);
         }
-        let mut response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, within))?;
         let status = response.status();
         let limit = self.inner.max_response_bytes;
         let too_large = || PrometheusError::TooLarge {
@@ -363,7 +388,7 @@ impl PrometheusClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.transport_error(e))?
+            .map_err(|e| self.transport_error(e, within))?
         {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
@@ -419,12 +444,12 @@ impl PrometheusClient {
         })
     }
 
-    fn transport_error(&self, error: reqwest::Error) -> PrometheusError {
+    fn transport_error(&self, error: reqwest::Error, within: Duration) -> PrometheusError {
         let url = self.inner.display_url.clone();
         if error.is_timeout() {
             return PrometheusError::Timeout {
                 url,
-                timeout: self.inner.timeout,
+                timeout: within,
             };
         }
         let connect = error.is_connect();

@@ -469,6 +469,27 @@ async fn closed_port_is_unreachable() {
 }
 
 #[tokio::test]
+async fn a_query_may_have_its_own_timeout_sent_to_prometheus_too() {
+    let prom = fake_with_delay(Duration::from_secs(5), ok(VECTOR)).await;
+    let client = client(PrometheusConfig::new(&prom.url));
+    let started = Instant::now();
+    let err = client
+        .query_within("up", Some(Duration::from_millis(150)))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(matches!(err, PrometheusError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("150ms"), "{err}");
+    let seen = prom.last();
+    assert!(
+        seen.query
+            .contains(&("timeout".to_owned(), "150ms".to_owned())),
+        "{:?}",
+        seen.query
+    );
+}
+
+#[tokio::test]
 async fn slow_server_times_out() {
     let prom = fake_with_delay(Duration::from_secs(5), ok(VECTOR)).await;
     let mut config = PrometheusConfig::new(&prom.url);

@@ -10,6 +10,7 @@ fn rule(object: ObjectKind, metric: &str, source: &str) -> MetricRule {
         window_seconds: None,
         separable: true,
         backend: "default".into(),
+        bounds: Default::default(),
         source: source.into(),
     }
 }

@@ -261,12 +261,13 @@ impl Upstream {
         let (step, grown) = {
             let mut state = lock(&group);
             let options = self.inner.options;
+            let max_age = self.max_age(request.rule.bounds);
             let now = Instant::now();
             let cached = if options.cache_max_age.is_zero() {
                 None
             } else {
                 state.asked(request.name, now);
-                state.cached(request.name, options.cache_max_age)
+                state.cached(request.name, max_age)
             };
             let step = if let Some((answer, sent)) = cached {
                 self.inner.metrics.cache_hits.inc();
@@ -274,7 +275,7 @@ impl Upstream {
                 // background, so the requests after this one find a fresh answer
                 // instead of waiting for a query. What is served is still never
                 // older than the maximum age.
-                if sent.elapsed() * 2 > options.cache_max_age
+                if sent.elapsed() * 2 > max_age
                     && state.pending.is_none()
                     && state.in_flight.is_none()
                 {
@@ -409,7 +410,7 @@ impl Upstream {
             };
             let sent = Instant::now();
             let mut coverage = coverage;
-            let mut outcome = upstream.send(&render(&coverage)).await;
+            let mut outcome = upstream.send(&render(&coverage), rule.bounds.timeout).await;
             // Refreshing others must never cost a request its answer: a namespace too big
             // for one answer, or a query too heavy for Prometheus, is asked again for the
             // requested objects only.
@@ -422,7 +423,7 @@ impl Upstream {
             let requested_coverage = Coverage::Names(requested.clone());
             if too_much && coverage != requested_coverage {
                 coverage = requested_coverage;
-                outcome = upstream.send(&render(&coverage)).await;
+                outcome = upstream.send(&render(&coverage), rule.bounds.timeout).await;
             }
             let asked = match &coverage {
                 Coverage::Names(names) => names.len(),

@@ -23,6 +23,7 @@ pub use batch::{ObjectAnswer, ObjectRequest, batchable};
 
 use crate::error::ApiError;
 use crate::prometheus::{PrometheusClient, PrometheusError, Sample};
+use crate::table::QueryBounds;
 use crate::telemetry::{OutcomeLabels, SelfMetrics};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -203,8 +204,25 @@ impl Upstream {
     /// The answer to `promql`: from the cache, from an identical query already running,
     /// or from a new one.
     pub async fn query(&self, promql: &str) -> Result<Samples, QueryError> {
+        self.query_bounded(promql, QueryBounds::default()).await
+    }
+
+    /// The oldest answer a rule with `bounds` may be served: its own `maxAge`, never more
+    /// than the server's cache age.
+    fn max_age(&self, bounds: QueryBounds) -> Duration {
+        let server = self.inner.options.cache_max_age;
+        bounds.max_age.map_or(server, |own| own.min(server))
+    }
+
+    /// [`Upstream::query`] within a rule's own timeout and cache age. Identical queries
+    /// still share one flight (the first one's timeout applies).
+    pub async fn query_bounded(
+        &self,
+        promql: &str,
+        bounds: QueryBounds,
+    ) -> Result<Samples, QueryError> {
         let inner = &self.inner;
-        let max_age = inner.options.cache_max_age;
+        let max_age = self.max_age(bounds);
         if let Some(cache) = &inner.cache
             && let Some((samples, sent)) = cache.get(promql)
             && sent.elapsed() <= max_age
@@ -222,7 +240,7 @@ impl Upstream {
                 None => {
                     let (sender, receiver) = watch::channel(None);
                     flights.insert(promql.to_owned(), receiver.clone());
-                    self.spawn_flight(promql.to_owned(), sender);
+                    self.spawn_flight(promql.to_owned(), sender, bounds.timeout);
                     receiver
                 }
             }
@@ -232,11 +250,16 @@ impl Upstream {
 
     /// Sends `promql` on a task of its own, so that the requests sharing it get their
     /// answer even when the one that started it is gone.
-    fn spawn_flight(&self, promql: String, sender: watch::Sender<Option<Outcome>>) {
+    fn spawn_flight(
+        &self,
+        promql: String,
+        sender: watch::Sender<Option<Outcome>>,
+        timeout: Option<Duration>,
+    ) {
         let upstream = self.clone();
         tokio::spawn(async move {
             let sent = Instant::now();
-            let outcome = upstream.send(&promql).await;
+            let outcome = upstream.send(&promql, timeout).await;
             let inner = &upstream.inner;
             if let Ok(samples) = &outcome
                 && let Some(cache) = &inner.cache
@@ -260,7 +283,7 @@ impl Upstream {
 
     /// One request to Prometheus, within the in-flight bound, recorded in the metrics
     /// and in a span carrying the query and how long it took.
-    async fn send(&self, promql: &str) -> Result<Samples, QueryError> {
+    async fn send(&self, promql: &str, timeout: Option<Duration>) -> Result<Samples, QueryError> {
         let inner = &self.inner;
         let _permit = match &inner.permits {
             None => None,
@@ -283,7 +306,11 @@ impl Upstream {
         );
         let started = std::time::Instant::now();
         inner.metrics.prometheus_in_flight.inc();
-        let result = inner.client.query(promql).instrument(span.clone()).await;
+        let result = inner
+            .client
+            .query_within(promql, timeout)
+            .instrument(span.clone())
+            .await;
         inner.metrics.prometheus_in_flight.dec();
         let elapsed = started.elapsed();
         span.record("elapsed_ms", elapsed.as_secs_f64() * 1000.0);

@@ -4,7 +4,7 @@
 use super::*;
 use crate::error::ApiError;
 use crate::prometheus::PrometheusConfig;
-use crate::table::{MetricRule, ObjectKind, QueryTemplate, Segment};
+use crate::table::{MetricRule, ObjectKind, QueryBounds, QueryTemplate, Segment};
 use axum::extract::Query;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -154,6 +154,7 @@ fn rule(group_by: bool) -> Arc<MetricRule> {
         window_seconds: None,
         separable: group_by,
         backend: "default".into(),
+        bounds: Default::default(),
         source: "test".into(),
     })
 }
@@ -688,4 +689,73 @@ async fn each_backend_and_tenant_has_its_own_flights_and_cache() {
     assert_eq!(named.queries().len(), 3);
     backends.sync(&BTreeMap::new());
     assert!(backends.upstream("b", "a").is_err());
+}
+
+#[tokio::test]
+async fn a_rule_may_ask_for_fresher_answers_and_a_shorter_timeout() {
+    let fake = fake().await;
+    fake.set("a", "p1", "1");
+    let upstream = upstream(
+        &fake,
+        QueryOptions {
+            cache_max_age: Duration::from_secs(600),
+            ..NO_CACHE
+        },
+    );
+    let query = r#"x{namespace="a"}"#;
+    let fresh = QueryBounds {
+        max_age: Some(Duration::from_millis(50)),
+        ..QueryBounds::default()
+    };
+    // A maxAge above the server's cache age is held to it.
+    let lax = QueryBounds {
+        max_age: Some(Duration::from_secs(3600)),
+        ..QueryBounds::default()
+    };
+    upstream.query_bounded(query, fresh).await.unwrap();
+    upstream.query_bounded(query, lax).await.unwrap();
+    assert_eq!(
+        fake.queries().len(),
+        1,
+        "the server's age serves the lax rule"
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    upstream.query_bounded(query, lax).await.unwrap();
+    assert_eq!(fake.queries().len(), 1);
+    upstream.query_bounded(query, fresh).await.unwrap();
+    assert_eq!(fake.queries().len(), 2, "too old for the fresh rule");
+
+    // The batched path honours the rule's age too.
+    let mut rule = (*rule(true)).clone();
+    rule.bounds = fresh;
+    let rule = Arc::new(rule);
+    value(&upstream, &rule, "a", "p1").await;
+    let before = fake.queries().len();
+    value(&upstream, &rule, "a", "p1").await;
+    assert_eq!(
+        fake.queries().len(),
+        before,
+        "cached while younger than 50 ms"
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    value(&upstream, &rule, "a", "p1").await;
+    assert_eq!(fake.queries().len(), before + 1);
+
+    // A rule's timeout replaces the backend's, and the error names it.
+    fake.state.delay_ms.store(2_000, Ordering::Relaxed);
+    let quick = QueryBounds {
+        timeout: Some(Duration::from_millis(100)),
+        ..QueryBounds::default()
+    };
+    let started = std::time::Instant::now();
+    let error = upstream
+        .query_bounded(r#"x{namespace="b"}"#, quick)
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(error.to_string().contains("within 100ms"), "{error}");
 }

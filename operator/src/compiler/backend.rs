@@ -43,7 +43,7 @@ pub(super) fn compile_backend(
     validate_url(&spec.url).map_err(|error| invalid(format!("url: {error}")))?;
     let timeout = match &spec.timeout {
         None => Duration::from_secs(10),
-        Some(text) => parse_timeout(text).ok_or_else(|| {
+        Some(text) => parse_duration(text).ok_or_else(|| {
             invalid(format!(
                 "timeout {text:?} is not a positive duration such as 500ms, 5s or 1m"
             ))
@@ -187,7 +187,7 @@ fn compile_tls(spec: &MetricsBackendSpec) -> Result<BackendTls, Problem> {
 
 /// `500ms`, `5s`, `1m`: one number and one unit, as Prometheus' own `timeout` parameter
 /// takes them.
-fn parse_timeout(text: &str) -> Option<Duration> {
+pub(super) fn parse_duration(text: &str) -> Option<Duration> {
     let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &text[digits.len()..];
     let number: u64 = digits.parse().ok()?;
@@ -319,9 +319,9 @@ mod tests {
         let tenant = compiled.spec.tenant.as_ref().unwrap();
         assert_eq!(tenant.tenant("a"), "team-a");
         assert_eq!(compiled.allowed_namespaces, None);
-        assert_eq!(parse_timeout("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         for bad in ["", "0s", "5", "1h", "s", "-1s", "1.5s"] {
-            assert_eq!(parse_timeout(bad), None, "{bad}");
+            assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
 

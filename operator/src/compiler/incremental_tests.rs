@@ -115,6 +115,8 @@ fn definition() -> impl Strategy<Value = Definition> {
                         metric_name: metric.map(|m| format!("m{m}")),
                         namespace_label: None,
                         backend,
+                        timeout: None,
+                        max_age: None,
                     })
                 } else {
                     DefinitionBody::Metric(MetricSpec {

@@ -20,8 +20,8 @@ use crate::definitions::{Definition, DefinitionId};
 pub use metrics_registry_apiserver::external::ExternalScope;
 use metrics_registry_apiserver::selector::is_prometheus_label_name;
 use metrics_registry_apiserver::table::{
-    DEFAULT_BACKEND, ExternalRule, MetricRule, QueryTemplate, ResourceRule, ResourceTemplates,
-    RuleTable, Scope, Segment,
+    DEFAULT_BACKEND, ExternalRule, MetricRule, QueryBounds, QueryTemplate, ResourceRule,
+    ResourceTemplates, RuleTable, Scope, Segment,
 };
 use metrics_registry_crds::{
     ExternalSpec, MetricSpec, ResourceMetricsSpec, ResourceQueries, RuleGroup,
@@ -45,10 +45,11 @@ pub enum Reason {
     InvalidBackend,
     UnknownBackend,
     BackendNotAllowed,
+    InvalidDuration,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::InvalidMetricName,
         Reason::InvalidLabel,
         Reason::InvalidWindow,
@@ -61,6 +62,7 @@ impl Reason {
         Reason::InvalidBackend,
         Reason::UnknownBackend,
         Reason::BackendNotAllowed,
+        Reason::InvalidDuration,
     ];
 
     /// The condition's `reason`, as the status and `check` print it.
@@ -78,6 +80,7 @@ impl Reason {
             Reason::InvalidBackend => "InvalidBackend",
             Reason::UnknownBackend => "UnknownBackend",
             Reason::BackendNotAllowed => "BackendNotAllowed",
+            Reason::InvalidDuration => "InvalidDuration",
         }
     }
 }
@@ -328,9 +331,29 @@ fn compile_metric(
             window_seconds: spec.window_seconds,
             separable,
             backend: DEFAULT_BACKEND.to_string(),
+            bounds: query_bounds(spec.timeout.as_deref(), spec.max_age.as_deref())?,
             source: id.to_string(),
         },
     ))
+}
+
+/// `spec.timeout` and `spec.maxAge` of a definition.
+fn query_bounds(timeout: Option<&str>, max_age: Option<&str>) -> Result<QueryBounds, Problem> {
+    let parse = |field: &str, text: Option<&str>| {
+        text.map(|text| {
+            backend::parse_duration(text).ok_or_else(|| {
+                Problem::new(
+                    Reason::InvalidDuration,
+                    format!("{field} {text:?} is not a positive duration such as 500ms, 5s or 1m"),
+                )
+            })
+        })
+        .transpose()
+    };
+    Ok(QueryBounds {
+        timeout: parse("timeout", timeout)?,
+        max_age: parse("maxAge", max_age)?,
+    })
 }
 
 /// One `ExternalMetric`/`ClusterExternalMetric` on its own: the template may hold
@@ -371,6 +394,7 @@ fn compile_external(
             template: QueryTemplate::new(segments),
             namespace_label: spec.namespace_label.clone(),
             backend: DEFAULT_BACKEND.to_string(),
+            bounds: query_bounds(spec.timeout.as_deref(), spec.max_age.as_deref())?,
             source: id.to_string(),
         },
     ))

@@ -514,6 +514,8 @@ fn external(kind: DefinitionKind, namespace: Option<&str>, name: &str, query: &s
             metric_name: Some("queue_depth".into()),
             namespace_label: None,
             backend: None,
+            timeout: None,
+            max_age: None,
         }),
     }
 }
@@ -683,4 +685,40 @@ fn external_metrics_refuse_what_they_cannot_serve() {
         "{}",
         problems[0].1.message
     );
+}
+
+#[test]
+fn timeout_and_max_age_are_durations_carried_to_the_rule() {
+    let bounded = with_spec(
+        metric(DefinitionKind::ServiceMetric, Some("a"), "ok", GOOD),
+        |spec| {
+            spec.timeout = Some("1500ms".into());
+            spec.max_age = Some("1m".into());
+        },
+    );
+    let bad_timeout = with_spec(
+        metric(DefinitionKind::ServiceMetric, Some("a"), "slow", GOOD),
+        |spec| spec.timeout = Some("2 seconds".into()),
+    );
+    let bad_age = with_spec(
+        metric(DefinitionKind::ServiceMetric, Some("a"), "old", GOOD),
+        |spec| spec.max_age = Some("0s".into()),
+    );
+    let compiled = compile(&[bounded, bad_timeout, bad_age], CompileOptions::default());
+    let rule = compiled
+        .table
+        .lookup(ObjectKind::Service, "ok", "a")
+        .expect("served");
+    assert_eq!(
+        rule.bounds,
+        QueryBounds {
+            timeout: Some(std::time::Duration::from_millis(1500)),
+            max_age: Some(std::time::Duration::from_secs(60)),
+        }
+    );
+    for (name, field) in [("slow", "timeout \"2 seconds\""), ("old", "maxAge \"0s\"")] {
+        let problem = problem(&compiled, DefinitionKind::ServiceMetric, Some("a"), name).unwrap();
+        assert_eq!(problem.reason, Reason::InvalidDuration);
+        assert!(problem.message.starts_with(field), "{}", problem.message);
+    }
 }

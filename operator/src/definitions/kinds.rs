@@ -204,10 +204,17 @@ impl DefinitionKind {
     pub fn spec_fields(self) -> Option<&'static [&'static str]> {
         match self {
             DefinitionKind::CustomPrometheusRules => None,
-            DefinitionKind::ExternalMetric => Some(&["query", "metricName", "backend"]),
-            DefinitionKind::ClusterExternalMetric => {
-                Some(&["query", "metricName", "backend", "namespaceLabel"])
+            DefinitionKind::ExternalMetric => {
+                Some(&["query", "metricName", "backend", "timeout", "maxAge"])
             }
+            DefinitionKind::ClusterExternalMetric => Some(&[
+                "query",
+                "metricName",
+                "backend",
+                "timeout",
+                "maxAge",
+                "namespaceLabel",
+            ]),
             DefinitionKind::MetricsBackend => Some(&[
                 "url",
                 "timeout",
@@ -234,6 +241,8 @@ impl DefinitionKind {
                 "namespaceLabel",
                 "windowSeconds",
                 "backend",
+                "timeout",
+                "maxAge",
             ]),
         }
     }

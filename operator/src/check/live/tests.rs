@@ -17,6 +17,7 @@ fn rule(object: ObjectKind, object_label: &str, namespace_label: &str) -> Metric
         window_seconds: None,
         separable: true,
         backend: "default".into(),
+        bounds: Default::default(),
         source: "test".into(),
     }
 }
