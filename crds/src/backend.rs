@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BackendHeader {
+    /// The header's name, e.g. `X-Team`.
     pub name: String,
     /// Sent as is; never logged.
     pub value: String,
@@ -43,7 +44,9 @@ pub struct AllowedNamespaces {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
+    /// The Secret's name.
     pub name: String,
+    /// The key in its `data`.
     pub key: String,
 }
 
@@ -51,7 +54,9 @@ pub struct SecretKeyRef {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BasicAuth {
+    /// The user name (without `:`).
     pub username: String,
+    /// The password, read again when the Secret changes.
     pub password: SecretKeyRef,
 }
 
@@ -60,9 +65,13 @@ pub struct BasicAuth {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuth2 {
+    /// The token endpoint, e.g. `https://idp.example/oauth2/token`.
     pub token_url: String,
+    /// The client id, sent with the secret as HTTP basic credentials.
     pub client_id: String,
+    /// The client secret.
     pub client_secret: SecretKeyRef,
+    /// Scopes asked for (the `scope` parameter, space-separated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
 }
@@ -74,8 +83,10 @@ pub struct BackendAuth {
     /// A bearer token (read again when the Secret changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token: Option<SecretKeyRef>,
+    /// HTTP basic authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
+    /// OAuth2 client credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
 }
@@ -90,6 +101,7 @@ pub struct BackendTls {
     /// PEM client certificate, with `key`, for mutual TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert: Option<SecretKeyRef>,
+    /// PEM private key of `cert`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<SecretKeyRef>,
 }

@@ -191,6 +191,32 @@ metadata: {name: unitless}
 spec:
   groups:
   - {name: g, interval: "30", rules: [{record: kube_adapter_metric_q, expr: up}]}
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: MetricsBackend
+metadata: {name: team-a-only}
+spec:
+  url: http://127.0.0.1:9
+  allowedNamespaces: {names: [team-a]}
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: ServiceMetric
+metadata: {name: sneaky, namespace: default}
+spec:
+  backend: team-a-only
+  query: 'sum(x{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: MetricsBackend
+metadata: {name: open}
+spec: {url: 'http://127.0.0.1:9'}
+---
+apiVersion: metrics-registry.io/v1beta1
+kind: ServiceMetric
+metadata: {name: remote, namespace: default}
+spec:
+  backend: open
+  query: 'sum(x{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
 "#,
     )
     .await
@@ -221,9 +247,33 @@ spec:
     .await;
     let rules_message = cell(&rules, "Message").as_str().unwrap().to_owned();
     assert!(rules_message.contains("needs a unit"), "{rules_message}");
+    // A tenant naming a backend that does not allow its namespace: refused, and why.
+    let sneaky = wait_for_row(&admin, services, "sneaky", |cells| {
+        cell(cells, "Reason") == "BackendNotAllowed"
+    })
+    .await;
+    let sneaky_message = cell(&sneaky, "Message").as_str().unwrap().to_owned();
+    assert!(
+        sneaky_message.contains("does not allow namespace \"default\""),
+        "{sneaky_message}"
+    );
+    let remote = wait_for_row(&admin, services, "remote", |cells| {
+        cell(cells, "Ready") == "True"
+    })
+    .await;
+    assert_eq!(
+        cell(&remote, "Message"),
+        "served as services/remote from MetricsBackend open"
+    );
+    let backends = "/apis/metrics-registry.io/v1beta1/metricsbackends";
+    let open = wait_for_row(&admin, backends, "open", |cells| {
+        cell(cells, "Reason") == "Accepted"
+    })
+    .await;
+    assert_eq!(cell(&open, "URL"), "http://127.0.0.1:9");
     operator.check_running().unwrap();
     println!(
-        "kubectl get: broken → {message:?}; fine → \"served as services/fine\"; unitless → {rules_message:?}"
+        "kubectl get: broken → {message:?}; fine → \"served as services/fine\"; unitless → {rules_message:?}; sneaky → {sneaky_message:?}; remote → served from MetricsBackend open"
     );
     operator.stop().await;
 }
