@@ -2,7 +2,7 @@
 //! that definitions name in `spec.backend`, besides the one the `--prometheus-*` flags
 //! configure (the backend named `default`).
 
-use crate::MetricStatus;
+use crate::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,36 @@ pub struct BackendTls {
     pub key: Option<SecretKeyRef>,
 }
 
+/// The last time metrics-registry asked the backend whether it answers (every 30 s, with
+/// its credentials).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LastProbe {
+    /// When (RFC 3339).
+    pub time: String,
+    /// `Reachable`, `Unreachable`, `AuthRefused`, `TlsError` or `Unusable` (a Secret is
+    /// missing or unusable).
+    pub result: String,
+    /// What was found: the error, or that it answered.
+    pub message: String,
+}
+
+/// Status written by the operator on every `MetricsBackend`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendStatus {
+    /// `Ready` condition: True (`Accepted`) when valid and answering, False with the reason
+    /// otherwise (`InvalidBackend`, or the last probe's result).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The last probe (none before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<LastProbe>,
+}
+
 /// A Prometheus HTTP API that definitions can read from by naming it in `spec.backend`.
 #[derive(
     CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq,
@@ -115,7 +145,7 @@ pub struct BackendTls {
     version = "v1beta1",
     kind = "MetricsBackend",
     doc = "A Prometheus HTTP API that definitions read from by naming it in spec.backend.",
-    status = "MetricStatus",
+    status = "BackendStatus",
     shortname = "mb",
     category = "metrics-registry",
     derive = "PartialEq",
@@ -123,8 +153,9 @@ pub struct BackendTls {
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"LastProbe","type":"date","description":"When the backend was last asked whether it answers","jsonPath":".status.lastProbe.time"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name":"Message","type":"string","description":"The Ready condition's message: why the backend cannot be used, or that it can","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
+    printcolumn = r#"{"name":"Message","type":"string","description":"The Ready condition's message: why the backend cannot be used, or what its last probe found","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsBackendSpec {

@@ -12,8 +12,8 @@ mod resources;
 mod rules;
 
 pub use backend::{
-    AllowedNamespaces, BackendAuth, BackendHeader, BackendTls, BasicAuth, MetricsBackend,
-    MetricsBackendSpec, OAuth2, SecretKeyRef, TenantHeader,
+    AllowedNamespaces, BackendAuth, BackendHeader, BackendStatus, BackendTls, BasicAuth, LastProbe,
+    MetricsBackend, MetricsBackendSpec, OAuth2, SecretKeyRef, TenantHeader,
 };
 pub use condition::{Condition, ConditionStatus, READY};
 pub use external::*;

@@ -80,6 +80,11 @@ impl Publisher {
         }
     }
 
+    /// The backends it keeps in step with the table.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
     /// Whether the rules writer has gone (the process is stopping).
     pub fn is_closed(&self) -> bool {
         self.rules.is_closed()

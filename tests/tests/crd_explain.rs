@@ -265,15 +265,53 @@ spec:
         cell(&remote, "Message"),
         "served as services/remote from MetricsBackend open"
     );
+    // Each MetricsBackend is probed: nothing listens at `open`'s URL; `answering` has a
+    // server that answers the build-info request.
     let backends = "/apis/metrics-registry.io/v1beta1/metricsbackends";
     let open = wait_for_row(&admin, backends, "open", |cells| {
-        cell(cells, "Reason") == "Accepted"
+        cell(cells, "Reason") == "Unreachable"
     })
     .await;
     assert_eq!(cell(&open, "URL"), "http://127.0.0.1:9");
+    assert_eq!(cell(&open, "Ready"), "False");
+    assert!(
+        cell(&open, "LastProbe")
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let open_message = cell(&open, "Message").as_str().unwrap().to_owned();
+    assert!(
+        open_message.contains("Prometheus at http://127.0.0.1:9 is unreachable"),
+        "{open_message}"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let answering_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/api/v1/status/buildinfo",
+        axum::routing::get(|| async { r#"{"status":"success","data":{"version":"test"}}"# }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    apply_yaml(
+        &admin,
+        &format!(
+            "apiVersion: metrics-registry.io/v1beta1\nkind: MetricsBackend\nmetadata: {{name: answering}}\nspec: {{url: '{answering_url}'}}\n"
+        ),
+    )
+    .await
+    .unwrap();
+    let answering = wait_for_row(&admin, backends, "answering", |cells| {
+        cell(cells, "Reason") == "Accepted"
+            && cell(cells, "Message")
+                != "valid: definitions naming it in spec.backend are served from it"
+    })
+    .await;
+    assert_eq!(
+        cell(&answering, "Message"),
+        &serde_json::Value::from(format!("valid; {answering_url} answered"))
+    );
     operator.check_running().unwrap();
     println!(
-        "kubectl get: broken → {message:?}; fine → \"served as services/fine\"; unitless → {rules_message:?}; sneaky → {sneaky_message:?}; remote → served from MetricsBackend open"
+        "kubectl get: broken → {message:?}; fine → \"served as services/fine\"; unitless → {rules_message:?}; sneaky → {sneaky_message:?}; remote → served from MetricsBackend open; backend open → Unreachable {open_message:?}; answering → Accepted"
     );
     operator.stop().await;
 }

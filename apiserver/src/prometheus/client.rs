@@ -20,6 +20,22 @@ use std::time::{Duration, Instant};
 /// of a POST has no such limit.
 const MAX_GET_URL_LEN: usize = 4096;
 
+/// Whether rustls, somewhere down `error`'s sources, refused the handshake. I/O errors
+/// wrap their payload without listing it as a source, so they are unwrapped too.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    fn is_rustls(error: &(dyn std::error::Error + 'static)) -> bool {
+        if error.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        inner.is_some_and(is_rustls) || error.source().is_some_and(is_rustls)
+    }
+    std::error::Error::source(error).is_some_and(is_rustls)
+}
+
 /// Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
 pub struct PrometheusClient {
@@ -453,6 +469,7 @@ impl PrometheusClient {
             };
         }
         let connect = error.is_connect();
+        let tls = is_tls_failure(&error);
         // The URL carries the whole query, and the message already names the
         // server.
         let chain = error_chain(&error.without_url());
@@ -464,7 +481,7 @@ impl PrometheusClient {
             // client certificate): just as "down" to a caller.
             format!("the connection failed mid-request: {chain}")
         };
-        PrometheusError::Unreachable { url, cause }
+        PrometheusError::Unreachable { url, cause, tls }
     }
 
     fn rejection(&self, status: StatusCode, body: &[u8]) -> PrometheusError {

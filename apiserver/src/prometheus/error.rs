@@ -48,7 +48,12 @@ pub enum PrometheusConfigError {
 pub enum PrometheusError {
     /// Connection refused, DNS failure, TLS failure, connection reset.
     #[error("Prometheus at {url} is unreachable: {cause}")]
-    Unreachable { url: String, cause: String },
+    Unreachable {
+        url: String,
+        cause: String,
+        /// The TLS handshake failed (rustls said so): a CA or certificate problem.
+        tls: bool,
+    },
     #[error("Prometheus at {url} did not answer within {timeout:?}")]
     Timeout { url: String, timeout: Duration },
     /// Prometheus answered with an error status and/or an error document.

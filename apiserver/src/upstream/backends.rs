@@ -5,11 +5,69 @@
 
 use super::Upstream;
 use crate::error::ApiError;
-use crate::prometheus::{InlineSecret, OAuth2Config, PrometheusClient, PrometheusConfig};
+use crate::prometheus::{
+    InlineSecret, OAuth2Config, PrometheusClient, PrometheusConfig, PrometheusError,
+};
 use crate::table::{BackendAuth, BackendSpec, DEFAULT_BACKEND, SecretRef};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// What the last probe of a backend found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeResult {
+    Reachable,
+    Unreachable,
+    /// The backend (or its OAuth2 token endpoint) refused the credentials.
+    AuthRefused,
+    /// The TLS handshake failed: CA or certificate.
+    TlsError,
+    /// No client: a Secret is missing or holds something unusable.
+    Unusable,
+}
+
+impl ProbeResult {
+    pub const ALL: [ProbeResult; 5] = [
+        ProbeResult::Reachable,
+        ProbeResult::Unreachable,
+        ProbeResult::AuthRefused,
+        ProbeResult::TlsError,
+        ProbeResult::Unusable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeResult::Reachable => "Reachable",
+            ProbeResult::Unreachable => "Unreachable",
+            ProbeResult::AuthRefused => "AuthRefused",
+            ProbeResult::TlsError => "TlsError",
+            ProbeResult::Unusable => "Unusable",
+        }
+    }
+
+    fn of(error: &PrometheusError) -> ProbeResult {
+        match error {
+            PrometheusError::Unreachable { tls: true, .. } => ProbeResult::TlsError,
+            PrometheusError::Rejected {
+                status: 401 | 403, ..
+            }
+            | PrometheusError::Token { .. } => ProbeResult::AuthRefused,
+            PrometheusError::Credentials { .. } => ProbeResult::Unusable,
+            _ => ProbeResult::Unreachable,
+        }
+    }
+}
+
+/// A backend's last probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub result: ProbeResult,
+    /// What was found, in words (the error, or that it answered).
+    pub message: String,
+    pub at: SystemTime,
+}
 
 /// Where the Secrets backends name are read: the cluster (a cache of the release
 /// namespace's Secrets) or, in standalone mode, a folder.
@@ -39,6 +97,10 @@ pub struct Backends {
     /// while the backends are rebuilt so that two rebuilds never interleave.
     specs: Arc<Mutex<BTreeMap<String, Arc<BackendSpec>>>>,
     named: Arc<ArcSwap<HashMap<String, Arc<Named>>>>,
+    /// Counts probe rounds, so that whoever reports probes knows when to look.
+    probed: Arc<watch::Sender<u64>>,
+    /// Woken when a backend was added or rebuilt, so that it is probed at once.
+    rebuilt: Arc<tokio::sync::Notify>,
 }
 
 /// A `MetricsBackend` as served: its client (or why there is none) and its tenants.
@@ -49,6 +111,7 @@ struct Named {
     connection: Result<Upstream, String>,
     /// By tenant header value; as many as the namespaces asking.
     tenants: Mutex<HashMap<String, Upstream>>,
+    probe: Mutex<Option<Probe>>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -70,7 +133,55 @@ impl Backends {
             secrets,
             specs: Arc::new(Mutex::new(BTreeMap::new())),
             named: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            probed: Arc::new(watch::channel(0).0),
+            rebuilt: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Completes when a backend was added or rebuilt since the last call.
+    pub async fn rebuilt(&self) {
+        self.rebuilt.notified().await;
+    }
+
+    /// Asks every named backend whether it answers (its build info, with its credentials
+    /// and tenant-less), all at once; then tells [`Backends::probe_rounds`] watchers.
+    pub async fn probe_all(&self) {
+        let named = self.named.load_full();
+        let probes = named.values().map(|named| async move {
+            let (result, message) = match &named.connection {
+                Err(error) => (ProbeResult::Unusable, error.clone()),
+                Ok(upstream) => match upstream.client().ready().await {
+                    Ok(()) => (
+                        ProbeResult::Reachable,
+                        format!("{} answered", upstream.client().url()),
+                    ),
+                    Err(error) => (ProbeResult::of(&error), error.to_string()),
+                },
+            };
+            *named.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(Probe {
+                result,
+                message,
+                at: SystemTime::now(),
+            });
+        });
+        futures::future::join_all(probes).await;
+        self.probed.send_modify(|rounds| *rounds += 1);
+    }
+
+    /// The last probe of the backend named `name`, if it was probed since it changed.
+    pub fn last_probe(&self, name: &str) -> Option<Probe> {
+        let named = self.named.load();
+        let named = named.get(name)?;
+        named
+            .probe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes after each probe round.
+    pub fn probe_rounds(&self) -> watch::Receiver<u64> {
+        self.probed.subscribe()
     }
 
     /// The default backend.
@@ -114,6 +225,7 @@ impl Backends {
             .collect();
         if changed {
             self.named.store(Arc::new(named));
+            self.rebuilt.notify_one();
         }
     }
 
@@ -138,6 +250,7 @@ impl Backends {
             secrets,
             connection,
             tenants: Mutex::new(HashMap::new()),
+            probe: Mutex::new(None),
         }
     }
 

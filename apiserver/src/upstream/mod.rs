@@ -18,7 +18,7 @@ mod batch;
 #[cfg(test)]
 mod tests;
 
-pub use backends::{Backends, NoSecrets, SecretStore};
+pub use backends::{Backends, NoSecrets, Probe, ProbeResult, SecretStore};
 pub use batch::{ObjectAnswer, ObjectRequest, batchable};
 
 use crate::error::ApiError;

@@ -189,7 +189,7 @@ impl DefinitionResource for crds::MetricsBackend {
         DefinitionBody::Backend(Box::new(self.spec.clone()))
     }
     fn definition_status(&self) -> Option<DefinitionStatus> {
-        self.status.clone().map(DefinitionStatus::Metric)
+        self.status.clone().map(DefinitionStatus::Backend)
     }
 }
 

@@ -10,8 +10,8 @@ pub use kinds::{DefinitionKind, DefinitionResource, KindVisitor};
 pub use record::ObjectRecord;
 
 use metrics_registry_crds::{
-    CustomPrometheusRulesSpec, ExternalSpec, MetricSpec, MetricStatus, MetricsBackendSpec,
-    ResourceMetricsSpec, RulesStatus,
+    BackendStatus, CustomPrometheusRulesSpec, ExternalSpec, MetricSpec, MetricStatus,
+    MetricsBackendSpec, ResourceMetricsSpec, RulesStatus,
 };
 use std::fmt;
 
@@ -48,6 +48,7 @@ pub enum DefinitionBody {
 pub enum DefinitionStatus {
     Metric(MetricStatus),
     Rules(RulesStatus),
+    Backend(BackendStatus),
 }
 
 impl DefinitionStatus {
@@ -55,6 +56,7 @@ impl DefinitionStatus {
         match self {
             DefinitionStatus::Metric(status) => &status.conditions,
             DefinitionStatus::Rules(status) => &status.conditions,
+            DefinitionStatus::Backend(status) => &status.conditions,
         }
     }
 }

@@ -58,6 +58,9 @@ impl KubeClients {
 }
 
 /// Everything cluster mode needs; built from flags or by tests.
+/// How often each `MetricsBackend` is asked whether it answers (its status' `lastProbe`).
+const BACKEND_PROBE_INTERVAL: Duration = Duration::from_secs(30);
+
 pub struct ClusterMode {
     pub kube: KubeClients,
     pub prometheus: PrometheusConfig,
@@ -198,6 +201,21 @@ impl ClusterMode {
             "MetricsBackend Secrets watch",
             secrets::spawn_watch(self.kube.watch.clone(), secrets, backends.clone()),
         );
+        {
+            // Every replica probes (cheap: one build-info request per backend); the leader
+            // writes what it found into each MetricsBackend's status.
+            let backends = backends.clone();
+            supervisor.spawn("MetricsBackend probes", async move {
+                let mut every = tokio::time::interval(BACKEND_PROBE_INTERVAL);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        () = backends.rebuilt() => {}
+                    }
+                    backends.probe_all().await;
+                }
+            });
+        }
         let readiness = Readiness::default();
         let objects = ObjectCaches::new(
             self.kube.watch.clone(),

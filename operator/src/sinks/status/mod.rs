@@ -7,7 +7,10 @@ use crate::compiler::{Reason, Verdict};
 use crate::definitions::DefinitionKind;
 use crate::definitions::DefinitionStatus;
 use crate::definitions::ObjectRecord;
-use metrics_registry_crds::{Condition, ConditionStatus, MetricStatus, READY, RulesStatus};
+use metrics_registry_apiserver::upstream::{Probe, ProbeResult};
+use metrics_registry_crds::{
+    BackendStatus, Condition, ConditionStatus, LastProbe, MetricStatus, READY, RulesStatus,
+};
 
 /// The reason of a definition's `Ready` condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub enum ReadyReason {
     InvalidSpec,
     /// Read, but refused by the compiler.
     Refused(Reason),
+    /// A valid `MetricsBackend` whose last probe failed.
+    Probe(ProbeResult),
 }
 
 impl ReadyReason {
@@ -35,6 +40,12 @@ impl ReadyReason {
         ]
         .into_iter()
         .chain(Reason::ALL.map(ReadyReason::Refused))
+        .chain(
+            ProbeResult::ALL
+                .into_iter()
+                .filter(|result| *result != ProbeResult::Reachable)
+                .map(ReadyReason::Probe),
+        )
     }
 
     pub fn is_ready(self) -> bool {
@@ -48,11 +59,16 @@ impl ReadyReason {
             ReadyReason::Pending => "Pending",
             ReadyReason::InvalidSpec => "InvalidSpec",
             ReadyReason::Refused(reason) => reason.as_str(),
+            ReadyReason::Probe(result) => result.as_str(),
         }
     }
 }
 
-fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyReason, String) {
+fn ready_condition(
+    record: &ObjectRecord,
+    verdict: Option<&Verdict>,
+    probe: Option<&Probe>,
+) -> (ReadyReason, String) {
     if let Err(message) = &record.decoded {
         return (ReadyReason::InvalidSpec, message.clone());
     }
@@ -77,10 +93,16 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyRe
         return (ReadyReason::Accepted, message);
     }
     if record.id.kind == DefinitionKind::MetricsBackend {
-        return (
-            ReadyReason::Accepted,
-            "valid: definitions naming it in spec.backend are served from it".to_string(),
-        );
+        return match probe {
+            None => (
+                ReadyReason::Accepted,
+                "valid: definitions naming it in spec.backend are served from it".to_string(),
+            ),
+            Some(probe) if probe.result == ProbeResult::Reachable => {
+                (ReadyReason::Accepted, format!("valid; {}", probe.message))
+            }
+            Some(probe) => (ReadyReason::Probe(probe.result), probe.message.clone()),
+        };
     }
     let metric = verdict.metric_name.clone().unwrap_or_default();
     let mut message = match (record.id.kind, record.id.kind.object()) {
@@ -103,13 +125,15 @@ fn ready_condition(record: &ObjectRecord, verdict: Option<&Verdict>) -> (ReadyRe
 }
 
 /// The whole `.status` a record should have. Written by server-side apply, so a field
-/// left out here (no overrides any more) is removed.
+/// left out here (no overrides any more) is removed. `probe` is a `MetricsBackend`'s
+/// last probe.
 pub fn desired_status(
     record: &ObjectRecord,
     verdict: Option<&Verdict>,
+    probe: Option<&Probe>,
     now: &str,
 ) -> DefinitionStatus {
-    let (reason, message) = ready_condition(record, verdict);
+    let (reason, message) = ready_condition(record, verdict, probe);
     let status = if reason.is_ready() {
         ConditionStatus::True
     } else {
@@ -135,7 +159,19 @@ pub fn desired_status(
         last_transition_time: Some(since),
         observed_generation: record.generation,
     }];
-    if record.id.kind == DefinitionKind::CustomPrometheusRules {
+    if record.id.kind == DefinitionKind::MetricsBackend {
+        DefinitionStatus::Backend(BackendStatus {
+            conditions,
+            observed_generation: record.generation,
+            last_probe: probe.map(|probe| LastProbe {
+                time: jiff::Timestamp::try_from(probe.at)
+                    .map(|at| at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default(),
+                result: probe.result.as_str().to_string(),
+                message: probe.message.clone(),
+            }),
+        })
+    } else if record.id.kind == DefinitionKind::CustomPrometheusRules {
         DefinitionStatus::Rules(RulesStatus {
             conditions,
             observed_generation: record.generation,
@@ -197,7 +233,7 @@ mod tests {
             overridden_in: vec!["team-a".into()],
             ..Verdict::default()
         };
-        let status = stored(&desired_status(&record(None), Some(&verdict), "T1"));
+        let status = stored(&desired_status(&record(None), Some(&verdict), None, "T1"));
         assert_eq!(status["conditions"][0]["status"], "True");
         assert_eq!(status["conditions"][0]["reason"], "Served");
         assert_eq!(
@@ -219,10 +255,10 @@ mod tests {
             metric_name: Some("m".into()),
             ..Verdict::default()
         };
-        let first = desired_status(&record(None), Some(&bad), "T1");
+        let first = desired_status(&record(None), Some(&bad), None, "T1");
         assert_eq!(stored(&first)["conditions"][0]["reason"], "InvalidQuery");
         let written = record(Some(first));
-        let again = desired_status(&written, Some(&bad), "T2");
+        let again = desired_status(&written, Some(&bad), None, "T2");
         assert_eq!(stored(&again)["conditions"][0]["lastTransitionTime"], "T1");
         assert!(is_current(&written, &again));
         let fixed = desired_status(
@@ -231,6 +267,7 @@ mod tests {
                 metric_name: Some("m".into()),
                 ..Verdict::default()
             }),
+            None,
             "T3",
         );
         assert_eq!(stored(&fixed)["conditions"][0]["lastTransitionTime"], "T3");
@@ -241,7 +278,7 @@ mod tests {
     fn unreadable_objects_say_why() {
         let mut unreadable = record(None);
         unreadable.decoded = Err("ServiceMetric a/b: invalid spec: missing field `query`".into());
-        let status = stored(&desired_status(&unreadable, None, "T"));
+        let status = stored(&desired_status(&unreadable, None, None, "T"));
         assert_eq!(status["conditions"][0]["reason"], "InvalidSpec");
         assert!(
             status["conditions"][0]["message"]
@@ -258,13 +295,14 @@ mod tests {
             overridden_in: vec!["a".into()],
             ..Verdict::default()
         };
-        let before = desired_status(&record(None), Some(&overridden), "T1");
+        let before = desired_status(&record(None), Some(&overridden), None, "T1");
         let after = desired_status(
             &record(Some(before)),
             Some(&Verdict {
                 metric_name: Some("m".into()),
                 ..Verdict::default()
             }),
+            None,
             "T2",
         );
         assert!(

@@ -113,9 +113,19 @@ impl DefinitionController {
             unpublished: Delta::default(),
         };
         let mut pending = Pending::default();
+        let mut probe_rounds = self.publisher.backends().probe_rounds();
         loop {
             let deadline = pending.deadline();
             tokio::select! {
+                Ok(()) = probe_rounds.changed() => {
+                    // Backends were probed: their statuses carry the result.
+                    let backends = store
+                        .records()
+                        .filter(|r| r.id.kind == DefinitionKind::MetricsBackend)
+                        .map(|r| r.id.clone());
+                    pending.dirty.extend(backends);
+                    pending.note(Instant::now());
+                }
                 event = events.recv() => {
                     let Some((kind, event)) = event else { return };
                     let applied = store.apply(kind, event);
@@ -204,7 +214,10 @@ impl DefinitionController {
             let Some(record) = store.record(&id) else {
                 continue;
             };
-            let desired = desired_status(record, compiler.verdict(&id), &now);
+            let probe = (id.kind == DefinitionKind::MetricsBackend)
+                .then(|| self.publisher.backends().last_probe(&id.name))
+                .flatten();
+            let desired = desired_status(record, compiler.verdict(&id), probe.as_ref(), &now);
             if !is_current(record, &desired) {
                 self.statuses.push(id, desired);
             }
