@@ -76,6 +76,20 @@ pub struct OAuth2 {
     pub scopes: Vec<String>,
 }
 
+/// AWS Signature Version 4, as Amazon Managed Service for Prometheus requires. Credentials
+/// come from metrics-registry's environment: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+/// (and `AWS_SESSION_TOKEN`), or `AWS_ROLE_ARN` with `AWS_WEB_IDENTITY_TOKEN_FILE` (IAM roles
+/// for service accounts).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SigV4 {
+    /// The AWS region, e.g. `eu-west-1`.
+    pub region: String,
+    /// The service signed for (default `aps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
 /// How queries authenticate; at most one field.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -89,6 +103,9 @@ pub struct BackendAuth {
     /// OAuth2 client credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
+    /// AWS SigV4 signing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4: Option<SigV4>,
 }
 
 /// TLS towards the backend.

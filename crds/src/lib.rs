@@ -13,7 +13,7 @@ mod rules;
 
 pub use backend::{
     AllowedNamespaces, BackendAuth, BackendHeader, BackendStatus, BackendTls, BasicAuth, LastProbe,
-    MetricsBackend, MetricsBackendSpec, OAuth2, SecretKeyRef, TenantHeader,
+    MetricsBackend, MetricsBackendSpec, OAuth2, SecretKeyRef, SigV4, TenantHeader,
 };
 pub use condition::{Condition, ConditionStatus, READY};
 pub use external::*;

@@ -9,6 +9,7 @@ pub(super) enum Auth {
     Bearer(Credential),
     Basic { user: String, password: Credential },
     OAuth2(Box<super::oauth2::Tokens>),
+    SigV4(Box<super::sigv4::Signer>),
 }
 
 pub(super) fn auth_from_config(config: &PrometheusConfig) -> Result<Auth, PrometheusConfigError> {
@@ -56,10 +57,14 @@ pub(super) fn auth_from_config(config: &PrometheusConfig) -> Result<Auth, Promet
         )?))),
         None => None,
     };
-    let mut chosen = [basic, bearer, oauth2].into_iter().flatten();
+    let sigv4 = config
+        .sigv4
+        .clone()
+        .map(|sigv4| Auth::SigV4(Box::new(super::sigv4::Signer::new(sigv4))));
+    let mut chosen = [basic, bearer, oauth2, sigv4].into_iter().flatten();
     match (chosen.next(), chosen.next()) {
         (Some(_), Some(_)) => Err(PrometheusConfigError::Conflict(
-            "only one of a bearer token, basic auth and OAuth2 can be used",
+            "only one of a bearer token, basic auth, OAuth2 and SigV4 can be used",
         )),
         (Some(auth), None) => Ok(auth),
         (None, _) => Ok(Auth::None),

@@ -139,6 +139,14 @@ impl PrometheusClient {
         // The token endpoint gets neither Prometheus' extra headers (a tenant's) nor its
         // client certificate; it trusts the same CA.
         let token_http = match &auth {
+            Auth::SigV4(_) => Some(
+                // STS: the system's CA certificates (it is AWS'), or plain HTTP in tests.
+                reqwest::Client::builder()
+                    .timeout(config.timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| PrometheusConfigError::Client(error_chain(&e)))?,
+            ),
             Auth::OAuth2(tokens) => {
                 let mut token_builder = reqwest::Client::builder()
                     .timeout(config.timeout)
@@ -386,8 +394,23 @@ impl PrometheusClient {
         if let Some((name, value)) = &self.tenant {
             request = request.header(name, value);
         }
-        let mut response = request
-            .send()
+        let mut request = request
+            .build()
+            .map_err(|e| self.transport_error(e, within))?;
+        if let Auth::SigV4(signer) = &self.inner.auth {
+            let sts = self
+                .inner
+                .token_http
+                .as_ref()
+                .expect("SigV4 clients have an STS client");
+            signer
+                .sign(&mut request, &self.inner.display_url, sts)
+                .await?;
+        }
+        let mut response = self
+            .inner
+            .http
+            .execute(request)
             .await
             .map_err(|e| self.transport_error(e, within))?;
         let status = response.status();
@@ -457,6 +480,8 @@ impl PrometheusClient {
                     bearer(token, "the OAuth2 token endpoint".to_owned())?,
                 )
             }
+            // Signed once the request is complete, in `send_raw`.
+            Auth::SigV4(_) => request,
         })
     }
 

@@ -44,6 +44,13 @@ pub struct OAuth2Config {
     pub scopes: Vec<String>,
 }
 
+/// AWS SigV4 signing (Amazon Managed Service for Prometheus: service `aps`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigV4Config {
+    pub region: String,
+    pub service: String,
+}
+
 #[derive(Clone)]
 pub struct PrometheusConfig {
     pub url: String,
@@ -65,6 +72,7 @@ pub struct PrometheusConfig {
     pub ca: Option<InlineSecret>,
     pub client_identity: Option<(InlineSecret, InlineSecret)>,
     pub oauth2: Option<OAuth2Config>,
+    pub sigv4: Option<SigV4Config>,
 }
 
 /// 16 MiB: an instant vector of about 50,000 series with a few labels each.
@@ -89,6 +97,7 @@ impl PrometheusConfig {
             ca: None,
             client_identity: None,
             oauth2: None,
+            sigv4: None,
         }
     }
 }
@@ -119,6 +128,7 @@ impl fmt::Debug for PrometheusConfig {
             .field("ca", &self.ca)
             .field("client_identity", &self.client_identity)
             .field("oauth2", &self.oauth2)
+            .field("sigv4", &self.sigv4)
             .finish()
     }
 }

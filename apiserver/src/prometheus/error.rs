@@ -79,6 +79,9 @@ pub enum PrometheusError {
     /// Never carries the file's content.
     #[error("cannot read Prometheus credentials from {}: {cause}", path.display())]
     Credentials { path: PathBuf, cause: String },
+    /// No AWS credentials for SigV4, or STS refused the web identity; nothing was sent.
+    #[error("cannot sign the request to Prometheus at {url} with AWS SigV4: {cause}")]
+    AwsCredentials { url: String, cause: String },
     /// The OAuth2 token endpoint failed or refused; nothing was sent to Prometheus.
     #[error("cannot get an OAuth2 token from {token_url} for Prometheus at {url}: {cause}")]
     Token {
@@ -93,7 +96,7 @@ impl PrometheusError {
     /// can tell "down" and "slow" apart from "broken".
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::Unreachable { .. } | Self::Token { .. } => 503,
+            Self::Unreachable { .. } | Self::Token { .. } | Self::AwsCredentials { .. } => 503,
             Self::Timeout { .. } => 504,
             _ => 502,
         }
@@ -105,9 +108,10 @@ impl PrometheusError {
     /// or of a shape that cannot be served).
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::Unreachable { .. } | Self::Credentials { .. } | Self::Token { .. } => {
-                "unreachable"
-            }
+            Self::Unreachable { .. }
+            | Self::Credentials { .. }
+            | Self::Token { .. }
+            | Self::AwsCredentials { .. } => "unreachable",
             Self::Timeout { .. } => "timeout",
             Self::Rejected { .. } => "refused",
             Self::TooLarge { .. } | Self::Decode { .. } | Self::UnexpectedResult { .. } => {

@@ -8,11 +8,12 @@ mod error;
 mod oauth2;
 mod response;
 mod secret;
+mod sigv4;
 
 pub use client::PrometheusClient;
 pub use config::{
     DEFAULT_MAX_RESPONSE_BYTES, InlineSecret, OAuth2Config, PrometheusConfig, QueryMethod,
-    validate_headers, validate_url,
+    SigV4Config, validate_headers, validate_url,
 };
 pub use error::{PrometheusConfigError, PrometheusError};
 pub use response::{Labels, Sample};

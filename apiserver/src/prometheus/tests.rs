@@ -676,7 +676,7 @@ fn rejects_bad_configurations() {
                 basic_auth_password_file: Some(PathBuf::from("password")),
                 ..PrometheusConfig::new("http://host")
             },
-            "only one of a bearer token, basic auth and OAuth2",
+            "only one of a bearer token, basic auth, OAuth2 and SigV4",
         ),
         (
             PrometheusConfig {

@@ -60,6 +60,11 @@ pub enum BackendAuth {
         client_secret: SecretRef,
         scopes: Vec<String>,
     },
+    /// Credentials from the process' environment.
+    SigV4 {
+        region: String,
+        service: String,
+    },
 }
 
 /// A backend's CA and client certificate.
@@ -75,7 +80,7 @@ impl BackendSpec {
     pub fn secrets(&self) -> Vec<&SecretRef> {
         let mut secrets = Vec::new();
         match &self.auth {
-            BackendAuth::None => {}
+            BackendAuth::None | BackendAuth::SigV4 { .. } => {}
             BackendAuth::Bearer(token) => secrets.push(token),
             BackendAuth::Basic { password, .. } => secrets.push(password),
             BackendAuth::OAuth2 { client_secret, .. } => secrets.push(client_secret),

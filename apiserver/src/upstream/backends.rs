@@ -53,7 +53,8 @@ impl ProbeResult {
             PrometheusError::Rejected {
                 status: 401 | 403, ..
             }
-            | PrometheusError::Token { .. } => ProbeResult::AuthRefused,
+            | PrometheusError::Token { .. }
+            | PrometheusError::AwsCredentials { .. } => ProbeResult::AuthRefused,
             PrometheusError::Credentials { .. } => ProbeResult::Unusable,
             _ => ProbeResult::Unreachable,
         }
@@ -304,7 +305,7 @@ fn client_config(
     config.max_response_bytes = spec.max_response_bytes;
     config.headers = spec.headers.clone();
     match &spec.auth {
-        BackendAuth::None => {}
+        BackendAuth::None | BackendAuth::SigV4 { .. } => {}
         BackendAuth::Bearer(_) => config.bearer_token = Some(next()?),
         BackendAuth::Basic { username, .. } => {
             config.basic_auth_user = Some(username.clone());
@@ -323,6 +324,12 @@ fn client_config(
                 scopes: scopes.clone(),
             });
         }
+    }
+    if let BackendAuth::SigV4 { region, service } = &spec.auth {
+        config.sigv4 = Some(crate::prometheus::SigV4Config {
+            region: region.clone(),
+            service: service.clone(),
+        });
     }
     if spec.tls.ca.is_some() {
         config.ca = Some(next()?);

@@ -131,11 +131,21 @@ fn compile_auth(spec: &MetricsBackendSpec) -> Result<BackendAuth, Problem> {
         auth.bearer_token.is_some(),
         auth.basic.is_some(),
         auth.oauth2.is_some(),
+        auth.sigv4.is_some(),
     ];
     if set.iter().filter(|set| **set).count() > 1 {
         return Err(invalid(
-            "auth sets more than one of bearerToken, basic and oauth2; choose one",
+            "auth sets more than one of bearerToken, basic, oauth2 and sigv4; choose one",
         ));
+    }
+    if let Some(sigv4) = &auth.sigv4 {
+        if sigv4.region.is_empty() {
+            return Err(invalid("auth.sigv4.region must be set, e.g. eu-west-1"));
+        }
+        return Ok(BackendAuth::SigV4 {
+            region: sigv4.region.clone(),
+            service: sigv4.service.clone().unwrap_or_else(|| "aps".to_string()),
+        });
     }
     if let Some(token) = &auth.bearer_token {
         return Ok(BackendAuth::Bearer(secret("auth.bearerToken", token)?));
@@ -456,6 +466,23 @@ mod tests {
             ..Auth::default()
         });
         assert!(reason(compile_backend(&id, &colon)).1.contains("username"));
+        let mut aws = spec("https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1");
+        aws.auth = Some(Auth {
+            sigv4: Some(metrics_registry_crds::SigV4 {
+                region: "eu-west-1".into(),
+                service: None,
+            }),
+            ..Auth::default()
+        });
+        assert_eq!(
+            compile_backend(&id, &aws).unwrap().spec.auth,
+            BackendAuth::SigV4 {
+                region: "eu-west-1".into(),
+                service: "aps".into()
+            }
+        );
+        aws.auth.as_mut().unwrap().sigv4.as_mut().unwrap().region = String::new();
+        assert!(reason(compile_backend(&id, &aws)).1.contains("region"));
     }
 
     #[test]
