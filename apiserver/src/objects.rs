@@ -24,6 +24,14 @@ pub trait ObjectIndex: Send + Sync + 'static {
         namespace: Option<&str>,
         selector: &LabelSelector,
     ) -> Result<Vec<String>, ObjectIndexError>;
+
+    /// The value of `label` on the namespace `namespace` (`None`: no such label, or no
+    /// such namespace).
+    fn namespace_label(
+        &self,
+        namespace: &str,
+        label: &str,
+    ) -> Result<Option<String>, ObjectIndexError>;
 }
 
 /// Standalone mode: there are no objects to select from.
@@ -41,6 +49,17 @@ impl ObjectIndex for NoCluster {
             "a labelSelector on {} needs a Kubernetes cluster to resolve objects, and this server \
              runs without one (--manifests); ask for a named object, or for * without labelSelector",
             kind.resource()
+        )))
+    }
+
+    fn namespace_label(
+        &self,
+        _namespace: &str,
+        label: &str,
+    ) -> Result<Option<String>, ObjectIndexError> {
+        Err(ObjectIndexError::NoCluster(format!(
+            "the tenant is the namespace label {label:?}, and this server runs without a cluster \
+             to read namespaces from (--manifests); use tenant.value instead"
         )))
     }
 }

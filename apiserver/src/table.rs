@@ -8,6 +8,7 @@ mod backend;
 
 pub use backend::{
     BackendAuth, BackendSpec, BackendTls, DEFAULT_BACKEND, SecretRef, TenantHeader, TenantSegment,
+    TenantValue, render_tenant,
 };
 
 use crate::external::{ExternalNamespacing, ExternalScope};

@@ -17,7 +17,8 @@ pub struct BackendHeader {
     pub value: String,
 }
 
-/// The header that tells a multi-tenant backend whose data a query reads.
+/// The header that tells a multi-tenant backend whose data a query reads: set from
+/// `value` or from `namespaceLabel` (one of them).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantHeader {
@@ -27,7 +28,12 @@ pub struct TenantHeader {
     /// The tenant of a request in a namespace: a template where `<<.Namespace>>` is the
     /// namespace of the object or HPA asked about, e.g. `<<.Namespace>>` or
     /// `team-<<.Namespace>>`; a value without placeholder is one tenant for every namespace.
-    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// The tenant of a request in a namespace is the value of this label of the
+    /// Namespace, e.g. `tenant`; a namespace without it has no tenant here (403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_label: Option<String>,
 }
 
 /// Which namespaces' definitions may read from the backend.

@@ -29,7 +29,9 @@ pub async fn external_metric(
     // A definition's live query first (namespace over cluster), then the series.
     if let Some(rule) = table.external_rule(metric, namespace) {
         let query = rule.query(&matchers, namespace);
-        let upstream = state.backends.upstream(&rule.backend, namespace)?;
+        let upstream = state
+            .backends
+            .upstream(&rule.backend, namespace, &*state.objects)?;
         let samples = upstream.query_bounded(&query, rule.bounds).await.map_err(|error| {
             tracing::warn!(%error, query = %query, source = %rule.source, "Prometheus query failed");
             ApiError::from(error)

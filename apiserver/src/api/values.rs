@@ -20,7 +20,9 @@ pub(super) async fn values_for(
     metric_selector: &LabelSelector,
 ) -> Result<Vec<MetricValue>, ApiError> {
     let matchers = metric_matchers(rule, metric_selector)?;
-    let upstream = state.backends.upstream(&rule.backend, namespace)?;
+    let upstream = state
+        .backends
+        .upstream(&rule.backend, namespace, &*state.objects)?;
     let objects = ObjectSelection::of(names.as_deref());
     let single = matches!(objects, ObjectSelection::One(_)) && names.is_some();
     let query = render_query(

@@ -16,24 +16,31 @@ pub enum TenantSegment {
     Namespace,
 }
 
+/// Where a request's tenant comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantValue {
+    /// A template of the namespace's name.
+    Template(Vec<TenantSegment>),
+    /// A label of the Namespace object.
+    NamespaceLabel(String),
+}
+
 /// The header naming a multi-tenant backend's tenant, per namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantHeader {
     pub header: String,
-    pub value: Vec<TenantSegment>,
+    pub value: TenantValue,
 }
 
-impl TenantHeader {
-    /// The tenant of requests in `namespace`.
-    pub fn tenant(&self, namespace: &str) -> String {
-        self.value
-            .iter()
-            .map(|segment| match segment {
-                TenantSegment::Literal(text) => text.as_str(),
-                TenantSegment::Namespace => namespace,
-            })
-            .collect()
-    }
+/// The tenant a template makes of `namespace`.
+pub fn render_tenant(template: &[TenantSegment], namespace: &str) -> String {
+    template
+        .iter()
+        .map(|segment| match segment {
+            TenantSegment::Literal(text) => text.as_str(),
+            TenantSegment::Namespace => namespace,
+        })
+        .collect()
 }
 
 /// A key of a Secret (where Secrets are is the server's business: the cluster, or a

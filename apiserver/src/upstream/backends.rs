@@ -5,10 +5,13 @@
 
 use super::Upstream;
 use crate::error::ApiError;
+use crate::objects::ObjectIndex;
 use crate::prometheus::{
     InlineSecret, OAuth2Config, PrometheusClient, PrometheusConfig, PrometheusError,
 };
-use crate::table::{BackendAuth, BackendSpec, DEFAULT_BACKEND, SecretRef};
+use crate::table::{
+    BackendAuth, BackendSpec, DEFAULT_BACKEND, SecretRef, TenantValue, render_tenant,
+};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -256,8 +259,13 @@ impl Backends {
     }
 
     /// The upstream of `backend` for a request in `namespace` (the tenant's, when the
-    /// backend has a tenant header).
-    pub fn upstream(&self, backend: &str, namespace: &str) -> Result<Upstream, ApiError> {
+    /// backend has a tenant header; `objects` knows the namespaces' labels).
+    pub fn upstream(
+        &self,
+        backend: &str,
+        namespace: &str,
+        objects: &dyn ObjectIndex,
+    ) -> Result<Upstream, ApiError> {
         if backend == DEFAULT_BACKEND {
             return Ok(self.default.clone());
         }
@@ -273,7 +281,19 @@ impl Backends {
         let Some(tenant) = &named.spec.tenant else {
             return Ok(connection.clone());
         };
-        let value = tenant.tenant(namespace);
+        let value = match &tenant.value {
+            TenantValue::Template(template) => render_tenant(template, namespace),
+            TenantValue::NamespaceLabel(label) => match objects.namespace_label(namespace, label) {
+                Ok(Some(value)) => value,
+                Ok(None) => {
+                    return Err(ApiError::forbidden(format!(
+                        "namespace {namespace:?} has no label {label:?}, which names its tenant on {}; label the namespace to let it read from there",
+                        named.spec.source
+                    )));
+                }
+                Err(error) => return Err(ApiError::unavailable(error.to_string())),
+            },
+        };
         let mut tenants = named.tenants.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(upstream) = tenants.get(&value) {
             return Ok(upstream.clone());

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::error::ApiError;
+use crate::objects::NoCluster;
 use crate::prometheus::PrometheusConfig;
 use crate::table::{MetricRule, ObjectKind, QueryBounds, QueryTemplate, Segment};
 use axum::extract::Query;
@@ -616,7 +617,7 @@ async fn batch_groups_remembering_many_object_names_stay_within_their_bytes() {
 }
 
 fn backend_spec(fake: &Fake, tenant: bool) -> Arc<crate::table::BackendSpec> {
-    use crate::table::{BackendSpec, TenantHeader, TenantSegment};
+    use crate::table::{BackendSpec, TenantHeader, TenantSegment, TenantValue};
     Arc::new(BackendSpec {
         url: fake.url.clone(),
         timeout: Duration::from_secs(5),
@@ -624,10 +625,10 @@ fn backend_spec(fake: &Fake, tenant: bool) -> Arc<crate::table::BackendSpec> {
         headers: Vec::new(),
         tenant: tenant.then(|| TenantHeader {
             header: "X-Scope-OrgID".into(),
-            value: vec![
+            value: TenantValue::Template(vec![
                 TenantSegment::Literal("t-".into()),
                 TenantSegment::Namespace,
-            ],
+            ]),
         }),
         auth: Default::default(),
         tls: Default::default(),
@@ -644,7 +645,7 @@ async fn each_backend_and_tenant_has_its_own_flights_and_cache() {
         ..NO_CACHE
     };
     let backends = Backends::new(upstream(&default, cached), Arc::new(NoSecrets("none here")));
-    let unknown = backends.upstream("b", "a").unwrap_err();
+    let unknown = backends.upstream("b", "a", &NoCluster).unwrap_err();
     assert!(unknown.message.contains("not known"), "{}", unknown.message);
 
     let specs = BTreeMap::from([("b".to_string(), backend_spec(&named, true))]);
@@ -652,14 +653,14 @@ async fn each_backend_and_tenant_has_its_own_flights_and_cache() {
     let query = "x{namespace=\"a\"}";
     for namespace in ["a", "b", "a", "b"] {
         backends
-            .upstream("b", namespace)
+            .upstream("b", namespace, &NoCluster)
             .unwrap()
             .query(query)
             .await
             .unwrap();
     }
     backends
-        .upstream("default", "a")
+        .upstream("default", "a", &NoCluster)
         .unwrap()
         .query(query)
         .await
@@ -667,13 +668,13 @@ async fn each_backend_and_tenant_has_its_own_flights_and_cache() {
     // One query per tenant (then cached), and the default backend's own.
     assert_eq!(named.queries().len(), 2);
     assert_eq!(default.queries().len(), 1);
-    let tenant = backends.upstream("b", "b").unwrap();
+    let tenant = backends.upstream("b", "b", &NoCluster).unwrap();
     assert_eq!(tenant.client().tenant(), Some("t-b"));
 
     // The same specs again keep connections and caches; a changed one starts afresh.
     backends.sync(&specs);
     backends
-        .upstream("b", "a")
+        .upstream("b", "a", &NoCluster)
         .unwrap()
         .query(query)
         .await
@@ -683,12 +684,12 @@ async fn each_backend_and_tenant_has_its_own_flights_and_cache() {
         "b".to_string(),
         backend_spec(&named, false),
     )]));
-    let untenanted = backends.upstream("b", "a").unwrap();
+    let untenanted = backends.upstream("b", "a", &NoCluster).unwrap();
     assert_eq!(untenanted.client().tenant(), None);
     untenanted.query(query).await.unwrap();
     assert_eq!(named.queries().len(), 3);
     backends.sync(&BTreeMap::new());
-    assert!(backends.upstream("b", "a").is_err());
+    assert!(backends.upstream("b", "a", &NoCluster).is_err());
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use metrics_registry_apiserver::prometheus::{
 };
 use metrics_registry_apiserver::table::{
     BackendAuth, BackendSpec, BackendTls, DEFAULT_BACKEND, SecretRef, TenantHeader, TenantSegment,
+    TenantValue, render_tenant,
 };
 use metrics_registry_crds::{MetricsBackendSpec, SecretKeyRef};
 use std::collections::{BTreeMap, BTreeSet};
@@ -74,16 +75,30 @@ pub(super) fn compile_backend(
                     tenant.header
                 )));
             }
-            let value = tenant_template(&tenant.value)?;
-            // The literal parts must make a header value on their own; namespace names
-            // always do.
-            let sample = TenantHeader {
-                header: tenant.header.clone(),
-                value: value.clone(),
-            }
-            .tenant("namespace");
-            validate_headers(&[(tenant.header.clone(), sample)])
-                .map_err(|error| invalid(format!("tenant: {error}")))?;
+            let value = match (&tenant.value, &tenant.namespace_label) {
+                (Some(value), None) => {
+                    let template = tenant_template(value)?;
+                    // The literal parts must make a header value on their own; namespace
+                    // names always do.
+                    let sample = render_tenant(&template, "namespace");
+                    validate_headers(&[(tenant.header.clone(), sample)])
+                        .map_err(|error| invalid(format!("tenant: {error}")))?;
+                    TenantValue::Template(template)
+                }
+                (None, Some(label)) => {
+                    validate_headers(&[(tenant.header.clone(), "tenant".to_string())])
+                        .map_err(|error| invalid(format!("tenant: {error}")))?;
+                    if label.is_empty() {
+                        return Err(invalid("tenant.namespaceLabel is empty"));
+                    }
+                    TenantValue::NamespaceLabel(label.clone())
+                }
+                _ => {
+                    return Err(invalid(
+                        "tenant needs exactly one of value (e.g. <<.Namespace>>) and namespaceLabel",
+                    ));
+                }
+            };
             Some(TenantHeader {
                 header: tenant.header.clone(),
                 value,
@@ -321,13 +336,30 @@ mod tests {
         }];
         full.tenant = Some(metrics_registry_crds::TenantHeader {
             header: "X-Scope-OrgID".into(),
-            value: "team-<<.Namespace>>".into(),
+            value: Some("team-<<.Namespace>>".into()),
+            namespace_label: None,
         });
         let compiled = compile_backend(&backend_id("thanos"), &full).unwrap();
         assert_eq!(compiled.spec.timeout, Duration::from_millis(500));
         assert_eq!(compiled.spec.max_response_bytes, 1024);
         let tenant = compiled.spec.tenant.as_ref().unwrap();
-        assert_eq!(tenant.tenant("a"), "team-a");
+        let TenantValue::Template(template) = &tenant.value else {
+            panic!("a template")
+        };
+        assert_eq!(render_tenant(template, "a"), "team-a");
+        full.tenant.as_mut().unwrap().value = None;
+        full.tenant.as_mut().unwrap().namespace_label = Some("tenant".into());
+        let by_label = compile_backend(&backend_id("thanos"), &full).unwrap();
+        assert_eq!(
+            by_label.spec.tenant.as_ref().unwrap().value,
+            TenantValue::NamespaceLabel("tenant".into())
+        );
+        full.tenant.as_mut().unwrap().value = Some("<<.Namespace>>".into());
+        assert!(
+            reason(compile_backend(&backend_id("thanos"), &full))
+                .1
+                .contains("exactly one")
+        );
         assert_eq!(compiled.allowed_namespaces, None);
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         for bad in ["", "0s", "5", "1h", "s", "-1s", "1.5s"] {
@@ -378,7 +410,8 @@ mod tests {
             let mut tenant = spec("http://x");
             tenant.tenant = Some(metrics_registry_crds::TenantHeader {
                 header: "X-Scope-OrgID".into(),
-                value: value.into(),
+                value: Some(value.into()),
+                namespace_label: None,
             });
             let (reason, message) = reason(compile_backend(&id, &tenant));
             assert_eq!(reason, Reason::InvalidBackend);
@@ -391,7 +424,8 @@ mod tests {
         }];
         twice.tenant = Some(metrics_registry_crds::TenantHeader {
             header: "X-Scope-OrgID".into(),
-            value: "<<.Namespace>>".into(),
+            value: Some("<<.Namespace>>".into()),
+            namespace_label: None,
         });
         assert!(reason(compile_backend(&id, &twice)).1.contains("one place"));
     }

@@ -22,6 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 trait KindCache: Send + Sync {
     fn select(&self, namespace: Option<&str>, selector: &LabelSelector) -> Option<Vec<String>>;
+    /// The value of `label` on the object `name` of `namespace` (`""` for cluster-scoped
+    /// kinds); `None` while not synced.
+    fn label(&self, namespace: &str, name: &str, label: &str) -> Option<Option<String>>;
 }
 
 /// Names and labels of one kind's objects, by namespace (`""` for cluster-scoped ones):
@@ -116,6 +119,20 @@ impl KindCache for NamespaceIndex {
         };
         names.sort();
         Some(names)
+    }
+
+    fn label(&self, namespace: &str, name: &str, label: &str) -> Option<Option<String>> {
+        if !self.ready.load(Ordering::Acquire) {
+            return None;
+        }
+        let objects = self.objects.read().unwrap_or_else(|e| e.into_inner());
+        Some(
+            objects
+                .get(namespace)
+                .and_then(|names| names.get(name))
+                .and_then(|labels| labels.get(label))
+                .cloned(),
+        )
     }
 }
 
@@ -223,6 +240,20 @@ impl ObjectIndex for ObjectCaches {
                 kind.resource()
             ))
         })
+    }
+
+    fn namespace_label(
+        &self,
+        namespace: &str,
+        label: &str,
+    ) -> Result<Option<String>, ObjectIndexError> {
+        self.cache(ObjectKind::Namespace)
+            .label("", namespace, label)
+            .ok_or_else(|| {
+                ObjectIndexError::NotReady(
+                    "the cache of namespaces is still loading; retry in a moment".to_owned(),
+                )
+            })
     }
 }
 

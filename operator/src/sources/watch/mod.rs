@@ -19,6 +19,7 @@ use crate::sinks::status::writer::StatusQueue;
 use crate::sinks::status::{desired_status, is_current};
 use crate::supervise::Spawner;
 use kube::api::ApiResource;
+use metrics_registry_apiserver::table::{ObjectKind, TenantValue};
 use metrics_registry_apiserver::telemetry::SelfMetrics;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -194,9 +195,19 @@ impl DefinitionController {
             if first {
                 tracing::info!("first full sync done; ready");
             }
-            // Object caches for the kinds the table now serves.
+            // Object caches for the kinds the table now serves, and namespaces when a
+            // backend's tenant is a namespace label.
             let table = compiler.table();
             self.objects.ensure(table.discovery().map(|(kind, _)| kind));
+            let labelled_tenants = table.backends().values().any(|backend| {
+                backend
+                    .tenant
+                    .as_ref()
+                    .is_some_and(|t| matches!(t.value, TenantValue::NamespaceLabel(_)))
+            });
+            if labelled_tenants {
+                self.objects.ensure([ObjectKind::Namespace]);
+            }
         }
         if first {
             // Every status may be stale: check them all once.
