@@ -242,6 +242,8 @@ pub struct ResourceRule {
     pub container_label: String,
     pub node_label: String,
     pub window_seconds: i64,
+    /// The backend its queries go to ([`DEFAULT_BACKEND`] unless the definition names one).
+    pub backend: String,
     /// Where the rule comes from, e.g. `ResourceMetrics default`.
     pub source: String,
 }

@@ -62,4 +62,9 @@ pub struct ResourceMetricsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub window_seconds: Option<i64>,
+    /// The `MetricsBackend` queried; unset, the Prometheus of the `--prometheus-*` flags.
+    /// It reads every namespace and the nodes at once, so the backend's tenant, if any,
+    /// must be one fixed value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
 }

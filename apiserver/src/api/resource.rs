@@ -160,7 +160,10 @@ async fn cpu_and_memory(
     cpu: &str,
     memory: &str,
 ) -> Result<(Samples, Samples), ApiError> {
-    let upstream = state.backends.default_backend();
+    // A ResourceMetrics' backend has no per-namespace tenant (the compiler sees to it).
+    let upstream = state
+        .backends
+        .upstream(&rule.backend, "", &*state.objects)?;
     let (cpu_answer, memory_answer) = futures::join!(upstream.query(cpu), upstream.query(memory));
     let failed = |query: &str, error: QueryError| {
         tracing::warn!(%error, query = %query, source = %rule.source, "Prometheus query failed");

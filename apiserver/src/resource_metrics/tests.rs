@@ -31,6 +31,7 @@ fn rule() -> ResourceRule {
         container_label: "container".into(),
         node_label: "node".into(),
         window_seconds: 180,
+        backend: "default".into(),
         source: "ResourceMetrics default".into(),
     }
 }

@@ -299,6 +299,32 @@ pub(super) fn resolve_backend(
     Ok(name.to_string())
 }
 
+/// [`resolve_backend`] for a `ResourceMetrics`, which reads every namespace and the nodes
+/// in one query: its backend's tenant, if any, must not depend on the namespace.
+pub(super) fn resolve_cluster_wide_backend(
+    id: &DefinitionId,
+    requested: Option<&str>,
+    backends: &BackendIndex,
+) -> Result<String, Problem> {
+    let name = resolve_backend(id, requested, backends)?;
+    let per_namespace = backends
+        .get(&name)
+        .and_then(|backend| backend.spec.tenant.as_ref())
+        .is_some_and(|tenant| match &tenant.value {
+            TenantValue::NamespaceLabel(_) => true,
+            TenantValue::Template(template) => template.contains(&TenantSegment::Namespace),
+        });
+    if per_namespace {
+        return Err(Problem::new(
+            Reason::BackendNotAllowed,
+            format!(
+                "the MetricsBackend {name:?} has a tenant per namespace, and a ResourceMetrics reads every namespace and the nodes at once; use a backend with one fixed tenant"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use metrics_registry_apiserver::table::ObjectKind;
 use metrics_registry_crds::{
     AllowedNamespaces, CustomPrometheusRulesSpec, ExternalSpec, MetricsBackendSpec,
-    ResourceMetricsSpec, ResourceQueries, Rule,
+    ResourceMetricsSpec, ResourceQueries, Rule, TenantHeader,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,6 +70,12 @@ fn definition() -> impl Strategy<Value = Definition> {
                 let body = if kind == DefinitionKind::MetricsBackend {
                     DefinitionBody::Backend(Box::new(MetricsBackendSpec {
                         url: ["http://a:9090", "http://b:9090", "ftp://c"][rule].into(),
+                        // A tenant per namespace, which a ResourceMetrics may not use.
+                        tenant: (rule == 1).then(|| TenantHeader {
+                            header: "X-Scope-OrgID".into(),
+                            value: Some("<<.Namespace>>".into()),
+                            namespace_label: None,
+                        }),
                         allowed_namespaces: [
                             None,
                             Some(AllowedNamespaces {
@@ -107,6 +113,7 @@ fn definition() -> impl Strategy<Value = Definition> {
                     DefinitionBody::Resources(ResourceMetricsSpec {
                         cpu: queries.clone(),
                         memory: queries,
+                        backend,
                         ..ResourceMetricsSpec::default()
                     })
                 } else if kind.object().is_none() {

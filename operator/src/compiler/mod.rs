@@ -477,6 +477,7 @@ fn compile_resources(
         container_label,
         node_label,
         window_seconds,
+        backend: DEFAULT_BACKEND.to_string(),
         source: id.to_string(),
     })
 }

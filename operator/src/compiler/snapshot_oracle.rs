@@ -118,6 +118,14 @@ pub(super) fn compile_snapshot(
             },
             DefinitionBody::Resources(spec) => Verdict {
                 problem: compile_resources(&id, spec)
+                    .and_then(|mut rule| {
+                        rule.backend = backend::resolve_cluster_wide_backend(
+                            &id,
+                            spec.backend.as_deref(),
+                            &backends,
+                        )?;
+                        Ok(rule)
+                    })
                     .and_then(|rule| match &resources {
                         Some(taken) => Err(resources_conflict(&taken.source)),
                         None => {

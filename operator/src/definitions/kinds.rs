@@ -233,6 +233,7 @@ impl DefinitionKind {
                 "containerLabel",
                 "nodeLabel",
                 "windowSeconds",
+                "backend",
             ]),
             _ => Some(&[
                 "query",

@@ -1,7 +1,9 @@
 //! One definition as the incremental compiler holds it: compiled on its own, and the
 //! key of the metric group it competes in.
 
-use super::super::backend::{BackendIndex, CompiledBackend, compile_backend, resolve_backend};
+use super::super::backend::{
+    BackendIndex, CompiledBackend, compile_backend, resolve_backend, resolve_cluster_wide_backend,
+};
 use super::super::memo::ParseMemo;
 use super::super::{
     CompileOptions, Problem, Reason, Verdict, compile_external, compile_metric, compile_resources,
@@ -152,9 +154,15 @@ pub(super) fn compile_unit(
                     compiled,
                 }
             }
-            DefinitionBody::Resources(spec) => {
-                Unit::Resources(compile_resources(id, spec).map(Arc::new))
-            }
+            DefinitionBody::Resources(spec) => Unit::Resources(
+                compile_resources(id, spec)
+                    .and_then(|mut rule| {
+                        rule.backend =
+                            resolve_cluster_wide_backend(id, spec.backend.as_deref(), backends)?;
+                        Ok(rule)
+                    })
+                    .map(Arc::new),
+            ),
             DefinitionBody::Rules(spec) => Unit::Rules(
                 recording_rules::validate(&spec.groups)
                     .map_err(|m| Problem::new(Reason::InvalidRule, m)),

@@ -78,9 +78,8 @@ fn named_backend(definition: &Definition) -> Option<&str> {
     let backend = match &definition.body {
         DefinitionBody::Metric(spec) => spec.backend.as_deref(),
         DefinitionBody::External(spec) => spec.backend.as_deref(),
-        DefinitionBody::Resources(_) | DefinitionBody::Rules(_) | DefinitionBody::Backend(_) => {
-            None
-        }
+        DefinitionBody::Resources(spec) => spec.backend.as_deref(),
+        DefinitionBody::Rules(_) | DefinitionBody::Backend(_) => None,
     };
     backend.filter(|name| *name != DEFAULT_BACKEND)
 }
