@@ -857,6 +857,87 @@ async fn presents_the_client_certificate() {
     client(config).query("up").await.unwrap();
 }
 
+fn inline(origin: &str, value: &str) -> InlineSecret {
+    InlineSecret {
+        origin: origin.to_owned(),
+        value: value.as_bytes().to_vec(),
+    }
+}
+
+/// A `MetricsBackend`'s CA and client certificate come from Secrets, in memory.
+#[tokio::test]
+async fn trusts_and_presents_certificates_held_in_memory() {
+    let url = tls_server(true);
+    let mut config = PrometheusConfig::new(&url);
+    config.ca = Some(inline("Secret ns/tls key ca.crt", OTHER_CA));
+    let err = client(config.clone()).query("up").await.unwrap_err();
+    assert!(
+        matches!(err, PrometheusError::Unreachable { tls: true, .. }),
+        "{err:?}"
+    );
+
+    config.ca = Some(inline("Secret ns/tls key ca.crt", TEST_CA));
+    client(config.clone())
+        .query("up")
+        .await
+        .expect_err("the server demands a client certificate");
+    config.client_identity = Some((
+        inline("Secret ns/tls key tls.crt", CLIENT_CERT),
+        inline("Secret ns/tls key tls.key", CLIENT_KEY),
+    ));
+    client(config.clone()).query("up").await.unwrap();
+
+    // What is wrong names the Secret, never its content.
+    config.client_identity = Some((
+        inline("Secret ns/tls key tls.crt", CLIENT_CERT),
+        inline("Secret ns/tls key tls.key", "not a key"),
+    ));
+    let err = PrometheusClient::new(config.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Secret ns/tls key tls.key"), "{err}");
+    assert!(!err.contains("not a key"), "{err}");
+    config.client_identity = None;
+    config.ca = Some(inline("Secret ns/tls key ca.crt", "garbage"));
+    let err = PrometheusClient::new(config.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid CA bundle from Secret ns/tls key ca.crt"),
+        "{err}"
+    );
+    // A file and a Secret for the same thing: refused, not one silently preferred.
+    let dir = tempfile::tempdir().unwrap();
+    config.ca = Some(inline("Secret ns/tls key ca.crt", TEST_CA));
+    config.ca_file = Some(write_file(&dir, "ca.pem", TEST_CA));
+    let err = PrometheusClient::new(config).unwrap_err().to_string();
+    assert!(err.contains("cannot both be used"), "{err}");
+}
+
+#[tokio::test]
+async fn in_memory_bearer_and_basic_credentials_are_sent() {
+    let prom = fake(ok(VECTOR)).await;
+    let mut config = PrometheusConfig::new(&prom.url);
+    config.bearer_token = Some(inline("Secret ns/auth key token", "t0ken\n"));
+    client(config.clone()).query("up").await.unwrap();
+    assert_eq!(header(&prom.last(), "authorization"), Some("Bearer t0ken"));
+    config.bearer_token = None;
+    config.basic_auth_user = Some("reader".to_owned());
+    config.basic_auth_password = Some(inline("Secret ns/auth key password", "pw"));
+    client(config.clone()).query("up").await.unwrap();
+    // base64("reader:pw")
+    assert_eq!(
+        header(&prom.last(), "authorization"),
+        Some("Basic cmVhZGVyOnB3")
+    );
+    config.basic_auth_password = Some(inline("Secret ns/auth key password", "  "));
+    let err = PrometheusClient::new(config).unwrap_err().to_string();
+    assert!(
+        err.contains("Secret ns/auth key password") && err.contains("empty"),
+        "{err}"
+    );
+}
+
 #[test]
 fn mismatched_client_key_is_rejected() {
     install_provider();
