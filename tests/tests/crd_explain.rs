@@ -257,13 +257,17 @@ spec:
         sneaky_message.contains("does not allow namespace \"default\""),
         "{sneaky_message}"
     );
+    // Served from its backend, and the backend's condition once it has been probed.
     let remote = wait_for_row(&admin, services, "remote", |cells| {
         cell(cells, "Ready") == "True"
+            && cell(cells, "Message")
+                .as_str()
+                .is_some_and(|m| m.contains("last probe"))
     })
     .await;
     assert_eq!(
         cell(&remote, "Message"),
-        "served as services/remote from MetricsBackend open"
+        "served as services/remote from MetricsBackend open, whose last probe found it Unreachable (see the MetricsBackend's status)"
     );
     // Each MetricsBackend is probed: nothing listens at `open`'s URL; `answering` has a
     // server that answers the build-info request.

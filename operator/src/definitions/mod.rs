@@ -61,6 +61,19 @@ impl DefinitionStatus {
     }
 }
 
+impl DefinitionBody {
+    /// The `MetricsBackend` named in `spec.backend`, unless it is the default one.
+    pub fn named_backend(&self) -> Option<&str> {
+        let backend = match self {
+            DefinitionBody::Metric(spec) => spec.backend.as_deref(),
+            DefinitionBody::External(spec) => spec.backend.as_deref(),
+            DefinitionBody::Resources(spec) => spec.backend.as_deref(),
+            DefinitionBody::Rules(_) | DefinitionBody::Backend(_) => None,
+        };
+        backend.filter(|name| *name != metrics_registry_apiserver::table::DEFAULT_BACKEND)
+    }
+}
+
 /// One definition in the snapshot the compiler reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Definition {

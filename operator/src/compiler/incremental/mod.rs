@@ -15,7 +15,6 @@ use super::memo::ParseMemo;
 use super::{CompileOptions, Problem, Verdict, recording_rules};
 use crate::definitions::{Definition, DefinitionBody, DefinitionId, DefinitionKind};
 use entry::{Before, Entry, GroupKey, Member, Unit, compile_unit};
-use metrics_registry_apiserver::table::DEFAULT_BACKEND;
 use metrics_registry_apiserver::table::{RuleTable, Scope};
 use metrics_registry_crds::RuleGroup;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -75,13 +74,7 @@ pub struct IncrementalCompiler {
 
 /// The `MetricsBackend` a definition names in `spec.backend`, unless it is the default.
 fn named_backend(definition: &Definition) -> Option<&str> {
-    let backend = match &definition.body {
-        DefinitionBody::Metric(spec) => spec.backend.as_deref(),
-        DefinitionBody::External(spec) => spec.backend.as_deref(),
-        DefinitionBody::Resources(spec) => spec.backend.as_deref(),
-        DefinitionBody::Rules(_) | DefinitionBody::Backend(_) => None,
-    };
-    backend.filter(|name| *name != DEFAULT_BACKEND)
+    definition.body.named_backend()
 }
 
 impl IncrementalCompiler {

@@ -114,6 +114,14 @@ fn ready_condition(
     };
     if let Some(backend) = &verdict.backend {
         message.push_str(&format!(" from MetricsBackend {backend}"));
+        // Served, but its queries fail while the backend does: say so, by the probe's
+        // result only (its error text would rewrite the status at every change of it).
+        if let Some(probe) = probe.filter(|probe| probe.result != ProbeResult::Reachable) {
+            message.push_str(&format!(
+                ", whose last probe found it {} (see the MetricsBackend's status)",
+                probe.result.as_str()
+            ));
+        }
     }
     if !verdict.overridden_in.is_empty() {
         message.push_str(&format!(
@@ -126,7 +134,7 @@ fn ready_condition(
 
 /// The whole `.status` a record should have. Written by server-side apply, so a field
 /// left out here (no overrides any more) is removed. `probe` is a `MetricsBackend`'s
-/// last probe.
+/// last probe, or that of the backend a definition reads.
 pub fn desired_status(
     record: &ObjectRecord,
     verdict: Option<&Verdict>,

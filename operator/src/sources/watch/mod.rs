@@ -119,12 +119,16 @@ impl DefinitionController {
             let deadline = pending.deadline();
             tokio::select! {
                 Ok(()) = probe_rounds.changed() => {
-                    // Backends were probed: their statuses carry the result.
-                    let backends = store
+                    // Backends were probed: their statuses carry the result, and those of
+                    // the definitions naming them the backend's condition.
+                    let affected = store
                         .records()
-                        .filter(|r| r.id.kind == DefinitionKind::MetricsBackend)
+                        .filter(|r| {
+                            r.id.kind == DefinitionKind::MetricsBackend
+                                || r.decoded.as_ref().is_ok_and(|d| d.body.named_backend().is_some())
+                        })
                         .map(|r| r.id.clone());
-                    pending.dirty.extend(backends);
+                    pending.dirty.extend(affected);
                     pending.note(Instant::now());
                 }
                 event = events.recv() => {
@@ -225,10 +229,14 @@ impl DefinitionController {
             let Some(record) = store.record(&id) else {
                 continue;
             };
-            let probe = (id.kind == DefinitionKind::MetricsBackend)
-                .then(|| self.publisher.backends().last_probe(&id.name))
-                .flatten();
-            let desired = desired_status(record, compiler.verdict(&id), probe.as_ref(), &now);
+            // A backend's own probe, or the probe of the backend a served definition reads.
+            let verdict = compiler.verdict(&id);
+            let probed = match id.kind {
+                DefinitionKind::MetricsBackend => Some(id.name.as_str()),
+                _ => verdict.and_then(|v| v.backend.as_deref()),
+            };
+            let probe = probed.and_then(|name| self.publisher.backends().last_probe(name));
+            let desired = desired_status(record, verdict, probe.as_ref(), &now);
             if !is_current(record, &desired) {
                 self.statuses.push(id, desired);
             }
