@@ -87,10 +87,11 @@ fn every_kind_shows_the_ready_message_in_kubectl_get() {
             .clone()
             .unwrap_or_default();
         let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        let expected: &[&str] = if kind == "CustomPrometheusRules" || kind == "ResourceMetrics" {
-            &["Ready", "Reason", "Age", "Message"]
-        } else {
-            &["Metric", "Ready", "Reason", "Age", "Message"]
+        let expected: &[&str] = match kind.as_str() {
+            "CustomPrometheusRules" | "ResourceMetrics" => &["Ready", "Reason", "Age", "Message"],
+            // What it points at, and when it was last asked whether it answers.
+            "MetricsBackend" => &["URL", "Ready", "Reason", "LastProbe", "Age", "Message"],
+            _ => &["Metric", "Ready", "Reason", "Age", "Message"],
         };
         assert_eq!(names, expected, "{kind}");
         let message = columns.iter().find(|c| c.name == "Message").unwrap();
