@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use metrics_registry_tests::exporter::Exporter;
-use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};
+use metrics_registry_tests::prometheus::Prometheus;
 use metrics_registry_tests::registry::{Registry, RegistryOptions};
+use metrics_registry_tests::stack::scraping;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -185,16 +186,7 @@ async fn credentials_come_from_secrets_and_follow_their_rotation() {
         &[("namespace", "team-a"), ("service", "orders")],
         7.0,
     );
-    let prometheus = Prometheus::start(PrometheusOptions {
-        targets: vec![exporter.addr()],
-        ..PrometheusOptions::default()
-    })
-    .await
-    .unwrap();
-    prometheus
-        .wait_for_series("queue_depth", Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (prometheus, _rules) = scraping(&exporter, "queue_depth").await.unwrap();
     let (gateway_url, gate) = gateway(&prometheus).await;
     *gate.basic.lock().unwrap() = Some(("reader".into(), "pa55word".into()));
     gate.bearer.lock().unwrap().insert("static-token".into());

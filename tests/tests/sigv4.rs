@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use metrics_registry_tests::exporter::Exporter;
 use metrics_registry_tests::ports::free_addr;
-use metrics_registry_tests::prometheus::{Prometheus, PrometheusOptions};
 use metrics_registry_tests::registry_process::binary;
+use metrics_registry_tests::stack::scraping;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -299,16 +299,7 @@ async fn queries_are_signed_with_credentials_from_the_environment_chain() {
         &[("namespace", "team-a"), ("service", "orders")],
         7.0,
     );
-    let prometheus = Prometheus::start(PrometheusOptions {
-        targets: vec![exporter.addr()],
-        ..PrometheusOptions::default()
-    })
-    .await
-    .unwrap();
-    prometheus
-        .wait_for_series("queue_depth", Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (prometheus, _rules) = scraping(&exporter, "queue_depth").await.unwrap();
     let gateway = Arc::new(Gateway {
         prometheus: prometheus.url(),
         http: reqwest::Client::new(),

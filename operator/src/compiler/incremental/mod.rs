@@ -72,11 +72,6 @@ pub struct IncrementalCompiler {
     backend_users: HashMap<String, BTreeSet<DefinitionId>>,
 }
 
-/// The `MetricsBackend` a definition names in `spec.backend`, unless it is the default.
-fn named_backend(definition: &Definition) -> Option<&str> {
-    definition.body.named_backend()
-}
-
 impl IncrementalCompiler {
     pub fn new(options: CompileOptions) -> Self {
         let mut table = RuleTable::default();
@@ -144,7 +139,7 @@ impl IncrementalCompiler {
     }
 
     fn note_backend_user(&mut self, definition: &Definition, uses: bool) {
-        let Some(name) = named_backend(definition) else {
+        let Some(name) = definition.body.named_backend() else {
             return;
         };
         if uses {
